@@ -1,0 +1,33 @@
+# Thin front for CMake/CTest.  `make test` is the README's test command.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: all build test asan deps bench demo clean
+
+all: build
+
+deps:
+	sh tools/install-deps.sh
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Everything: the test suite, then the file-parsing tests again under AddressSanitizer + UBSan.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	$(MAKE) asan
+
+asan:
+	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DAD_SANITIZE=ON
+	cmake --build $(BUILD)-asan -j$(JOBS)
+	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS) -L 'weights|io|detect'
+
+bench: build
+	sh bench/run_all.sh
+
+demo: build
+	sh samples/demo.sh
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan

@@ -1,0 +1,284 @@
+/*
+ * anomalydino.h - training-free visual anomaly detection with DINOv2 (AnomalyDINO), in C.
+ *
+ * USAGE
+ *   Learn "normal" from a few good images, then score new ones:
+ *
+ *     ad_model *m = ad_model_load("dinov2_vits14_pretrain.pth");     // or model.safetensors
+ *     if (!m) { fprintf(stderr, "%s\n", ad_errmsg()); ... }
+ *     ad_context *ctx = ad_context_new(m, ad_context_default_params());
+ *
+ *     ad_bank_params bp = ad_bank_default_params();                   // resolution 448, ...
+ *     ad_bank *bank = ad_bank_new(m, &bp);
+ *     for each good image (RGB8, decoded by the caller):
+ *         ad_bank_add_image(bank, ctx, &img, 0);                      // + 8 rotations if bp.rotate
+ *     ad_bank_calibrate_loo(bank, ctx, AD_THRESH_MAX, 0);             // optional decision threshold
+ *     ad_bank_save(bank, "part.adbank");
+ *
+ *     ad_result r;
+ *     ad_predict(bank, ctx, &test_img, -1, &r);   // mask -1: the bank's setting
+ *     // r.score, r.verdict (AD_VERDICT_OK / _NG / _NONE), r.grid (grid_h x grid_w),
+ *     ad_anomaly_map(r.grid, r.grid_h, r.grid_w, img.width, img.height, map);  // full-size heat map
+ *     ad_result_free(&r);
+ *
+ *   The library never prints and never reads image files: decoding PNG/JPEG is the caller's job
+ *   (the command-line tool does it), and every failing call returns a status (or NULL) with a
+ *   one-line reason in ad_errmsg(). Outputs are untouched on failure.
+ *
+ * DATA FLOW
+ *   weights (.pth / .safetensors) -> ad_model -> backbone forward (ad_extract) -> ad_features
+ *   -> background mask (ad_mask_pca) -> memory bank / nearest neighbour (ad_bank_*)
+ *   -> patch-distance grid -> image score (ad_score_top1p) and map (ad_anomaly_map)
+ *   -> evaluation (ad_metrics_image, ad_pixel_eval_*).
+ *
+ * THREADS
+ *   An ad_model is read-only after loading and may be shared by any number of threads and
+ *   contexts. An ad_context, ad_bank or ad_pixel_eval must be used by one thread at a time.
+ *   Compute-heavy calls use the context's n_threads (OpenMP + OpenBLAS); the BLAS thread count is
+ *   process-global, so concurrent contexts should use the same n_threads.
+ *   ad_errmsg() is per thread.
+ *
+ * DETERMINISM
+ *   The same inputs and the same thread count give bit-identical outputs.
+ */
+#ifndef ANOMALYDINO_H
+#define ANOMALYDINO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AD_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status and errors                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum {
+    AD_OK = 0,
+    AD_E_ARG = 1,         /* invalid argument (NULL, size out of range, unknown preset, ...) */
+    AD_E_IO = 2,          /* file cannot be opened, read or written */
+    AD_E_FORMAT = 3,      /* file content is corrupt, truncated or of an unsupported kind */
+    AD_E_NOMEM = 4,       /* allocation failed */
+    AD_E_MISMATCH = 5,    /* e.g. a bank made with other weights, or features of another width */
+    AD_E_INTERNAL = 6
+} ad_status;
+
+/* The reason for the last failure on this thread, one line, never NULL. Valid until the next
+ * failing call on this thread. */
+const char *ad_errmsg(void);
+const char *ad_status_name(ad_status s);
+const char *ad_version(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Images: RGB8, interleaved, row-major (data[(y*width + x)*3 + c])                            */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    int width, height;
+    uint8_t *data;
+} ad_image;
+
+ad_status ad_image_alloc(ad_image *img, int width, int height);
+void ad_image_free(ad_image *img);
+
+/* Pillow's antialiased bicubic (a = -0.5, 22-bit fixed point, horizontal then vertical pass). */
+ad_status ad_resize_pillow(const ad_image *src, int out_w, int out_h, ad_image *dst);
+/* Smaller edge to `short_edge`, long edge int(S*long/short); a copy if already that size. */
+ad_status ad_resize_short_edge(const ad_image *src, int short_edge, ad_image *dst);
+/* cv2.warpAffine(INTER_LINEAR, BORDER_REFLECT_101) of getRotationMatrix2D((W/2, H/2), deg, 1). */
+ad_status ad_rotate(const ad_image *src, double angle_deg, ad_image *dst);
+
+/* Network input: CHW float32, ImageNet-normalised, H and W multiples of 14. */
+typedef struct {
+    int width, height;
+    float *data; /* 3 * height * width */
+} ad_input;
+
+/* resolution > 0: smaller-edge resize to it first; 0: the image as is. Then /255, mean/std,
+ * top-left crop to multiples of 14. Fails if the result is smaller than 14 x 14. */
+ad_status ad_preprocess(const ad_image *img, int resolution, ad_input *out);
+void ad_input_free(ad_input *in);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Model: DINOv2 weights, read-only                                                            */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct ad_model ad_model;
+
+typedef enum { AD_POS_SCALE_FACTOR = 0, AD_POS_ANTIALIAS = 1 } ad_pos_interp;
+
+typedef struct {
+    int dim, depth, heads, head_dim;
+    int ffn_hidden;        /* MLP hidden width, or the SwiGLU hidden width (4096 for ViT-g) */
+    int swiglu;            /* 0: MLP + exact GELU, 1: SwiGLU */
+    int n_registers;       /* 0 or 4 */
+    int patch_size;        /* 14 */
+    int pos_grid;          /* 37 */
+    ad_pos_interp pos_interp;
+    const char *format;    /* "pth" or "safetensors" */
+    const char *dtype;     /* dtype stored in the file: "F32", "F16", "BF16" */
+    const char *name;      /* "vits14", "vitb14_reg4", ... or "custom" */
+    uint64_t n_params;
+    uint64_t fingerprint;  /* identity of the weights' values (format independent) */
+} ad_model_info;
+
+/* Reads a hub checkpoint (.pth, PyTorch zip) or a Hugging Face model.safetensors; the format is
+ * recognised from the content. The configuration is inferred from the tensors. NULL on failure. */
+ad_model *ad_model_load(const char *path);
+void ad_model_free(ad_model *m);
+ad_model_info ad_model_get_info(const ad_model *m);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Context: per-run scratch                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct ad_context ad_context;
+
+typedef struct {
+    int n_threads;   /* <= 0: all cores */
+} ad_context_params;
+
+ad_context_params ad_context_default_params(void);
+ad_context *ad_context_new(const ad_model *m, ad_context_params p);
+void ad_context_free(ad_context *ctx);
+int ad_context_threads(const ad_context *ctx);
+
+/* Features of one image: final-LayerNorm patch tokens (CLS and registers dropped). */
+typedef struct {
+    int grid_h, grid_w, dim;
+    float *patch;   /* (grid_h*grid_w) x dim, row-major over the patch grid */
+    float *cls;     /* dim */
+} ad_features;
+
+ad_status ad_extract(ad_context *ctx, const ad_input *in, ad_features *out);
+/* Outputs of the listed 0-based blocks (negative: from the end, -1 = last), each through the
+ * final LayerNorm when `norm` is set. outs[] has n_layers entries. */
+ad_status ad_extract_layers(ad_context *ctx, const ad_input *in, const int *layers, int n_layers,
+                            int norm, ad_features *outs);
+/* ad_preprocess + ad_extract. */
+ad_status ad_extract_image(ad_context *ctx, const ad_image *img, int resolution, ad_features *out);
+void ad_features_free(ad_features *f);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Zero-shot background mask (PCA of the image's own features)                                 */
+/* ------------------------------------------------------------------------------------------ */
+/* keep[grid_h*grid_w] = 1 for foreground patches. Exact first principal component (float64),
+ * sign: largest-magnitude score positive; > 10; centre-crop flip test (border 0.2, 35 %);
+ * 2-D 3x3 dilation then 3x3 closing. */
+ad_status ad_mask_pca(const ad_features *f, uint8_t *keep);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Presets of the original (which categories are masked / rotated)                            */
+/* ------------------------------------------------------------------------------------------ */
+/* preset: agnostic, informed, masking_only, informed_no_mask, agnostic_no_mask,
+ * force_{no_mask|mask}_{no_rotation|rotation}; dataset: "mvtec" or "visa"; category: e.g. "screw".
+ * Unknown categories get the dataset-independent answer of the preset (agnostic: rotate, mask
+ * only where the table says so -> not masked). */
+ad_status ad_preset_lookup(const char *preset, const char *dataset, const char *category,
+                           int *mask, int *rotate);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Memory bank, nearest neighbour, scores                                                      */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct ad_bank ad_bank;
+
+typedef struct {
+    int resolution;   /* smaller edge, default 448; 0 = no resize */
+    int rotate;       /* 8 rotations of every reference */
+    int mask_refs;    /* PCA-mask references (default 0) */
+    int mask_test;    /* PCA-mask test images by default (default 0) */
+    int knn_k;        /* neighbours averaged, default 1 */
+} ad_bank_params;
+
+ad_bank_params ad_bank_default_params(void);
+ad_bank *ad_bank_new(const ad_model *m, const ad_bank_params *p);
+void ad_bank_free(ad_bank *b);
+ad_bank_params ad_bank_get_params(const ad_bank *b);
+size_t ad_bank_rows(const ad_bank *b);
+int ad_bank_images(const ad_bank *b);   /* reference images added (before rotation) */
+
+/* Adds one reference image (and its rotations when the bank rotates). */
+ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, int image_id);
+/* Adds precomputed features (already rotated etc.); keep may be NULL (all patches). Rows are
+ * L2-normalised on insertion. image_id groups rows for leave-one-out. */
+ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *keep, int image_id);
+
+/* Patch distances of f against the bank: grid[i] = mean over the k nearest of (1 - cosine),
+ * 0 where keep[i] == 0 (keep may be NULL). Block-wise: the Q x M similarity matrix is never
+ * held whole. exclude_image_id >= 0 leaves that reference's rows out (leave-one-out). */
+ad_status ad_bank_query(const ad_bank *b, ad_context *ctx, const ad_features *f,
+                        const uint8_t *keep, int exclude_image_id, double *grid);
+
+/* Decision threshold learned from normal images only. */
+typedef enum { AD_THRESH_MAX = 0, AD_THRESH_QUANTILE = 1 } ad_thresh_rule;
+/* Leave-one-out over the references (needs >= 2); `q` is the quantile for AD_THRESH_QUANTILE. */
+ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule, double q);
+/* From scores of held-out good images. */
+ad_status ad_bank_calibrate_scores(ad_bank *b, const double *scores, int n, ad_thresh_rule rule,
+                                   double q);
+/* 1 and *thr set if the bank has a threshold, else 0. */
+int ad_bank_threshold(const ad_bank *b, double *thr);
+
+/* Versioned, checksummed file: features, settings, weights' fingerprint, threshold. */
+ad_status ad_bank_save(const ad_bank *b, const char *path);
+ad_bank *ad_bank_load(const char *path);
+/* AD_E_MISMATCH if the bank was made with other weights. */
+ad_status ad_bank_check_model(const ad_bank *b, const ad_model *m);
+
+/* Image score: mean of the floor(0.01*n) largest values (n counts every cell), max if that is 0. */
+double ad_score_top1p(const double *grid, size_t n);
+
+/* Full-resolution map: bilinear resize of the grid (half-pixel centres, edge clamp) to
+ * out_w x out_h, then Gaussian sigma 4 (radius 16, reflect), separable, in float64. */
+ad_status ad_anomaly_map(const double *grid, int grid_h, int grid_w, int out_w, int out_h,
+                         float *map);
+
+typedef enum { AD_VERDICT_NONE = -1, AD_VERDICT_OK = 0, AD_VERDICT_NG = 1 } ad_verdict;
+
+typedef struct {
+    double score;
+    ad_verdict verdict;     /* NONE if the bank has no threshold */
+    int grid_h, grid_w;
+    double *grid;           /* patch distances, 0 for masked-out patches */
+    uint8_t *keep;          /* the mask used (all 1 without masking) */
+} ad_result;
+
+/* Preprocess, extract, optional mask (mask: 1 on, 0 off, -1 the bank's mask_test), query, score. */
+ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int mask,
+                     ad_result *out);
+void ad_result_free(ad_result *r);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Batched zero-shot (paper Appendix D)                                                        */
+/* ------------------------------------------------------------------------------------------ */
+/* Each image's patches against all patches of all other images (M): k = max(1, int(0.001*M)),
+ * patch score = mean of the distances strictly below the k-th smallest (the k-th smallest itself
+ * when none is below); keeps[i] may be NULL; grids[i] (grid_h*grid_w doubles) are written. */
+ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *const *keeps,
+                      int n_images, double *const *grids);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Evaluation metrics (as scikit-learn and the MVTec AU-PRO code)                              */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    double auroc, ap, f1max;
+} ad_image_metrics;
+
+/* labels: 0 normal, 1 anomalous; needs both classes. */
+ad_status ad_metrics_image(const int *labels, const double *scores, size_t n,
+                           ad_image_metrics *out);
+
+typedef struct ad_pixel_eval ad_pixel_eval;
+ad_pixel_eval *ad_pixel_eval_new(void);
+/* One image: map (h x w float32), mask (h x w, nonzero = anomalous) or NULL for a good image. */
+ad_status ad_pixel_eval_add(ad_pixel_eval *pe, const float *map, const uint8_t *mask, int w, int h);
+typedef struct {
+    double auroc, f1max, aupro;
+} ad_pixel_metrics;
+ad_status ad_pixel_eval_finish(ad_pixel_eval *pe, ad_pixel_metrics *out);
+void ad_pixel_eval_free(ad_pixel_eval *pe);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ANOMALYDINO_H */

@@ -1,0 +1,50 @@
+/* anomalydino: command dispatcher. */
+#include "cli/cli.h"
+
+#include <getopt.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    cli_command_fn fn;
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    /* commands are registered here as they land */
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "anomalydino %s - training-free anomaly detection with DINOv2 (AnomalyDINO)\n\n"
+            "usage: anomalydino <command> [options]   (anomalydino <command> --help for details)\n\n"
+            "commands:\n",
+            ad_version());
+    for (const command *c = commands; c->name; c++) fprintf(f, "  %-10s %s\n", c->name, c->summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("anomalydino %s\n", ad_version());
+        return 0;
+    }
+    for (const command *c = commands; c->name; c++) {
+        if (!strcmp(argv[1], c->name)) {
+            optind = 1;
+            return c->fn(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "anomalydino: unknown command '%s' (see anomalydino --help)\n", argv[1]);
+    return 2;
+}

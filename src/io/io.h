@@ -1,0 +1,44 @@
+/* File formats used by the command-line tool and the tests (not part of the public library):
+ * image decoding/encoding, NumPy .npy, small file helpers. Every function reports failures
+ * through ad_fail (one line, starting with the path). */
+#ifndef AD_IO_H
+#define AD_IO_H
+
+#include "core/core.h"
+
+/* PNG (8/16-bit, grey, grey+alpha, RGB, RGBA, palette) or JPEG, recognised by content, to RGB8
+ * as OpenCV's imread(IMREAD_COLOR) followed by BGR->RGB gives (16-bit: high byte; alpha
+ * dropped; grey replicated). */
+ad_status ad_io_read_image(const char *path, ad_image *out);
+/* Grey 8-bit mask (any PNG: converted to grey by taking the first channel / 16-bit high byte). */
+ad_status ad_io_read_mask(const char *path, uint8_t **out, int *w, int *h);
+ad_status ad_io_write_png_rgb(const char *path, const uint8_t *rgb, int w, int h);
+ad_status ad_io_write_png_gray(const char *path, const uint8_t *g, int w, int h);
+
+/* .npy version 1.0/2.0, little-endian, C order. dtype: 'f4' float32, 'f8' float64, 'u1' uint8,
+ * 'b1' bool. */
+typedef enum { AD_NPY_F4, AD_NPY_F8, AD_NPY_U1, AD_NPY_B1 } ad_npy_dtype;
+typedef struct {
+    ad_npy_dtype dtype;
+    int ndim;
+    size_t shape[8];
+    size_t count;   /* product of shape */
+    void *data;     /* count elements, ad_alloc'ed */
+} ad_npy;
+
+ad_status ad_npy_read(const char *path, ad_npy *out);
+void ad_npy_free(ad_npy *a);
+/* Converts any numeric dtype to a new float64 / float32 array (ad_alloc'ed). */
+double *ad_npy_to_f64(const ad_npy *a);
+float *ad_npy_to_f32(const ad_npy *a);
+ad_status ad_npy_write(const char *path, ad_npy_dtype dtype, const void *data, int ndim,
+                       const size_t *shape);
+
+/* Whole file into memory (NUL-terminated); NULL on failure. */
+char *ad_io_read_file(const char *path, size_t *len);
+/* mkdir -p */
+ad_status ad_io_mkdirs(const char *path);
+int ad_io_is_dir(const char *path);
+int ad_io_exists(const char *path);
+
+#endif
