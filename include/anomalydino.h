@@ -253,7 +253,9 @@ void ad_result_free(ad_result *r);
 /* ------------------------------------------------------------------------------------------ */
 /* Each image's patches against all patches of all other images (M): k = max(1, int(0.001*M)),
  * patch score = mean of the distances strictly below the k-th smallest (the k-th smallest itself
- * when none is below); keeps[i] may be NULL; grids[i] (grid_h*grid_w doubles) are written. */
+ * when none is below); keeps[i] may be NULL; grids[i] (grid_h*grid_w doubles) are written.
+ * Masked-out patches score 0 but stay references for the other images. n_images >= 2, equal
+ * feature widths. ctx supplies the thread count (NULL: the current OpenMP setting). */
 ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *const *keeps,
                       int n_images, double *const *grids);
 
@@ -264,17 +266,22 @@ typedef struct {
     double auroc, ap, f1max;
 } ad_image_metrics;
 
-/* labels: 0 normal, 1 anomalous; needs both classes. */
+/* labels: 0 normal, 1 anomalous; needs both classes; scores finite. roc_auc_score,
+ * average_precision_score and max 2PR/(P+R) over precision_recall_curve (docs/metrics.md). */
 ad_status ad_metrics_image(const int *labels, const double *scores, size_t n,
                            ad_image_metrics *out);
 
+/* Pixel metrics of a whole category, all pixels pooled, in bounded memory (~4 bytes per normal
+ * and 8 per anomalous pixel): add the images one by one, then finish. */
 typedef struct ad_pixel_eval ad_pixel_eval;
 ad_pixel_eval *ad_pixel_eval_new(void);
-/* One image: map (h x w float32), mask (h x w, nonzero = anomalous) or NULL for a good image. */
+/* One image: map (h x w float32, finite), mask (h x w, nonzero = anomalous) or NULL for a good
+ * image; images may differ in size. The data is copied; a refused image leaves pe unchanged. */
 ad_status ad_pixel_eval_add(ad_pixel_eval *pe, const float *map, const uint8_t *mask, int w, int h);
 typedef struct {
-    double auroc, f1max, aupro;
+    double auroc, f1max, aupro;   /* aupro: MVTec AU-PRO up to FPR 0.3, divided by 0.3 */
 } ad_pixel_metrics;
+/* Needs anomalous and normal pixels. May be called again (more images may be added between). */
 ad_status ad_pixel_eval_finish(ad_pixel_eval *pe, ad_pixel_metrics *out);
 void ad_pixel_eval_free(ad_pixel_eval *pe);
 

@@ -12,6 +12,7 @@ typedef struct {
 
 static const command commands[] = {
     /* commands are registered here as they land */
+    {"metrics", cmd_metrics, "AUROC/AP/F1-max and pixel AU-PRO from a scores CSV"},
     {NULL, NULL, NULL},
 };
 

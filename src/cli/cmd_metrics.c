@@ -1,0 +1,493 @@
+/* anomalydino metrics: the paper's metrics from a CSV of scores (and optionally anomaly maps and
+ * ground-truth masks), without a model. */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CMD "metrics"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: anomalydino metrics SCORES.csv [--json-out FILE] [--threads N]\n\n"
+            "Computes image AUROC, AP and F1-max (scikit-learn semantics) and, when the CSV lists\n"
+            "anomaly maps, pixel AUROC, pixel F1-max and AU-PRO up to FPR 0.3 (the MVTec\n"
+            "algorithm), and prints them as JSON.\n\n"
+            "SCORES.csv has a header naming its columns: image,label,score[,map,mask]\n"
+            "  image   name (informative only)\n"
+            "  label   0 normal, 1 anomalous\n"
+            "  score   image anomaly score\n"
+            "  map     .npy float32 (or float64) H x W anomaly map\n"
+            "  mask    ground-truth PNG, nonzero = anomalous; empty for a good image\n"
+            "Paths are relative to the CSV's folder. Fields may be quoted (\"a,b\", \"\" for \").\n\n"
+            "  --json-out FILE   also write the JSON to FILE\n"
+            "  --threads N       threads for sorting the pixels (default: all cores)\n"
+            "  -h, --help        this help\n\n"
+            "Exit status: 0 success, 1 bad input (missing file, bad row, one class only),\n"
+            "2 wrong usage.\n");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* CSV (RFC 4180): comma separated, fields optionally in double quotes with "" for a quote and  */
+/* line breaks allowed inside quotes; LF or CRLF line ends; a UTF-8 byte-order mark is skipped. */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    char **f;
+    int n, cap;
+    int line;   /* physical line where the record starts */
+} csv_row;
+
+typedef struct {
+    const char *p, *end;
+    int line;
+} csv_reader;
+
+static void row_clear(csv_row *r)
+{
+    for (int i = 0; i < r->n; i++) free(r->f[i]);
+    r->n = 0;
+}
+
+static void row_free(csv_row *r)
+{
+    row_clear(r);
+    free(r->f);
+    r->f = NULL;
+    r->cap = 0;
+}
+
+static int row_push(csv_row *r, const char *s, size_t len)
+{
+    if (r->n == r->cap) {
+        int cap = r->cap ? r->cap * 2 : 8;
+        char **f = realloc(r->f, (size_t)cap * sizeof *f);
+        if (!f) return -1;
+        r->f = f;
+        r->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (!c) return -1;
+    memcpy(c, s, len);
+    c[len] = 0;
+    r->f[r->n++] = c;
+    return 0;
+}
+
+/* Next record into row. 1: a record, 0: end of input, -1: error (message in err). Blank lines
+ * are skipped. */
+static int csv_next(csv_reader *rd, csv_row *row, char *err, size_t errlen)
+{
+    row_clear(row);
+    while (rd->p < rd->end && (*rd->p == '\n' || *rd->p == '\r')) {
+        if (*rd->p == '\n') rd->line++;
+        rd->p++;
+    }
+    if (rd->p >= rd->end) return 0;
+    row->line = rd->line;
+    size_t cap = 256, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) goto nomem;
+    for (;;) {
+        len = 0;
+        int quoted = 0;
+        if (rd->p < rd->end && *rd->p == '"') {
+            quoted = 1;
+            rd->p++;
+        }
+        for (;;) {
+            if (rd->p >= rd->end) {
+                if (quoted) {
+                    snprintf(err, errlen, "line %d: unterminated quoted field", row->line);
+                    free(buf);
+                    return -1;
+                }
+                break;
+            }
+            char c = *rd->p;
+            if (quoted) {
+                if (c == '"') {
+                    if (rd->p + 1 < rd->end && rd->p[1] == '"') {
+                        rd->p += 2;
+                    } else {
+                        rd->p++;
+                        quoted = 0;
+                        /* only a separator or the line end may follow a closing quote */
+                        if (rd->p < rd->end && *rd->p != ',' && *rd->p != '\n' &&
+                            !(*rd->p == '\r' && (rd->p + 1 == rd->end || rd->p[1] == '\n'))) {
+                            snprintf(err, errlen, "line %d: text after a closing quote",
+                                     rd->line);
+                            free(buf);
+                            return -1;
+                        }
+                        continue;
+                    }
+                } else {
+                    if (c == '\n') rd->line++;
+                    rd->p++;
+                }
+            } else {
+                if (c == ',' || c == '\n') break;
+                if (c == '\r' && (rd->p + 1 == rd->end || rd->p[1] == '\n')) break;
+                rd->p++;
+            }
+            if (len + 1 >= cap) {
+                char *nb = realloc(buf, cap * 2);
+                if (!nb) goto nomem;
+                buf = nb;
+                cap *= 2;
+            }
+            buf[len++] = c;
+        }
+        if (row_push(row, buf, len)) goto nomem;
+        if (rd->p < rd->end && *rd->p == ',') {
+            rd->p++;
+            continue;
+        }
+        if (rd->p < rd->end && *rd->p == '\r') rd->p++;
+        if (rd->p < rd->end && *rd->p == '\n') {
+            rd->p++;
+            rd->line++;
+        }
+        break;
+    }
+    free(buf);
+    return 1;
+nomem:
+    free(buf);
+    snprintf(err, errlen, "line %d: out of memory", row->line);
+    return -1;
+}
+
+/* Leading/trailing blanks of an unquoted header name or number are not meaningful. */
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    int n, cap;
+    int *label;
+    double *score;
+    char **map, **mask;   /* NULL when the column is absent / the field is empty */
+    int *line;
+} table;
+
+static void table_free(table *t)
+{
+    for (int i = 0; i < t->n; i++) {
+        free(t->map[i]);
+        free(t->mask[i]);
+    }
+    free(t->label);
+    free(t->score);
+    free(t->map);
+    free(t->mask);
+    free(t->line);
+}
+
+static int table_grow(table *t)
+{
+    if (t->n < t->cap) return 0;
+    int cap = t->cap ? t->cap * 2 : 64;
+    int *l = realloc(t->label, (size_t)cap * sizeof *l);
+    if (l) t->label = l;
+    double *s = realloc(t->score, (size_t)cap * sizeof *s);
+    if (s) t->score = s;
+    char **m = realloc(t->map, (size_t)cap * sizeof *m);
+    if (m) t->map = m;
+    char **k = realloc(t->mask, (size_t)cap * sizeof *k);
+    if (k) t->mask = k;
+    int *ln = realloc(t->line, (size_t)cap * sizeof *ln);
+    if (ln) t->line = ln;
+    if (!l || !s || !m || !k || !ln) return -1;
+    t->cap = cap;
+    return 0;
+}
+
+/* dir/rel unless rel is absolute. */
+static char *join_path(const char *dir, const char *rel)
+{
+    size_t a = strlen(dir), b = strlen(rel);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    if (rel[0] == '/' || a == 0) memcpy(p, rel, b + 1);
+    else {
+        memcpy(p, dir, a);
+        p[a] = '/';
+        memcpy(p + a + 1, rel, b + 1);
+    }
+    return p;
+}
+
+/* Reads and checks the CSV. 0 on success; on failure the error has been printed. */
+static int read_table(const char *path, table *t, int *has_maps)
+{
+    size_t len;
+    char *text = ad_io_read_file(path, &len);
+    if (!text) {
+        cli_error(CMD, "%s", ad_errmsg());
+        return -1;
+    }
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup("");
+    csv_reader rd = {text, text + len, 1};
+    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) rd.p += 3;
+    csv_row row = {0};
+    char err[256];
+    int rc = -1, r;
+    int c_label = -1, c_score = -1, c_map = -1, c_mask = -1, c_image = -1, n_cols = 0;
+    if (!dir) {
+        cli_error(CMD, "out of memory");
+        goto out;
+    }
+
+    r = csv_next(&rd, &row, err, sizeof err);
+    if (r <= 0) {
+        cli_error(CMD, "%s: %s", path, r < 0 ? err : "empty file (expected a header line)");
+        goto out;
+    }
+    n_cols = row.n;
+    for (int i = 0; i < row.n; i++) {
+        const char *name = trim(row.f[i]);
+        int *slot = !strcmp(name, "image") ? &c_image
+                    : !strcmp(name, "label") ? &c_label
+                    : !strcmp(name, "score") ? &c_score
+                    : !strcmp(name, "map")   ? &c_map
+                    : !strcmp(name, "mask")  ? &c_mask
+                                             : NULL;
+        if (!slot) continue;   /* extra columns are allowed and ignored */
+        if (*slot >= 0) {
+            cli_error(CMD, "%s: line %d: column '%s' appears twice", path, row.line, name);
+            goto out;
+        }
+        *slot = i;
+    }
+    if (c_label < 0 || c_score < 0) {
+        cli_error(CMD, "%s: line %d: the header needs columns 'label' and 'score' "
+                  "(image,label,score[,map,mask])", path, row.line);
+        goto out;
+    }
+    if (c_mask >= 0 && c_map < 0) {
+        cli_error(CMD, "%s: line %d: a 'mask' column needs a 'map' column", path, row.line);
+        goto out;
+    }
+    (void)c_image;
+    *has_maps = c_map >= 0;
+
+    while ((r = csv_next(&rd, &row, err, sizeof err)) > 0) {
+        if (row.n != n_cols) {
+            cli_error(CMD, "%s: line %d: %d fields, the header has %d", path, row.line, row.n,
+                      n_cols);
+            goto out;
+        }
+        if (table_grow(t)) {
+            cli_error(CMD, "out of memory");
+            goto out;
+        }
+        int i = t->n;
+        t->map[i] = t->mask[i] = NULL;
+        t->line[i] = row.line;
+        const char *lab = trim(row.f[c_label]);
+        if (strcmp(lab, "0") && strcmp(lab, "1")) {
+            cli_error(CMD, "%s: line %d: label must be 0 or 1, got '%s'", path, row.line, lab);
+            goto out;
+        }
+        t->label[i] = lab[0] - '0';
+        const char *sc = trim(row.f[c_score]);
+        char *end;
+        errno = 0;
+        double v = strtod(sc, &end);
+        if (end == sc || *end || !isfinite(v)) {
+            cli_error(CMD, "%s: line %d: score must be a finite number, got '%s'", path,
+                      row.line, sc);
+            goto out;
+        }
+        t->score[i] = v;
+        t->n++;   /* from here the row owns what is allocated below */
+        if (c_map >= 0) {
+            if (!row.f[c_map][0]) {
+                cli_error(CMD, "%s: line %d: empty map path (every row needs a map when the "
+                          "header has a 'map' column)", path, row.line);
+                goto out;
+            }
+            t->map[i] = join_path(dir, row.f[c_map]);
+            if (c_mask >= 0 && row.f[c_mask][0]) t->mask[i] = join_path(dir, row.f[c_mask]);
+            if (!t->map[i] || (c_mask >= 0 && row.f[c_mask][0] && !t->mask[i])) {
+                cli_error(CMD, "out of memory");
+                goto out;
+            }
+        }
+    }
+    if (r < 0) {
+        cli_error(CMD, "%s: %s", path, err);
+        goto out;
+    }
+    if (t->n == 0) {
+        cli_error(CMD, "%s: no rows after the header", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    row_free(&row);
+    free(dir);
+    free(text);
+    return rc;
+}
+
+/* One map (+ mask) into the evaluation. 0 on success; on failure the error has been printed. */
+static int add_map(ad_pixel_eval *pe, const char *csv, const table *t, int i)
+{
+    ad_npy a;
+    uint8_t *mask = NULL;
+    float *conv = NULL;
+    int rc = -1;
+    if (ad_npy_read(t->map[i], &a) != AD_OK) {
+        cli_error(CMD, "%s: line %d: %s", csv, t->line[i], ad_errmsg());
+        return -1;
+    }
+    if (a.ndim != 2 || a.shape[0] == 0 || a.shape[1] == 0 || a.shape[0] > INT32_MAX ||
+        a.shape[1] > INT32_MAX) {
+        cli_error(CMD, "%s: line %d: %s: expected a 2-D H x W map, got %d dimensions", csv,
+                  t->line[i], t->map[i], a.ndim);
+        goto out;
+    }
+    if (a.dtype != AD_NPY_F4 && a.dtype != AD_NPY_F8) {
+        cli_error(CMD, "%s: line %d: %s: expected float32 or float64 values", csv, t->line[i],
+                  t->map[i]);
+        goto out;
+    }
+    int h = (int)a.shape[0], w = (int)a.shape[1];
+    const float *map = a.data;
+    if (a.dtype == AD_NPY_F8) {
+        conv = ad_npy_to_f32(&a);
+        if (!conv) {
+            cli_error(CMD, "%s: line %d: %s", csv, t->line[i], ad_errmsg());
+            goto out;
+        }
+        map = conv;
+    }
+    if (t->mask[i]) {
+        int mw, mh;
+        if (ad_io_read_mask(t->mask[i], &mask, &mw, &mh) != AD_OK) {
+            cli_error(CMD, "%s: line %d: %s", csv, t->line[i], ad_errmsg());
+            goto out;
+        }
+        if (mw != w || mh != h) {
+            cli_error(CMD, "%s: line %d: mask %s is %d x %d but map %s is %d x %d (W x H)", csv,
+                      t->line[i], t->mask[i], mw, mh, t->map[i], w, h);
+            goto out;
+        }
+    }
+    if (ad_pixel_eval_add(pe, map, mask, w, h) != AD_OK) {
+        cli_error(CMD, "%s: line %d: %s: %s", csv, t->line[i], t->map[i], ad_errmsg());
+        goto out;
+    }
+    rc = 0;
+out:
+    ad_free(conv);
+    ad_free(mask);
+    ad_npy_free(&a);
+    return rc;
+}
+
+int cmd_metrics(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"json-out", required_argument, 0, 'j'},
+        {"threads", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *json_out = NULL;
+    int threads = 0, ch;
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'j': json_out = optarg; break;
+        case 't':
+            if (cli_parse_int(CMD, "--threads", optarg, 1, 1024, &threads)) return 2;
+            break;
+        case 'h': usage(stdout); return 0;
+        case ':': cli_error(CMD, "%s needs a value (see --help)", argv[optind - 1]); return 2;
+        default: cli_error(CMD, "unknown option '%s' (see --help)", argv[optind - 1]); return 2;
+        }
+    }
+    if (optind >= argc) {
+        cli_error(CMD, "missing SCORES.csv (see --help)");
+        return 2;
+    }
+    if (optind + 1 < argc) {
+        cli_error(CMD, "unexpected argument '%s' (see --help)", argv[optind + 1]);
+        return 2;
+    }
+    const char *csv = argv[optind];
+    ad_threads_apply(threads);
+
+    table t = {0};
+    int has_maps = 0, rc = 1;
+    ad_pixel_eval *pe = NULL;
+    if (read_table(csv, &t, &has_maps)) goto out;
+
+    ad_image_metrics im;
+    if (ad_metrics_image(t.label, t.score, (size_t)t.n, &im) != AD_OK) {
+        cli_error(CMD, "%s: image metrics: %s", csv, ad_errmsg());
+        goto out;
+    }
+    ad_pixel_metrics pm;
+    if (has_maps) {
+        double t0 = cli_now();
+        pe = ad_pixel_eval_new();
+        if (!pe) {
+            cli_error(CMD, "%s", ad_errmsg());
+            goto out;
+        }
+        for (int i = 0; i < t.n; i++)
+            if (add_map(pe, csv, &t, i)) goto out;
+        double t1 = cli_now();
+        if (ad_pixel_eval_finish(pe, &pm) != AD_OK) {
+            cli_error(CMD, "%s: pixel metrics: %s", csv, ad_errmsg());
+            goto out;
+        }
+        cli_progress("metrics: %d maps read in %.2f s, pixel metrics in %.2f s", t.n, t1 - t0,
+                     cli_now() - t1);
+    }
+
+    char json[1024];
+    int k = snprintf(json, sizeof json,
+                     "{\n  \"image_auroc\": %.17g,\n  \"image_ap\": %.17g,\n"
+                     "  \"image_f1max\": %.17g",
+                     im.auroc, im.ap, im.f1max);
+    if (has_maps)
+        k += snprintf(json + k, sizeof json - (size_t)k,
+                      ",\n  \"pixel_auroc\": %.17g,\n  \"pixel_f1max\": %.17g,\n"
+                      "  \"pixel_aupro\": %.17g",
+                      pm.auroc, pm.f1max, pm.aupro);
+    snprintf(json + k, sizeof json - (size_t)k, "\n}\n");
+    /* the file first: a failure then leaves nothing half-reported on stdout */
+    if (json_out) {
+        FILE *f = fopen(json_out, "w");
+        int ok = f && fputs(json, f) >= 0;
+        if (f && fclose(f)) ok = 0;
+        if (!ok) {
+            cli_error(CMD, "%s: cannot write: %s", json_out, strerror(errno));
+            goto out;
+        }
+    }
+    fputs(json, stdout);
+    if (fflush(stdout)) {
+        cli_error(CMD, "cannot write to standard output");
+        goto out;
+    }
+    rc = 0;
+out:
+    ad_pixel_eval_free(pe);
+    table_free(&t);
+    return rc;
+}

@@ -1,0 +1,417 @@
+/* Image files for the command-line tool and the tests: PNG (libpng) and JPEG (libjpeg-turbo)
+ * decoded to RGB8 exactly as the original pipeline sees them, i.e. OpenCV 4.6
+ * imread(path, IMREAD_COLOR) followed by BGR->RGB:
+ *   PNG  (OpenCV grfmt_png.cpp, PngDecoder::readData): 16-bit -> high byte (png_set_strip_16),
+ *        alpha and tRNS dropped without compositing (png_set_strip_alpha), palette expanded,
+ *        1/2/4-bit grey scaled to 8 bits, grey replicated to three channels; no gamma handling.
+ *   JPEG (OpenCV grfmt_jpeg.cpp): libjpeg's default decoder settings (islow IDCT, fancy
+ *        upsampling), grey replicated, CMYK/YCCK through libjpeg's CMYK output and OpenCV's
+ *        icvCvt_CMYK2BGR_8u_C4C3R formula (inverted Adobe CMYK), and the EXIF orientation
+ *        applied as imread does unless IMREAD_IGNORE_ORIENTATION is given.
+ * Deliberately stricter than OpenCV: a truncated or visibly corrupt file is an error (OpenCV
+ * prints a libjpeg warning and returns grey blocks), and nothing is ever printed. */
+#include "io/io.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Refuse absurd sizes before allocating: corrupt headers must not cost gigabytes. */
+#define IO_MAX_SIDE 65535
+#define IO_MAX_PIXELS ((size_t)1 << 28)
+
+static ad_status check_dims(const char *path, size_t w, size_t h)
+{
+    if (w == 0 || h == 0)
+        return ad_fail(AD_E_FORMAT, "%s: image has zero size (%zu x %zu)", path, w, h);
+    if (w > IO_MAX_SIDE || h > IO_MAX_SIDE || w * h > IO_MAX_PIXELS)
+        return ad_fail(AD_E_FORMAT, "%s: image size %zu x %zu is out of range (max %d per side, "
+                       "%zu pixels)", path, w, h, IO_MAX_SIDE, IO_MAX_PIXELS);
+    return AD_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* PNG                                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    const unsigned char *p;
+    size_t n, pos;
+    char msg[200];
+} png_src;
+
+static void png_err_fn(png_structp png, png_const_charp msg)
+{
+    png_src *s = png_get_error_ptr(png);
+    snprintf(s->msg, sizeof s->msg, "%s", msg ? msg : "unknown libpng error");
+    png_longjmp(png, 1);
+}
+
+static void png_warn_fn(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg; /* libpng warnings concern ancillary data only: stay silent */
+}
+
+static void png_read_mem(png_structp png, png_bytep dst, size_t n)
+{
+    png_src *s = png_get_io_ptr(png);
+    if (n > s->n - s->pos) png_error(png, "file is truncated");
+    memcpy(dst, s->p + s->pos, n);
+    s->pos += n;
+}
+
+static ad_status decode_png(const char *path, const unsigned char *buf, size_t len, ad_image *out)
+{
+    png_src src = {buf, len, 0, "unknown libpng error"};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_err_fn, png_warn_fn);
+    if (!png) return ad_fail(AD_E_NOMEM, "%s: cannot create a PNG decoder", path);
+    png_infop info = png_create_info_struct(png);
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return ad_fail(AD_E_NOMEM, "%s: cannot create a PNG decoder", path);
+    }
+    /* written after setjmp and needed after longjmp */
+    unsigned char *volatile pix = NULL;
+    png_bytep *volatile rows = NULL;
+    volatile ad_status st = AD_OK;
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &info, NULL);
+        ad_free(pix);
+        free(rows);
+        if (st) return st;
+        return ad_fail(AD_E_FORMAT, "%s: corrupt PNG: %s", path, src.msg);
+    }
+    png_set_read_fn(png, &src, png_read_mem);
+    png_read_info(png, info);
+    png_uint_32 w, h;
+    int depth, ctype;
+    png_get_IHDR(png, info, &w, &h, &depth, &ctype, NULL, NULL, NULL);
+    if ((st = check_dims(path, w, h)) != AD_OK) png_longjmp(png, 1);
+
+    /* the transforms of OpenCV's PngDecoder::readData for a 3-channel 8-bit request */
+    if (depth == 16) png_set_strip_16(png);
+    png_set_strip_alpha(png);
+    if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (!(ctype & PNG_COLOR_MASK_COLOR) && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (!(ctype & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    if (png_get_channels(png, info) != 3 || png_get_bit_depth(png, info) != 8 ||
+        png_get_rowbytes(png, info) != (size_t)w * 3) {
+        st = ad_fail(AD_E_FORMAT, "%s: unsupported PNG layout (colour type %d, %d bits)", path,
+                     ctype, depth);
+        png_longjmp(png, 1);
+    }
+    pix = ad_alloc((size_t)w * h, 3);
+    rows = malloc(sizeof(png_bytep) * h);
+    if (!pix || !rows) {
+        st = ad_fail(AD_E_NOMEM, "%s: out of memory for a %u x %u image", path, (unsigned)w,
+                     (unsigned)h);
+        png_longjmp(png, 1);
+    }
+    for (png_uint_32 y = 0; y < h; y++) rows[y] = pix + (size_t)y * w * 3;
+    png_read_image(png, rows);
+    /* as OpenCV: the file must be complete up to IEND */
+    png_read_end(png, NULL);
+    png_destroy_read_struct(&png, &info, NULL);
+    free(rows);
+    out->width = (int)w;
+    out->height = (int)h;
+    out->data = pix;
+    return AD_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* JPEG                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jb;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_err;
+
+static void jpeg_error_exit_fn(j_common_ptr cinfo)
+{
+    jpeg_err *e = (jpeg_err *)cinfo->err;
+    cinfo->err->format_message(cinfo, e->msg);
+    longjmp(e->jb, 1);
+}
+
+/* Warnings that mean the entropy-coded data is missing or broken (libjpeg would substitute grey
+ * or garbage blocks) become errors; harmless ones (extraneous bytes, ...) stay silent. */
+static void jpeg_emit_fn(j_common_ptr cinfo, int level)
+{
+    if (level != -1) return; /* trace messages */
+    int code = cinfo->err->msg_code;
+    if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE)
+        jpeg_error_exit_fn(cinfo);
+    cinfo->err->num_warnings++;
+}
+
+static void jpeg_output_fn(j_common_ptr cinfo)
+{
+    (void)cinfo; /* the library never prints */
+}
+
+static unsigned exif_u16(const unsigned char *p, int le)
+{
+    return le ? (unsigned)p[0] | (unsigned)p[1] << 8 : (unsigned)p[0] << 8 | p[1];
+}
+
+static uint32_t exif_u32(const unsigned char *p, int le)
+{
+    return le ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
+              : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* EXIF orientation tag (0x0112) of IFD0 in an APP1 payload, 1..8, or 1 when absent/invalid. */
+static int exif_orientation(const unsigned char *d, size_t n)
+{
+    if (n < 6 + 8 || memcmp(d, "Exif\0\0", 6) != 0) return 1;
+    const unsigned char *t = d + 6;
+    size_t tn = n - 6;
+    int le;
+    if (t[0] == 'I' && t[1] == 'I') le = 1;
+    else if (t[0] == 'M' && t[1] == 'M') le = 0;
+    else return 1;
+    if (exif_u16(t + 2, le) != 42) return 1;
+    uint32_t ifd = exif_u32(t + 4, le);
+    if (ifd > tn || tn - ifd < 2) return 1;
+    unsigned cnt = exif_u16(t + ifd, le);
+    for (unsigned i = 0; i < cnt; i++) {
+        size_t e = (size_t)ifd + 2 + (size_t)i * 12;
+        if (e + 12 > tn) break;
+        if (exif_u16(t + e, le) != 0x0112) continue;
+        unsigned type = exif_u16(t + e + 2, le);
+        if (type != 3 || exif_u32(t + e + 4, le) < 1) return 1; /* SHORT, count >= 1 */
+        unsigned v = exif_u16(t + e + 8, le);
+        return v >= 1 && v <= 8 ? (int)v : 1;
+    }
+    return 1;
+}
+
+/* OpenCV's ApplyExifOrientation: 2 flip x, 3 flip both, 4 flip y, 5 transpose, 6 transpose +
+ * flip x (90 degrees clockwise), 7 transpose + flip both, 8 transpose + flip y. */
+static ad_status apply_orientation(const char *path, int o, ad_image *img)
+{
+    if (o <= 1) return AD_OK;
+    int w = img->width, h = img->height;
+    int tr = o >= 5;
+    int ow = tr ? h : w, oh = tr ? w : h;
+    uint8_t *dst = ad_alloc((size_t)ow * oh, 3);
+    if (!dst) {
+        ad_error_prefix("%s", path);
+        return AD_E_NOMEM;
+    }
+    int fx = o == 2 || o == 3 || o == 6 || o == 7;
+    int fy = o == 3 || o == 4 || o == 7 || o == 8;
+    for (int y = 0; y < oh; y++) {
+        for (int x = 0; x < ow; x++) {
+            int ax = fx ? ow - 1 - x : x, ay = fy ? oh - 1 - y : y; /* in the unflipped frame */
+            int sx = tr ? ay : ax, sy = tr ? ax : ay;
+            memcpy(dst + ((size_t)y * ow + x) * 3, img->data + ((size_t)sy * w + sx) * 3, 3);
+        }
+    }
+    ad_free(img->data);
+    img->data = dst;
+    img->width = ow;
+    img->height = oh;
+    return AD_OK;
+}
+
+static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t len,
+                             ad_image *out)
+{
+    struct jpeg_decompress_struct cinfo;
+    jpeg_err jerr;
+    memset(&cinfo, 0, sizeof cinfo);
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = jpeg_error_exit_fn;
+    jerr.pub.emit_message = jpeg_emit_fn;
+    jerr.pub.output_message = jpeg_output_fn;
+    snprintf(jerr.msg, sizeof jerr.msg, "unknown libjpeg error");
+    unsigned char *volatile pix = NULL;
+    unsigned char *volatile row4 = NULL;
+    volatile ad_status st = AD_OK;
+    volatile int created = 0;
+    if (setjmp(jerr.jb)) {
+        if (created) jpeg_destroy_decompress(&cinfo);
+        ad_free(pix);
+        free(row4);
+        if (st) return st;
+        return ad_fail(AD_E_FORMAT, "%s: corrupt JPEG: %s", path, jerr.msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    created = 1;
+    jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+    jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
+    jpeg_read_header(&cinfo, TRUE);
+    if ((st = check_dims(path, cinfo.image_width, cinfo.image_height)) != AD_OK)
+        longjmp(jerr.jb, 1);
+    /* the saved markers live in libjpeg's image pool, freed by jpeg_finish_decompress */
+    int orient = 1;
+    for (jpeg_saved_marker_ptr mk = cinfo.marker_list; mk; mk = mk->next) {
+        if (mk->marker == JPEG_APP0 + 1 && mk->data_length >= 6 && memcmp(mk->data, "Exif", 4) == 0) {
+            orient = exif_orientation(mk->data, mk->data_length);
+            break;
+        }
+    }
+    int cmyk = cinfo.num_components == 4;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    size_t w = cinfo.output_width, h = cinfo.output_height;
+    if (w != cinfo.image_width || h != cinfo.image_height ||
+        cinfo.output_components != (cmyk ? 4 : 3)) {
+        st = ad_fail(AD_E_FORMAT, "%s: unsupported JPEG layout (%d components)", path,
+                     cinfo.num_components);
+        longjmp(jerr.jb, 1);
+    }
+    pix = ad_alloc(w * h, 3);
+    if (cmyk) row4 = malloc(w * 4);
+    if (!pix || (cmyk && !row4)) {
+        st = ad_fail(AD_E_NOMEM, "%s: out of memory for a %zu x %zu image", path, w, h);
+        longjmp(jerr.jb, 1);
+    }
+    while (cinfo.output_scanline < h) {
+        size_t y = cinfo.output_scanline;
+        JSAMPROW r = cmyk ? row4 : pix + y * w * 3;
+        if (jpeg_read_scanlines(&cinfo, &r, 1) != 1) {
+            snprintf(jerr.msg, sizeof jerr.msg, "no data for row %zu", y);
+            longjmp(jerr.jb, 1);
+        }
+        if (cmyk) {
+            /* libjpeg's CMYK output of Adobe files is inverted; OpenCV maps C,M,Y -> R,G,B */
+            unsigned char *o = pix + y * w * 3;
+            for (size_t x = 0; x < w; x++) {
+                int c = row4[4 * x], m = row4[4 * x + 1], yy = row4[4 * x + 2], k = row4[4 * x + 3];
+                o[3 * x] = (unsigned char)(k - ((255 - c) * k >> 8));
+                o[3 * x + 1] = (unsigned char)(k - ((255 - m) * k >> 8));
+                o[3 * x + 2] = (unsigned char)(k - ((255 - yy) * k >> 8));
+            }
+        }
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    free(row4);
+    ad_image img = {(int)w, (int)h, pix};
+    ad_status s = apply_orientation(path, orient, &img);
+    if (s) {
+        ad_free(img.data);
+        return s;
+    }
+    *out = img;
+    return AD_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+ad_status ad_io_read_image(const char *path, ad_image *out)
+{
+    if (!path || !out) return ad_fail(AD_E_ARG, "ad_io_read_image: NULL argument");
+    size_t len;
+    unsigned char *buf = (unsigned char *)ad_io_read_file(path, &len);
+    if (!buf) return AD_E_IO;
+    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    ad_image img = {0, 0, NULL};
+    ad_status st;
+    if (len >= 8 && memcmp(buf, png_sig, 8) == 0)
+        st = decode_png(path, buf, len, &img);
+    else if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
+        st = decode_jpeg(path, buf, len, &img);
+    else if (len == 0)
+        st = ad_fail(AD_E_FORMAT, "%s: empty file", path);
+    else
+        st = ad_fail(AD_E_FORMAT, "%s: not a PNG or JPEG file", path);
+    free(buf);
+    if (st == AD_OK) *out = img;
+    return st;
+}
+
+ad_status ad_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
+{
+    if (!path || !out || !w || !h) return ad_fail(AD_E_ARG, "ad_io_read_mask: NULL argument");
+    ad_image img;
+    ad_status st = ad_io_read_image(path, &img);
+    if (st) return st;
+    size_t n = (size_t)img.width * img.height;
+    uint8_t *m = ad_alloc(n, 1);
+    if (!m) {
+        ad_free(img.data);
+        ad_error_prefix("%s", path);
+        return AD_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) m[i] = img.data[3 * i];
+    *out = m;
+    *w = img.width;
+    *h = img.height;
+    ad_free(img.data);
+    return AD_OK;
+}
+
+typedef struct {
+    char msg[200];
+} png_wctx;
+
+static void png_werr_fn(png_structp png, png_const_charp msg)
+{
+    png_wctx *c = png_get_error_ptr(png);
+    snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "unknown libpng error");
+    png_longjmp(png, 1);
+}
+
+static ad_status write_png(const char *path, const uint8_t *px, int w, int h, int channels)
+{
+    if (!path || !px) return ad_fail(AD_E_ARG, "ad_io_write_png: NULL argument");
+    if (w <= 0 || h <= 0 || w > IO_MAX_SIDE || h > IO_MAX_SIDE)
+        return ad_fail(AD_E_ARG, "%s: bad image size %d x %d", path, w, h);
+    FILE *f = fopen(path, "wb");
+    if (!f) return ad_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
+    png_wctx ctx = {"unknown libpng error"};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_werr_fn, png_warn_fn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info) {
+        png_destroy_write_struct(&png, &info);
+        fclose(f);
+        remove(path);
+        return ad_fail(AD_E_NOMEM, "%s: cannot create a PNG encoder", path);
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        fclose(f);
+        remove(path);
+        return ad_fail(AD_E_IO, "%s: PNG write failed: %s", path, ctx.msg);
+    }
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8,
+                 channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++) png_write_row(png, px + (size_t)y * w * channels);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    int e = 0;
+    if (ferror(f)) e = EIO;
+    if (fclose(f) != 0 && !e) e = errno;
+    if (e) {
+        remove(path);
+        return ad_fail(AD_E_IO, "%s: write failed: %s", path, strerror(e));
+    }
+    return AD_OK;
+}
+
+ad_status ad_io_write_png_rgb(const char *path, const uint8_t *rgb, int w, int h)
+{
+    return write_png(path, rgb, w, h, 3);
+}
+
+ad_status ad_io_write_png_gray(const char *path, const uint8_t *g, int w, int h)
+{
+    return write_png(path, g, w, h, 1);
+}
