@@ -10,7 +10,7 @@
  * as OpenCV's imread(IMREAD_COLOR) followed by BGR->RGB gives (16-bit: high byte; alpha
  * dropped; grey replicated). */
 ad_status ad_io_read_image(const char *path, ad_image *out);
-/* Grey 8-bit mask (any PNG: converted to grey by taking the first channel / 16-bit high byte). */
+/* Grey 8-bit mask, allocated with ad_alloc (free with ad_free) (any PNG: converted to grey by taking the first channel / 16-bit high byte). */
 ad_status ad_io_read_mask(const char *path, uint8_t **out, int *w, int *h);
 ad_status ad_io_write_png_rgb(const char *path, const uint8_t *rgb, int w, int h);
 ad_status ad_io_write_png_gray(const char *path, const uint8_t *g, int w, int h);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <jpeglib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <zlib.h>
 
 enum { W = 40, H = 30 };
@@ -22,8 +24,17 @@ static uint32_t next_u32(void)
     return (uint32_t)(rng >> 16);
 }
 
+/* The many variants live in an in-memory file (memfd, reached through /proc/self/fd) so the
+ * test does not hammer the disk; a scratch file is the fallback. */
+static int mem_fd = -2;
 static const char *put(const char *name, const unsigned char *b, size_t n)
 {
+    static char path[64];
+    if (mem_fd == -2) mem_fd = memfd_create("ad_corrupt", 0);
+    if (mem_fd >= 0 && ftruncate(mem_fd, 0) == 0 && pwrite(mem_fd, b, n, 0) == (ssize_t)n) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", mem_fd);
+        return path;
+    }
     const char *p = t_tmp(name);
     FILE *f = fopen(p, "wb");
     if (f) {
