@@ -1,0 +1,50 @@
+/* DINOv2 forward pass: model handle, per-run context, and the kernels it is built from.
+ * Internal to the library; the public entry points are the "Model" and "Context" sections of
+ * anomalydino.h. The kernels are exposed here so that tests can pin each fast path to its plain
+ * reference (same signature, one `impl` argument). */
+#ifndef AD_BACKBONE_H
+#define AD_BACKBONE_H
+
+#include "core/core.h"
+#include "weights/weights.h"
+
+struct ad_model {
+    ad_weights w;
+    ad_model_info info;
+    char name[32];
+};
+
+/* "vits14", "vitb14", "vitl14", "vitg14" (+ "_reg4") for the official shapes, else "custom". */
+void bb_model_name(int dim, int depth, int n_registers, int patch, int pos_grid, char *out,
+                   size_t n);
+
+/* Kernel implementations. PLAIN is the readable reference (libm erff/expf, double sums), never
+ * used by the forward pass; PORTABLE is the fast scalar path for any x86-64; AVX2 needs
+ * ad_cpu_has_avx2_fma(). */
+typedef enum { BB_PLAIN = 0, BB_PORTABLE = 1, BB_AVX2 = 2 } bb_impl;
+
+/* What the forward pass uses on this machine (AVX2 when the CPU has AVX2 + FMA). */
+bb_impl bb_impl_auto(void);
+
+/* y = (x - mean) / sqrt(var + eps) * w + b over one row of d values (population variance);
+ * y may equal x. */
+void bb_layernorm_row(bb_impl impl, const float *x, float *y, int d, const float *w, const float *b,
+                      float eps);
+/* In place: s = exp(s - max) / sum. */
+void bb_softmax_row(bb_impl impl, float *s, int n);
+/* In place: x = 0.5 x (1 + erf(x / sqrt 2)), the exact-erf GELU of nn.GELU(). */
+void bb_gelu(bb_impl impl, float *x, size_t n);
+/* out = silu(a) * b, silu(a) = a / (1 + exp(-a)); out may equal a. */
+void bb_swiglu(bb_impl impl, const float *a, const float *b, float *out, size_t n);
+/* Scalar helpers of the fast paths (exposed for the kernel tests). */
+float bb_erf_fast(float x);
+float bb_exp_fast(float x);
+
+/* Resamples the G x G patch part of the positional embedding (grid, row-major, G*G rows of D)
+ * to gh x gw (out, gh*gw rows of D) the way the official DINOv2 code does:
+ * AD_POS_SCALE_FACTOR: bicubic A = -0.75, align_corners false, ratio float(1 / ((g + 0.1) / G));
+ * AD_POS_ANTIALIAS: antialiased bicubic A = -0.5 to size g. A plain copy when gh == gw == G. */
+ad_status bb_posembed_interp(const float *grid, int G, int D, int gh, int gw, ad_pos_interp mode,
+                             float *out);
+
+#endif

@@ -1,0 +1,367 @@
+/* The DINOv2 forward pass (REFERENCE.md B2, dinov2 vision_transformer.py eval path):
+ * patch embedding (the 14x14 stride-14 convolution as one GEMM over im2col rows), CLS,
+ * positional embedding, registers, pre-norm blocks with LayerScale, final LayerNorm.
+ *
+ * Threads: the token rows are split evenly over the context's OpenMP threads and each thread
+ * calls single-threaded OpenBLAS on its own rows; attention runs (head, row block) tasks the
+ * same way, so the N x N score matrix is never held whole (ATTN_RB rows per thread). Every
+ * output element is computed by one thread in a fixed order: the same thread count gives
+ * bit-identical results. */
+#include "backbone/backbone.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#define LN_EPS 1e-6f /* partial(nn.LayerNorm, eps=1e-6), vision_transformer.py */
+#define ATTN_RB 128  /* attention rows per task: 128 x T scores stay in L2 */
+#define MAX_TOKENS (1 << 22)
+
+struct ad_context {
+    const ad_model *m;
+    int n_threads;
+    bb_impl impl;
+    size_t cap_tok; /* tokens the per-token buffers hold */
+    float *x, *xn, *ao, *qkv, *hid, *scores;
+    size_t cap_cols;
+    float *cols;        /* im2col rows of the patch embedding */
+    int pos_gh, pos_gw; /* grid of the cached positional embedding */
+    float *pos;
+};
+
+ad_context_params ad_context_default_params(void)
+{
+    ad_context_params p;
+    p.n_threads = 0;
+    return p;
+}
+
+ad_context *ad_context_new(const ad_model *m, ad_context_params p)
+{
+    if (!m) return ad_fail_null(AD_E_ARG, "ad_context_new: model is NULL");
+    ad_context *c = ad_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->m = m;
+    c->n_threads = ad_threads_resolve(p.n_threads);
+    c->impl = bb_impl_auto();
+    return c;
+}
+
+static void free_scratch(ad_context *c)
+{
+    ad_free(c->x);
+    ad_free(c->xn);
+    ad_free(c->ao);
+    ad_free(c->qkv);
+    ad_free(c->hid);
+    ad_free(c->scores);
+    c->x = c->xn = c->ao = c->qkv = c->hid = c->scores = NULL;
+    c->cap_tok = 0;
+}
+
+void ad_context_free(ad_context *c)
+{
+    if (!c) return;
+    free_scratch(c);
+    ad_free(c->cols);
+    ad_free(c->pos);
+    ad_free(c);
+}
+
+int ad_context_threads(const ad_context *c) { return c ? c->n_threads : 0; }
+
+/* Grows the scratch buffers to T tokens (kept for later calls: no allocation per image). */
+static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
+{
+    const ad_weights *w = &c->m->w;
+    size_t D = (size_t)w->dim, H = (size_t)w->ffn_hidden * (w->swiglu ? 2 : 1);
+    size_t K = 3 * (size_t)w->patch * (size_t)w->patch;
+    if (T > c->cap_tok) {
+        free_scratch(c);
+        size_t rb = T < ATTN_RB ? T : ATTN_RB;
+        c->x = ad_alloc(T * D, sizeof(float));
+        c->xn = ad_alloc(T * D, sizeof(float));
+        c->ao = ad_alloc(T * D, sizeof(float));
+        c->qkv = ad_alloc(T * 3 * D, sizeof(float));
+        c->hid = ad_alloc(T * H, sizeof(float));
+        c->scores = ad_alloc((size_t)c->n_threads * rb * T, sizeof(float));
+        if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores) {
+            free_scratch(c);
+            return ad_fail(AD_E_NOMEM, "backbone: out of memory for %zu tokens", T);
+        }
+        c->cap_tok = T;
+    }
+    if (N * K > c->cap_cols) {
+        ad_free(c->cols);
+        c->cap_cols = 0;
+        c->cols = ad_alloc(N * K, sizeof(float));
+        if (!c->cols) return ad_fail(AD_E_NOMEM, "backbone: out of memory for %zu patches", N);
+        c->cap_cols = N * K;
+    }
+    return AD_OK;
+}
+
+static ad_status ensure_pos(ad_context *c, int gh, int gw)
+{
+    if (c->pos && c->pos_gh == gh && c->pos_gw == gw) return AD_OK;
+    const ad_weights *w = &c->m->w;
+    ad_free(c->pos);
+    c->pos_gh = c->pos_gw = 0;
+    c->pos = ad_alloc((size_t)gh * gw * w->dim, sizeof(float));
+    if (!c->pos) return AD_E_NOMEM;
+    const float *grid = w->pos_embed + w->dim; /* row 0 is the CLS position */
+    ad_status st =
+        bb_posembed_interp(grid, w->pos_grid, w->dim, gh, gw, c->m->info.pos_interp, c->pos);
+    if (st) {
+        ad_free(c->pos);
+        c->pos = NULL;
+        return st;
+    }
+    c->pos_gh = gh;
+    c->pos_gw = gw;
+    return AD_OK;
+}
+
+/* C[M x N] = A[M x K] B[N x K]^T (+ beta C) for one thread's rows (single-threaded BLAS). */
+static void gemm_rows(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc)
+{
+    if (M > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C,
+                    ldc);
+}
+
+/* The rows [r0, r1) of T owned by the calling thread: a fixed, even split by thread count. */
+static void my_rows(int T, int *r0, int *r1)
+{
+    int t = omp_get_thread_num(), n = omp_get_num_threads();
+    *r0 = (int)((long long)T * t / n);
+    *r1 = (int)((long long)T * (t + 1) / n);
+}
+
+/* Rows [1+R, 1+R+N) of x: conv(14x14, stride 14) + bias + interpolated positional embedding;
+ * row 0: CLS + pos_embed[0]; rows 1..R: registers (no positional embedding, B2 step 4). */
+static void embed(ad_context *c, const ad_input *in, int gh, int gw)
+{
+    const ad_weights *w = &c->m->w;
+    const int D = w->dim, P = w->patch, R = w->n_registers, K = 3 * P * P;
+    const int N = gh * gw, W = in->width, Hh = in->height;
+    float *cols = c->cols, *x = c->x;
+    const float *pos = c->pos;
+
+    for (int d = 0; d < D; d++) x[d] = w->cls_token[d] + w->pos_embed[d];
+    if (R) memcpy(x + D, w->register_tokens, (size_t)R * D * sizeof(float));
+#pragma omp parallel num_threads(c->n_threads)
+    {
+        int n0, n1;
+        my_rows(N, &n0, &n1);
+        for (int n = n0; n < n1; n++) {
+            int r = n / gw, q = n % gw;
+            float *dst = cols + (size_t)n * K;
+            for (int ch = 0; ch < 3; ch++)
+                for (int ky = 0; ky < P; ky++)
+                    memcpy(dst + (ch * P + ky) * P,
+                           in->data + ((size_t)ch * Hh + (size_t)r * P + ky) * W + (size_t)q * P,
+                           (size_t)P * sizeof(float));
+            memcpy(x + (size_t)(1 + R + n) * D, w->patch_b, (size_t)D * sizeof(float));
+        }
+        gemm_rows(n1 - n0, D, K, cols + (size_t)n0 * K, K, w->patch_w, K, 1.0f,
+                  x + (size_t)(1 + R + n0) * D, D);
+        for (int n = n0; n < n1; n++) {
+            float *xr = x + (size_t)(1 + R + n) * D;
+            const float *pr = pos + (size_t)n * D;
+            for (int d = 0; d < D; d++) xr[d] += pr[d];
+        }
+    }
+}
+
+/* x += ls * (y + bias) on one row: LayerScale residual, rounded as PyTorch (bias add, scale,
+ * add). */
+static void residual_row(float *x, const float *y, int D, const float *bias, const float *ls)
+{
+    for (int d = 0; d < D; d++) {
+        float v = y[d] + bias[d];
+        v = ls[d] * v;
+        x[d] = x[d] + v;
+    }
+}
+
+/* One pre-norm block, in one parallel region. Everything but attention is row-local, so each
+ * thread carries its own rows from LayerNorm to the residual with no barrier in between:
+ *   rows:      xn = norm1(x); qkv = xn Wqkv^T + b
+ *   barrier    (attention reads every row of k and v)
+ *   tasks:     ao = concat_h softmax(q_h k_h^T * scale) v_h, (head, ATTN_RB-row block) tasks
+ *   barrier
+ *   rows:      x += ls1 (ao Wproj^T + b); xn = norm2(x); x += ls2 ffn(xn)
+ * Few barriers matter when the cores are shared: a waiting thread cannot run ahead. */
+static void block_forward(ad_context *c, const ad_block_weights *bw, int T)
+{
+    const ad_weights *w = &c->m->w;
+    const int D = w->dim, H = w->ffn_hidden, nh = w->heads, hd = D / nh, ld = 3 * D;
+    const int swiglu = w->swiglu, Hw = swiglu ? 2 * H : H; /* width of the fc1 / w12 output */
+    /* scale = head_dim^-0.5 (attention.py); 0.125 for the 64-wide heads of every DINOv2 */
+    const float scale = (float)(1.0 / sqrt((double)hd));
+    const int rb = T < ATTN_RB ? T : ATTN_RB, nrb = (T + rb - 1) / rb, tasks = nh * nrb;
+    const bb_impl impl = c->impl;
+    float *x = c->x, *xn = c->xn, *qkv = c->qkv, *ao = c->ao, *hid = c->hid;
+
+#pragma omp parallel num_threads(c->n_threads)
+    {
+        int r0, r1;
+        my_rows(T, &r0, &r1);
+        const int m = r1 - r0;
+        for (int r = r0; r < r1; r++) {
+            bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm1_w,
+                             bw->norm1_b, LN_EPS);
+            memcpy(qkv + (size_t)r * ld, bw->qkv_b, (size_t)ld * sizeof(float));
+        }
+        gemm_rows(m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, D, 1.0f, qkv + (size_t)r0 * ld, ld);
+#pragma omp barrier
+
+        float *S = c->scores + (size_t)omp_get_thread_num() * rb * T;
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < tasks; task++) {
+            int h = task / nrb, a0 = (task % nrb) * rb;
+            int rows = T - a0 < rb ? T - a0 : rb;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, T, hd, scale,
+                        qkv + (size_t)a0 * ld + h * hd, ld, qkv + D + h * hd, ld, 0.0f, S, T);
+            for (int r = 0; r < rows; r++) bb_softmax_row(impl, S + (size_t)r * T, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, T, 1.0f, S, T,
+                        qkv + 2 * D + h * hd, ld, 0.0f, ao + (size_t)a0 * D + h * hd, D);
+        }
+        /* implicit barrier of the for: every row of ao is complete */
+
+        gemm_rows(m, D, D, ao + (size_t)r0 * D, D, bw->proj_w, D, 0.0f, xn + (size_t)r0 * D, D);
+        for (int r = r0; r < r1; r++) {
+            residual_row(x + (size_t)r * D, xn + (size_t)r * D, D, bw->proj_b, bw->ls1);
+            bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm2_w,
+                             bw->norm2_b, LN_EPS);
+        }
+        gemm_rows(m, Hw, D, xn + (size_t)r0 * D, D, bw->fc1_w, D, 0.0f, hid + (size_t)r0 * Hw, Hw);
+        for (int r = r0; r < r1; r++) {
+            float *hr = hid + (size_t)r * Hw;
+            for (int j = 0; j < Hw; j++) hr[j] += bw->fc1_b[j];
+            if (!swiglu)
+                bb_gelu(impl, hr, (size_t)H);
+            else /* SwiGLUFFN (swiglu_ffn.py): x1, x2 = w12(x).chunk(2); w3(silu(x1) * x2);
+                  * the product overwrites x1, so w3 reads rows of stride 2H */
+                bb_swiglu(impl, hr, hr + H, hr, (size_t)H);
+        }
+        gemm_rows(m, D, H, hid + (size_t)r0 * Hw, Hw, bw->fc2_w, H, 0.0f, ao + (size_t)r0 * D, D);
+        for (int r = r0; r < r1; r++)
+            residual_row(x + (size_t)r * D, ao + (size_t)r * D, D, bw->fc2_b, bw->ls2);
+    }
+}
+
+/* One requested output: patch rows and CLS of the current x, through the final norm or not. */
+static void emit(const ad_context *c, int N, int norm, ad_features *f)
+{
+    const ad_weights *w = &c->m->w;
+    const int D = w->dim, R = w->n_registers;
+    const float *x = c->x;
+    bb_impl impl = c->impl;
+#pragma omp parallel for num_threads(c->n_threads) schedule(static)
+    for (int n = -1; n < N; n++) {
+        const float *src = n < 0 ? x : x + (size_t)(1 + R + n) * D;
+        float *dst = n < 0 ? f->cls : f->patch + (size_t)n * D;
+        if (norm)
+            bb_layernorm_row(impl, src, dst, D, w->norm_w, w->norm_b, LN_EPS);
+        else
+            memcpy(dst, src, (size_t)D * sizeof(float));
+    }
+}
+
+void ad_features_free(ad_features *f)
+{
+    if (!f) return;
+    ad_free(f->patch);
+    ad_free(f->cls);
+    memset(f, 0, sizeof *f);
+}
+
+ad_status ad_extract_layers(ad_context *ctx, const ad_input *in, const int *layers, int n_layers,
+                            int norm, ad_features *outs)
+{
+    if (!ctx) return ad_fail(AD_E_ARG, "ad_extract: NULL context");
+    if (!in || !outs) return ad_fail(AD_E_ARG, "ad_extract: NULL %s", in ? "output" : "input");
+    if (!layers || n_layers < 1) return ad_fail(AD_E_ARG, "ad_extract_layers: no layer requested");
+    const ad_weights *w = &ctx->m->w;
+    const int P = w->patch, depth = w->depth, D = w->dim;
+    if (!in->data) return ad_fail(AD_E_ARG, "ad_extract: input has no pixel data");
+    if (in->width < P || in->height < P || in->width % P || in->height % P)
+        return ad_fail(AD_E_ARG, "ad_extract: input %dx%d is not a positive multiple of %d",
+                       in->width, in->height, P);
+    const int gh = in->height / P, gw = in->width / P;
+    if ((long long)gh * gw > MAX_TOKENS)
+        return ad_fail(AD_E_ARG, "ad_extract: input %dx%d has too many patches", in->width,
+                       in->height);
+    const int N = gh * gw, T = 1 + w->n_registers + N;
+
+    int last = -1;
+    int *blk = ad_alloc((size_t)n_layers, sizeof(int));
+    if (!blk) return AD_E_NOMEM;
+    for (int j = 0; j < n_layers; j++) {
+        int l = layers[j] < 0 ? depth + layers[j] : layers[j];
+        if (l < 0 || l >= depth) {
+            ad_free(blk);
+            return ad_fail(AD_E_ARG,
+                           "ad_extract_layers: layer %d out of range for a %d-block model",
+                           layers[j], depth);
+        }
+        blk[j] = l;
+        if (l > last) last = l;
+    }
+
+    ad_features *res = ad_calloc((size_t)n_layers, sizeof *res);
+    ad_status st = res ? AD_OK : AD_E_NOMEM;
+    for (int j = 0; j < n_layers && !st; j++) {
+        res[j].grid_h = gh;
+        res[j].grid_w = gw;
+        res[j].dim = D;
+        res[j].patch = ad_alloc((size_t)N * D, sizeof(float));
+        res[j].cls = ad_alloc((size_t)D, sizeof(float));
+        if (!res[j].patch || !res[j].cls) st = AD_E_NOMEM;
+    }
+    if (!st) st = ensure_scratch(ctx, (size_t)T, (size_t)N);
+    if (!st) st = ensure_pos(ctx, gh, gw);
+    if (st) {
+        for (int j = 0; res && j < n_layers; j++) ad_features_free(&res[j]);
+        ad_free(res);
+        ad_free(blk);
+        return st;
+    }
+
+    /* The OpenMP threads each call OpenBLAS on their own rows: BLAS itself single-threaded. */
+    ad_threads_apply(1);
+    embed(ctx, in, gh, gw);
+    for (int b = 0; b <= last; b++) {
+        block_forward(ctx, &w->blocks[b], T);
+        for (int j = 0; j < n_layers; j++)
+            if (blk[j] == b) emit(ctx, N, norm, &res[j]);
+    }
+    ad_threads_apply(ctx->n_threads);
+
+    memcpy(outs, res, (size_t)n_layers * sizeof *res);
+    ad_free(res);
+    ad_free(blk);
+    return AD_OK;
+}
+
+ad_status ad_extract(ad_context *ctx, const ad_input *in, ad_features *out)
+{
+    const int last = -1;
+    return ad_extract_layers(ctx, in, &last, 1, 1, out);
+}
+
+ad_status ad_extract_image(ad_context *ctx, const ad_image *img, int resolution, ad_features *out)
+{
+    if (!ctx || !img || !out) return ad_fail(AD_E_ARG, "ad_extract_image: NULL argument");
+    ad_input in;
+    memset(&in, 0, sizeof in);
+    ad_status st = ad_preprocess(img, resolution, &in);
+    if (st) return st;
+    st = ad_extract(ctx, &in, out);
+    ad_input_free(&in);
+    return st;
+}
