@@ -1,0 +1,392 @@
+/* Memory bank: L2-normalised reference patch features with their owners (REFERENCE.md A4),
+ * image scores (A6) and decision thresholds learned from normal images (DECISIONS.md). */
+#include "detect/detect.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Bounds that keep every size computation far from overflow and reject absurd input early. */
+#define BANK_MAX_DIM 65536
+#define BANK_MAX_K 4096
+#define BANK_MAX_RESOLUTION 16384
+
+ad_bank_params ad_bank_default_params(void)
+{
+    /* run_anomalydino.py defaults: --resolution 448, --preprocess agnostic (rotate every
+     * category), --mask_ref_images off, --k_neighbors 1; test masking depends on the category,
+     * so it is off unless asked for. */
+    ad_bank_params p = {448, 1, 0, 0, 1};
+    return p;
+}
+
+static ad_status check_params(const ad_bank_params *p)
+{
+    if (p->resolution < 0 || p->resolution > BANK_MAX_RESOLUTION)
+        return ad_fail(AD_E_ARG, "bank: resolution %d out of range [0, %d]", p->resolution,
+                       BANK_MAX_RESOLUTION);
+    if (p->knn_k < 1 || p->knn_k > BANK_MAX_K)
+        return ad_fail(AD_E_ARG, "bank: knn_k %d out of range [1, %d]", p->knn_k, BANK_MAX_K);
+    return AD_OK;
+}
+
+ad_bank *ad_bank_new(const ad_model *m, const ad_bank_params *p)
+{
+    ad_bank_params bp = p ? *p : ad_bank_default_params();
+    if (check_params(&bp) != AD_OK) return NULL;
+    bp.rotate = !!bp.rotate;
+    bp.mask_refs = !!bp.mask_refs;
+    bp.mask_test = !!bp.mask_test;
+    ad_bank *b = calloc(1, sizeof *b);
+    if (!b) return ad_fail_null(AD_E_NOMEM, "bank: out of memory");
+    b->p = bp;
+    if (m) {
+        ad_model_info info = ad_model_get_info(m);
+        if (info.dim <= 0 || info.dim > BANK_MAX_DIM) {
+            free(b);
+            return ad_fail_null(AD_E_ARG, "bank: model has feature width %d", info.dim);
+        }
+        b->dim = info.dim;
+        b->fingerprint = info.fingerprint;
+        snprintf(b->model_name, sizeof b->model_name, "%s", info.name ? info.name : "");
+    }
+    return b;
+}
+
+void ad_bank_free(ad_bank *b)
+{
+    if (!b) return;
+    free(b->feat);
+    free(b->norm2);
+    free(b->row_image);
+    free(b->row_angle);
+    free(b->row_cell);
+    free(b->side_feat);
+    free(b->side_image);
+    free(b->side_cell);
+    for (int i = 0; i < b->n_images; i++) free(b->images[i].keep_test);
+    free(b->images);
+    free(b);
+}
+
+ad_bank_params ad_bank_get_params(const ad_bank *b)
+{
+    if (!b) {
+        ad_bank_params z = {0, 0, 0, 0, 0};
+        return z;
+    }
+    return b->p;
+}
+
+size_t ad_bank_rows(const ad_bank *b) { return b ? b->rows : 0; }
+int ad_bank_images(const ad_bank *b) { return b ? b->n_images : 0; }
+
+float dt_norm2_row(const float *x, int d)
+{
+    float s = 0;
+    for (int i = 0; i < d; i++) s += x[i] * x[i];
+    return s;
+}
+
+float dt_normalize_row(float *x, int d)
+{
+    float nr = dt_norm2_row(x, d);
+    if (nr > 0) {
+        /* faiss fvec_renorm_L2: a multiply by the float reciprocal, not a divide. */
+        float inv = (float)(1.0 / sqrtf(nr));
+        for (int i = 0; i < d; i++) x[i] *= inv;
+    }
+    return dt_norm2_row(x, d);
+}
+
+int dt_bank_find_image(const ad_bank *b, int image_id)
+{
+    for (int i = 0; i < b->n_images; i++)
+        if (b->images[i].id == image_id) return i;
+    return -1;
+}
+
+/* Grows an array to hold `need` elements (realloc keeps the old block on failure). */
+static int grow(void **p, size_t need, size_t elem)
+{
+    size_t bytes;
+    if (ad_mul_overflow(need, elem, &bytes)) return 0;
+    void *q = realloc(*p, bytes ? bytes : 1);
+    if (!q) return 0;
+    *p = q;
+    return 1;
+}
+
+static ad_status reserve_rows(ad_bank *b, size_t need)
+{
+    if (need <= b->cap) return AD_OK;
+    size_t cap = b->cap + b->cap / 2;  /* 1.5x: realloc of large blocks mostly remaps */
+    if (cap < need) cap = need;
+    if (cap < 1024) cap = 1024;
+    size_t d = (size_t)b->dim;
+    if (!grow((void **)&b->feat, cap, d * sizeof(float)) ||
+        !grow((void **)&b->norm2, cap, sizeof(float)) ||
+        !grow((void **)&b->row_image, cap, sizeof(int32_t)) ||
+        !grow((void **)&b->row_angle, cap, 1) || !grow((void **)&b->row_cell, cap, sizeof(int32_t)))
+        return ad_fail(AD_E_NOMEM, "bank: out of memory for %zu rows of %d", need, b->dim);
+    b->cap = cap;
+    return AD_OK;
+}
+
+static ad_status reserve_side(ad_bank *b, size_t need)
+{
+    if (need <= b->side_cap) return AD_OK;
+    size_t cap = b->side_cap * 2 > need ? b->side_cap * 2 : need;
+    size_t d = (size_t)b->dim;
+    if (!grow((void **)&b->side_feat, cap, d * sizeof(float)) ||
+        !grow((void **)&b->side_image, cap, sizeof(int32_t)) ||
+        !grow((void **)&b->side_cell, cap, sizeof(int32_t)))
+        return ad_fail(AD_E_NOMEM, "bank: out of memory for %zu side rows", need);
+    b->side_cap = cap;
+    return AD_OK;
+}
+
+void dt_bank_truncate(ad_bank *b, size_t rows, size_t side_rows, int n_images)
+{
+    if (rows < b->rows) b->rows = rows;
+    if (side_rows < b->side_rows) b->side_rows = side_rows;
+    while (b->n_images > n_images) {
+        b->n_images--;
+        free(b->images[b->n_images].keep_test);
+        b->images[b->n_images].keep_test = NULL;
+    }
+}
+
+static ad_status check_features(const ad_features *f, const char *who, int dim)
+{
+    if (!f || !f->patch) return ad_fail(AD_E_ARG, "%s: NULL features", who);
+    if (f->grid_h <= 0 || f->grid_w <= 0 || (size_t)f->grid_h * (size_t)f->grid_w > INT32_MAX)
+        return ad_fail(AD_E_ARG, "%s: bad patch grid %d x %d", who, f->grid_h, f->grid_w);
+    if (f->dim <= 0 || f->dim > BANK_MAX_DIM)
+        return ad_fail(AD_E_ARG, "%s: bad feature width %d", who, f->dim);
+    if (dim > 0 && f->dim != dim)
+        return ad_fail(AD_E_MISMATCH, "%s: features have width %d, the bank %d", who, f->dim, dim);
+    return AD_OK;
+}
+
+ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
+                         const uint8_t *keep_test, int image_id)
+{
+    ad_status st = check_features(f, "bank", b->dim);
+    if (st != AD_OK) return st;
+    if (image_id < 0) return ad_fail(AD_E_ARG, "bank: image_id %d is negative", image_id);
+    size_t n = (size_t)f->grid_h * (size_t)f->grid_w;
+    int idx = dt_bank_find_image(b, image_id);
+    if (idx >= 0 && b->images[idx].n_inserts >= DT_MAX_INSERTS)
+        return ad_fail(AD_E_ARG, "bank: image %d added more than %d times", image_id,
+                       DT_MAX_INSERTS);
+    int dim_was_unset = b->dim == 0;
+    if (dim_was_unset) b->dim = f->dim;
+
+    size_t add = 0, side_add = 0;
+    for (size_t i = 0; i < n; i++) {
+        int in_bank = !keep || keep[i];
+        add += in_bank;
+        /* Leave-one-out scores the unrotated image as a test image: keep the cells it would
+         * score that are not searched rows. */
+        if (idx < 0 && !in_bank && (!keep_test || keep_test[i])) side_add++;
+    }
+    if (b->rows + add < b->rows) return ad_fail(AD_E_ARG, "bank: too many rows");
+    st = reserve_rows(b, b->rows + add);
+    if (st == AD_OK && side_add) st = reserve_side(b, b->side_rows + side_add);
+    dt_image rec = {image_id, f->grid_h, f->grid_w, 0, NULL};
+    if (st == AD_OK && idx < 0) {
+        if (b->n_images == b->images_cap) {
+            int cap = b->images_cap ? 2 * b->images_cap : 16;
+            if (!grow((void **)&b->images, (size_t)cap, sizeof *b->images))
+                st = ad_fail(AD_E_NOMEM, "bank: out of memory");
+            else
+                b->images_cap = cap;
+        }
+        if (st == AD_OK && keep_test) {
+            rec.keep_test = malloc(n);
+            if (!rec.keep_test) st = ad_fail(AD_E_NOMEM, "bank: out of memory");
+            else memcpy(rec.keep_test, keep_test, n);
+        }
+    }
+    if (st != AD_OK) {
+        if (dim_was_unset && b->rows == 0) b->dim = 0;
+        return st;
+    }
+
+    uint8_t angle = idx < 0 ? 0 : (uint8_t)b->images[idx].n_inserts;
+    size_t d = (size_t)f->dim;
+    for (size_t i = 0; i < n; i++) {
+        int in_bank = !keep || keep[i];
+        if (in_bank) {
+            float *dst = b->feat + b->rows * d;
+            memcpy(dst, f->patch + i * d, d * sizeof(float));
+            b->norm2[b->rows] = dt_normalize_row(dst, (int)d);
+            b->row_image[b->rows] = image_id;
+            b->row_angle[b->rows] = angle;
+            b->row_cell[b->rows] = (int32_t)i;
+            b->rows++;
+        } else if (idx < 0 && (!keep_test || keep_test[i])) {
+            float *dst = b->side_feat + b->side_rows * d;
+            memcpy(dst, f->patch + i * d, d * sizeof(float));
+            dt_normalize_row(dst, (int)d);
+            b->side_image[b->side_rows] = image_id;
+            b->side_cell[b->side_rows] = (int32_t)i;
+            b->side_rows++;
+        }
+    }
+    if (idx < 0) {
+        rec.n_inserts = 1;
+        b->images[b->n_images++] = rec;
+    } else {
+        b->images[idx].n_inserts++;
+    }
+    return AD_OK;
+}
+
+ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *keep, int image_id)
+{
+    if (!b) return ad_fail(AD_E_ARG, "ad_bank_add_features: NULL bank");
+    ad_status st = check_features(f, "ad_bank_add_features", b->dim);
+    if (st != AD_OK) return st;
+    uint8_t *kt = NULL;
+    /* The first features of an image are its unrotated self: record the mask leave-one-out
+     * will score it with, as a test image of this bank would be masked. */
+    if (b->p.mask_test && dt_bank_find_image(b, image_id) < 0) {
+        kt = malloc((size_t)f->grid_h * (size_t)f->grid_w);
+        if (!kt) return ad_fail(AD_E_NOMEM, "ad_bank_add_features: out of memory");
+        st = ad_mask_pca(f, kt);
+    }
+    if (st == AD_OK) st = dt_bank_insert(b, f, keep, kt, image_id);
+    free(kt);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Scores and thresholds                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+static int cmp_asc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double ad_score_top1p(const double *grid, size_t n)
+{
+    if (!grid || n == 0) return NAN;
+    /* AD src/post_eval.py mean_top1p: n_top = int(N * 0.01) over every grid cell. */
+    size_t top = (size_t)((double)n * 0.01);
+    if (top == 0) {
+        double m = grid[0];
+        for (size_t i = 1; i < n; i++)
+            if (grid[i] > m) m = grid[i];
+        return m;
+    }
+    /* A bounded min-heap of the `top` largest values: no copy of the whole grid. */
+    double *h = malloc(top * sizeof *h);
+    if (!h) {
+        ad_fail(AD_E_NOMEM, "ad_score_top1p: out of memory");
+        return NAN;
+    }
+    size_t cnt = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = grid[i];
+        if (cnt < top) {
+            size_t c = cnt++;
+            while (c > 0 && h[(c - 1) / 2] > v) {
+                h[c] = h[(c - 1) / 2];
+                c = (c - 1) / 2;
+            }
+            h[c] = v;
+        } else if (v > h[0]) {
+            size_t c = 0;
+            for (;;) {
+                size_t l = 2 * c + 1, s = c;
+                double sv = v;
+                if (l < top && h[l] < sv) { s = l; sv = h[l]; }
+                if (l + 1 < top && h[l + 1] < sv) s = l + 1;
+                if (s == c) break;
+                h[c] = h[s];
+                c = s;
+            }
+            h[c] = v;
+        }
+    }
+    /* Sum in descending order, as the original averages the head of a descending sort. */
+    qsort(h, top, sizeof *h, cmp_desc);
+    double s = 0;
+    for (size_t i = 0; i < top; i++) s += h[i];
+    free(h);
+    return s / (double)top;
+}
+
+ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule rule, double q,
+                                   double *thr)
+{
+    if (!scores || n < 1) return ad_fail(AD_E_ARG, "threshold: no scores");
+    for (int i = 0; i < n; i++)
+        if (!isfinite(scores[i]))
+            return ad_fail(AD_E_ARG, "threshold: score %d is not finite", i);
+    if (rule == AD_THRESH_MAX) {
+        double m = scores[0];
+        for (int i = 1; i < n; i++)
+            if (scores[i] > m) m = scores[i];
+        *thr = m;
+        return AD_OK;
+    }
+    if (rule != AD_THRESH_QUANTILE) return ad_fail(AD_E_ARG, "threshold: unknown rule %d", (int)rule);
+    if (!(q >= 0 && q <= 1)) return ad_fail(AD_E_ARG, "threshold: quantile %g not in [0, 1]", q);
+    double *s = malloc((size_t)n * sizeof *s);
+    if (!s) return ad_fail(AD_E_NOMEM, "threshold: out of memory");
+    memcpy(s, scores, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_asc);
+    /* numpy.quantile, method 'linear': virtual index q*(n-1), and numpy's _lerp, which
+     * interpolates from the upper neighbour when t >= 0.5. */
+    double pos = q * (double)(n - 1);
+    double fl = floor(pos);
+    size_t lo = (size_t)fl, hi = lo + 1 < (size_t)n ? lo + 1 : lo;
+    double t = pos - fl, a = s[lo], bb = s[hi], diff = bb - a;
+    double v = t >= 0.5 ? bb - diff * (1 - t) : a + diff * t;
+    free(s);
+    *thr = v;
+    return AD_OK;
+}
+
+ad_status ad_bank_calibrate_scores(ad_bank *b, const double *scores, int n, ad_thresh_rule rule,
+                                   double q)
+{
+    if (!b) return ad_fail(AD_E_ARG, "ad_bank_calibrate_scores: NULL bank");
+    double thr;
+    ad_status st = dt_threshold_from_scores(scores, n, rule, q, &thr);
+    if (st != AD_OK) return st;
+    b->has_threshold = 1;
+    b->rule = rule;
+    b->quantile = rule == AD_THRESH_QUANTILE ? q : 1.0;
+    b->threshold = thr;
+    return AD_OK;
+}
+
+int ad_bank_threshold(const ad_bank *b, double *thr)
+{
+    if (!b || !b->has_threshold) return 0;
+    if (thr) *thr = b->threshold;
+    return 1;
+}
+
+void ad_result_free(ad_result *r)
+{
+    if (!r) return;
+    ad_free(r->grid);
+    ad_free(r->keep);
+    r->grid = NULL;
+    r->keep = NULL;
+    r->grid_h = r->grid_w = 0;
+}

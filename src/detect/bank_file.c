@@ -1,0 +1,386 @@
+/* Bank files: the memory bank with every setting needed to use it again (DECISIONS.md
+ * "Additions"). Layout, version 1, all integers and floats little-endian:
+ *
+ *   "ADBANK"  u16 version
+ *   u32 dim  i32 resolution  u8 rotate  u8 mask_refs  u8 mask_test  u8 0  i32 knn_k
+ *   u64 fingerprint  char model_name[32] (NUL padded)
+ *   u8 has_threshold  u8 rule  u16 0  f64 threshold  f64 quantile
+ *   u64 rows  u64 side_rows  u32 n_images  u32 0
+ *   n_images x { i32 id  i32 grid_h  i32 grid_w  i32 n_inserts  u8 has_keep
+ *                [grid_h*grid_w bytes keep_test if has_keep] }
+ *   i32 row_image[rows]  u8 row_angle[rows]  i32 row_cell[rows]  f32 feat[rows*dim]
+ *   i32 side_image[side_rows]  i32 side_cell[side_rows]  f32 side_feat[side_rows*dim]
+ *   u32 crc32 (zlib) of every byte before it
+ *
+ * Loading checks the magic, the version, every size against the file size before allocating,
+ * the checksum, and the cross references, so a damaged file is refused with one line. */
+#include "detect/detect.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define BANK_MAGIC "ADBANK"
+#define BANK_VERSION 1
+#define BANK_FIXED_BYTES 108 /* magic .. the u32 after n_images */
+#define BANK_IMAGE_BYTES 17  /* one image record without its keep bytes */
+#define BANK_MAX_DIM 65536
+#define BANK_MAX_GRID 65535
+
+static int host_is_le(void)
+{
+    const uint16_t one = 1;
+    return *(const uint8_t *)&one == 1;
+}
+
+typedef struct {
+    FILE *fp;
+    const char *path;
+    uLong crc;
+    int failed;
+} wstream;
+
+static void w_bytes(wstream *w, const void *p, size_t n)
+{
+    if (w->failed || n == 0) return;
+    const unsigned char *c = p;
+    size_t done = 0;
+    while (done < n) {
+        size_t part = n - done > (1u << 30) ? (1u << 30) : n - done;
+        w->crc = crc32(w->crc, c + done, (uInt)part);
+        done += part;
+    }
+    if (fwrite(p, 1, n, w->fp) != n) w->failed = 1;
+}
+
+static void put_le(uint8_t *dst, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++) dst[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *src, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v |= (uint64_t)src[i] << (8 * i);
+    return v;
+}
+
+static uint64_t f64_bits(double x)
+{
+    uint64_t u;
+    memcpy(&u, &x, 8);
+    return u;
+}
+
+/* Arrays of 4-byte elements in file byte order (swapped through a small buffer on a big-endian
+ * host). */
+static void w_array4(wstream *w, const void *p, size_t count)
+{
+    if (host_is_le()) {
+        w_bytes(w, p, count * 4);
+        return;
+    }
+    uint8_t buf[4096];
+    const uint8_t *s = p;
+    for (size_t i = 0; i < count;) {
+        size_t m = count - i < sizeof buf / 4 ? count - i : sizeof buf / 4;
+        for (size_t j = 0; j < m; j++)
+            for (int b = 0; b < 4; b++) buf[4 * j + b] = s[4 * (i + j) + 3 - b];
+        w_bytes(w, buf, m * 4);
+        i += m;
+    }
+}
+
+static void swap4_inplace(void *p, size_t count)
+{
+    if (host_is_le()) return;
+    uint8_t *s = p;
+    for (size_t i = 0; i < count; i++) {
+        uint8_t t0 = s[4 * i], t1 = s[4 * i + 1];
+        s[4 * i] = s[4 * i + 3];
+        s[4 * i + 1] = s[4 * i + 2];
+        s[4 * i + 2] = t1;
+        s[4 * i + 3] = t0;
+    }
+}
+
+ad_status ad_bank_save(const ad_bank *b, const char *path)
+{
+    if (!b || !path) return ad_fail(AD_E_ARG, "ad_bank_save: NULL %s", b ? "path" : "bank");
+    if (b->dim <= 0) return ad_fail(AD_E_ARG, "%s: the bank has no features yet", path);
+    /* Written beside the target and renamed, so a failed save never leaves half a bank. */
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    if (!tmp) return ad_fail(AD_E_NOMEM, "%s: out of memory", path);
+    snprintf(tmp, plen + 32, "%s.tmp%ld", path, (long)getpid());
+    FILE *fp = fopen(tmp, "wb");
+    if (!fp) {
+        ad_status st = ad_fail(AD_E_IO, "%s: cannot create (as %s): %s", path, tmp, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    wstream w = {fp, path, crc32(0L, Z_NULL, 0), 0};
+
+    uint8_t h[BANK_FIXED_BYTES];
+    memset(h, 0, sizeof h);
+    memcpy(h, BANK_MAGIC, 6);
+    put_le(h + 6, BANK_VERSION, 2);
+    put_le(h + 8, (uint32_t)b->dim, 4);
+    put_le(h + 12, (uint32_t)b->p.resolution, 4);
+    h[16] = (uint8_t)b->p.rotate;
+    h[17] = (uint8_t)b->p.mask_refs;
+    h[18] = (uint8_t)b->p.mask_test;
+    put_le(h + 20, (uint32_t)b->p.knn_k, 4);
+    put_le(h + 24, b->fingerprint, 8);
+    memcpy(h + 32, b->model_name, 32);
+    h[63] = 0;
+    h[64] = (uint8_t)b->has_threshold;
+    h[65] = (uint8_t)b->rule;
+    put_le(h + 68, f64_bits(b->has_threshold ? b->threshold : 0), 8);
+    put_le(h + 76, f64_bits(b->has_threshold ? b->quantile : 0), 8);
+    put_le(h + 84, b->rows, 8);
+    put_le(h + 92, b->side_rows, 8);
+    put_le(h + 100, (uint32_t)b->n_images, 4);
+    w_bytes(&w, h, sizeof h);
+
+    for (int i = 0; i < b->n_images; i++) {
+        const dt_image *im = &b->images[i];
+        uint8_t r[BANK_IMAGE_BYTES];
+        put_le(r, (uint32_t)im->id, 4);
+        put_le(r + 4, (uint32_t)im->grid_h, 4);
+        put_le(r + 8, (uint32_t)im->grid_w, 4);
+        put_le(r + 12, (uint32_t)im->n_inserts, 4);
+        r[16] = im->keep_test != NULL;
+        w_bytes(&w, r, sizeof r);
+        if (im->keep_test) w_bytes(&w, im->keep_test, (size_t)im->grid_h * (size_t)im->grid_w);
+    }
+    size_t d = (size_t)b->dim;
+    w_array4(&w, b->row_image, b->rows);
+    w_bytes(&w, b->row_angle, b->rows);
+    w_array4(&w, b->row_cell, b->rows);
+    w_array4(&w, b->feat, b->rows * d);
+    w_array4(&w, b->side_image, b->side_rows);
+    w_array4(&w, b->side_cell, b->side_rows);
+    w_array4(&w, b->side_feat, b->side_rows * d);
+    uint8_t crc[4];
+    put_le(crc, (uint32_t)w.crc, 4);
+    if (!w.failed && fwrite(crc, 1, 4, fp) != 4) w.failed = 1;
+    if (fflush(fp) != 0) w.failed = 1;
+    int err = errno;
+    if (fclose(fp) != 0 && !w.failed) {
+        w.failed = 1;
+        err = errno;
+    }
+    if (w.failed) {
+        remove(tmp);
+        free(tmp);
+        return ad_fail(AD_E_IO, "%s: write failed: %s", path, strerror(err));
+    }
+    if (rename(tmp, path) != 0) {
+        err = errno;
+        remove(tmp);
+        free(tmp);
+        return ad_fail(AD_E_IO, "%s: cannot replace: %s", path, strerror(err));
+    }
+    free(tmp);
+    return AD_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    FILE *fp;
+    uLong crc;
+    uint64_t left; /* bytes of the file not read yet */
+} rstream;
+
+static int r_bytes(rstream *r, void *p, size_t n)
+{
+    if (n == 0) return 1;
+    if (n > r->left || fread(p, 1, n, r->fp) != n) return 0;
+    r->left -= n;
+    const unsigned char *c = p;
+    size_t done = 0;
+    while (done < n) {
+        size_t part = n - done > (1u << 30) ? (1u << 30) : n - done;
+        r->crc = crc32(r->crc, c + done, (uInt)part);
+        done += part;
+    }
+    return 1;
+}
+
+/* a*b + c*d ... with overflow check: returns 0 on overflow. */
+static int mul_add(uint64_t *acc, uint64_t a, uint64_t b)
+{
+    if (a != 0 && b > UINT64_MAX / a) return 0;
+    if (*acc > UINT64_MAX - a * b) return 0;
+    *acc += a * b;
+    return 1;
+}
+
+static ad_bank *load_fail(ad_bank *b, FILE *fp, ad_status st, const char *path, const char *why)
+{
+    ad_bank_free(b);
+    if (fp) fclose(fp);
+    return ad_fail_null(st, "%s: %s", path, why);
+}
+
+ad_bank *ad_bank_load(const char *path)
+{
+    if (!path) return ad_fail_null(AD_E_ARG, "ad_bank_load: NULL path");
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ad_fail_null(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode))
+        return load_fail(NULL, fp, AD_E_IO, path, "not a regular file");
+    rstream r = {fp, crc32(0L, Z_NULL, 0), (uint64_t)sb.st_size};
+
+    uint8_t h[BANK_FIXED_BYTES];
+    if (r.left < 8 || !r_bytes(&r, h, 8) || memcmp(h, BANK_MAGIC, 6) != 0)
+        return load_fail(NULL, fp, AD_E_FORMAT, path, "not a bank file (no ADBANK magic)");
+    unsigned version = (unsigned)get_le(h + 6, 2);
+    if (version > BANK_VERSION) {
+        fclose(fp);
+        return ad_fail_null(AD_E_FORMAT,
+                            "%s: bank format version %u is newer than this build reads (%d)",
+                            path, version, BANK_VERSION);
+    }
+    if (version == 0) return load_fail(NULL, fp, AD_E_FORMAT, path, "corrupt bank (version 0)");
+    if (!r_bytes(&r, h + 8, BANK_FIXED_BYTES - 8))
+        return load_fail(NULL, fp, AD_E_FORMAT, path, "truncated bank (header)");
+
+    ad_bank *b = calloc(1, sizeof *b);
+    if (!b) return load_fail(NULL, fp, AD_E_NOMEM, path, "out of memory");
+    uint32_t dim = (uint32_t)get_le(h + 8, 4);
+    b->p.resolution = (int32_t)get_le(h + 12, 4);
+    b->p.rotate = h[16];
+    b->p.mask_refs = h[17];
+    b->p.mask_test = h[18];
+    b->p.knn_k = (int32_t)get_le(h + 20, 4);
+    b->fingerprint = get_le(h + 24, 8);
+    memcpy(b->model_name, h + 32, 32);
+    b->has_threshold = h[64];
+    b->rule = (ad_thresh_rule)h[65];
+    uint64_t tb = get_le(h + 68, 8), qb = get_le(h + 76, 8);
+    memcpy(&b->threshold, &tb, 8);
+    memcpy(&b->quantile, &qb, 8);
+    uint64_t rows = get_le(h + 84, 8), side = get_le(h + 92, 8);
+    uint32_t n_images = (uint32_t)get_le(h + 100, 4);
+    if (dim == 0 || dim > BANK_MAX_DIM || b->p.resolution < 0 || b->p.resolution > 16384 ||
+        b->p.knn_k < 1 || b->p.knn_k > 4096 || h[16] > 1 || h[17] > 1 || h[18] > 1 || h[19] ||
+        h[63] || h[64] > 1 || h[65] > 1 || h[66] || h[67] || get_le(h + 104, 4) != 0 ||
+        (b->has_threshold && (!isfinite(b->threshold) || !(b->quantile >= 0 && b->quantile <= 1))))
+        return load_fail(b, fp, AD_E_FORMAT, path, "corrupt bank (header fields out of range)");
+    b->dim = (int)dim;
+
+    /* Everything that follows the image records, checked against the file before allocating. */
+    uint64_t tail = 4;
+    if (!mul_add(&tail, rows, 9 + 4 * (uint64_t)dim) || !mul_add(&tail, side, 8 + 4 * (uint64_t)dim) ||
+        tail > r.left || (uint64_t)n_images * BANK_IMAGE_BYTES > r.left - tail || n_images > INT32_MAX)
+        return load_fail(b, fp, AD_E_FORMAT, path, "truncated or corrupt bank (sizes exceed the file)");
+
+    b->images = calloc(n_images ? n_images : 1, sizeof *b->images);
+    if (!b->images) return load_fail(b, fp, AD_E_NOMEM, path, "out of memory");
+    b->images_cap = (int)(n_images ? n_images : 1);
+    for (uint32_t i = 0; i < n_images; i++) {
+        uint8_t rec[BANK_IMAGE_BYTES];
+        if (!r_bytes(&r, rec, sizeof rec))
+            return load_fail(b, fp, AD_E_FORMAT, path, "truncated bank (image records)");
+        dt_image *im = &b->images[b->n_images++];
+        im->id = (int32_t)get_le(rec, 4);
+        im->grid_h = (int32_t)get_le(rec + 4, 4);
+        im->grid_w = (int32_t)get_le(rec + 8, 4);
+        im->n_inserts = (int32_t)get_le(rec + 12, 4);
+        if (im->id < 0 || im->grid_h <= 0 || im->grid_w <= 0 || im->grid_h > BANK_MAX_GRID ||
+            im->grid_w > BANK_MAX_GRID || im->n_inserts < 1 || im->n_inserts > DT_MAX_INSERTS ||
+            rec[16] > 1)
+            return load_fail(b, fp, AD_E_FORMAT, path, "corrupt bank (image record)");
+        if (rec[16]) {
+            uint64_t cells = (uint64_t)im->grid_h * (uint64_t)im->grid_w;
+            if (cells > r.left - tail)
+                return load_fail(b, fp, AD_E_FORMAT, path, "truncated or corrupt bank (mask sizes)");
+            im->keep_test = malloc((size_t)cells);
+            if (!im->keep_test) return load_fail(b, fp, AD_E_NOMEM, path, "out of memory");
+            if (!r_bytes(&r, im->keep_test, (size_t)cells))
+                return load_fail(b, fp, AD_E_FORMAT, path, "truncated bank (masks)");
+        }
+    }
+    if (r.left != tail)
+        return load_fail(b, fp, AD_E_FORMAT, path,
+                         r.left < tail ? "truncated bank" : "corrupt bank (unexpected trailing bytes)");
+
+    size_t d = dim;
+    b->rows = b->cap = (size_t)rows;
+    b->side_rows = b->side_cap = (size_t)side;
+    b->feat = malloc(rows * d * 4 + 1);
+    b->norm2 = malloc(rows * 4 + 1);
+    b->row_image = malloc(rows * 4 + 1);
+    b->row_angle = malloc(rows + 1);
+    b->row_cell = malloc(rows * 4 + 1);
+    b->side_feat = malloc(side * d * 4 + 1);
+    b->side_image = malloc(side * 4 + 1);
+    b->side_cell = malloc(side * 4 + 1);
+    if (!b->feat || !b->norm2 || !b->row_image || !b->row_angle || !b->row_cell || !b->side_feat ||
+        !b->side_image || !b->side_cell)
+        return load_fail(b, fp, AD_E_NOMEM, path, "out of memory for the bank rows");
+    if (!r_bytes(&r, b->row_image, rows * 4) || !r_bytes(&r, b->row_angle, rows) ||
+        !r_bytes(&r, b->row_cell, rows * 4) || !r_bytes(&r, b->feat, rows * d * 4) ||
+        !r_bytes(&r, b->side_image, side * 4) || !r_bytes(&r, b->side_cell, side * 4) ||
+        !r_bytes(&r, b->side_feat, side * d * 4))
+        return load_fail(b, fp, AD_E_IO, path, "read error");
+    uLong crc = r.crc;
+    uint8_t cb[4];
+    if (!r_bytes(&r, cb, 4)) return load_fail(b, fp, AD_E_IO, path, "read error");
+    if ((uint32_t)get_le(cb, 4) != (uint32_t)crc)
+        return load_fail(b, fp, AD_E_FORMAT, path, "corrupt bank (checksum mismatch)");
+    fclose(fp);
+    fp = NULL;
+    swap4_inplace(b->row_image, rows);
+    swap4_inplace(b->row_cell, rows);
+    swap4_inplace(b->feat, rows * d);
+    swap4_inplace(b->side_image, side);
+    swap4_inplace(b->side_cell, side);
+    swap4_inplace(b->side_feat, side * d);
+
+    /* Cross references: a checksummed file can still come from a buggy writer. */
+    for (int i = 0; i < b->n_images; i++)
+        for (int j = 0; j < i; j++)
+            if (b->images[i].id == b->images[j].id)
+                return load_fail(b, NULL, AD_E_FORMAT, path, "corrupt bank (duplicate image id)");
+    for (size_t j = 0; j < b->rows; j++) {
+        int im = dt_bank_find_image(b, b->row_image[j]);
+        if (im < 0 || b->row_angle[j] >= b->images[im].n_inserts || b->row_cell[j] < 0 ||
+            (b->row_angle[j] == 0 &&
+             (size_t)b->row_cell[j] >= (size_t)b->images[im].grid_h * b->images[im].grid_w))
+            return load_fail(b, NULL, AD_E_FORMAT, path, "corrupt bank (row references)");
+        b->norm2[j] = dt_norm2_row(b->feat + j * d, (int)d);
+    }
+    for (size_t j = 0; j < b->side_rows; j++) {
+        int im = dt_bank_find_image(b, b->side_image[j]);
+        if (im < 0 || b->side_cell[j] < 0 ||
+            (size_t)b->side_cell[j] >= (size_t)b->images[im].grid_h * b->images[im].grid_w)
+            return load_fail(b, NULL, AD_E_FORMAT, path, "corrupt bank (side row references)");
+    }
+    return b;
+}
+
+ad_status ad_bank_check_model(const ad_bank *b, const ad_model *m)
+{
+    if (!b || !m) return ad_fail(AD_E_ARG, "ad_bank_check_model: NULL %s", b ? "model" : "bank");
+    ad_model_info info = ad_model_get_info(m);
+    if (b->fingerprint == 0)
+        return ad_fail(AD_E_MISMATCH, "bank records no weights' identity (made without a model)");
+    if (b->fingerprint != info.fingerprint || b->dim != info.dim)
+        return ad_fail(AD_E_MISMATCH,
+                       "bank was made with other weights (%s, fingerprint %016llx, dim %d); "
+                       "these are %s (fingerprint %016llx, dim %d)",
+                       b->model_name[0] ? b->model_name : "?", (unsigned long long)b->fingerprint,
+                       b->dim, info.name ? info.name : "?", (unsigned long long)info.fingerprint,
+                       info.dim);
+    return AD_OK;
+}

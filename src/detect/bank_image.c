@@ -1,0 +1,183 @@
+/* The bank driven by images: references with their rotations (REFERENCE.md A4), leave-one-out
+ * thresholds, and the one-call prediction (A1-A6). */
+#include "detect/detect.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* AD src/utils.py augment_image: the reference and its rotations by 45, 90, ..., 315 degrees. */
+#define ROT_COUNT 8
+#define ROT_STEP_DEG 45.0
+
+static int use_threads(ad_context *ctx)
+{
+    if (!ctx) return 0;
+    int nt = ad_context_threads(ctx);
+    ad_threads_apply(nt);
+    return nt;
+}
+
+static ad_status check_image(const ad_image *img, const char *who)
+{
+    if (!img || !img->data || img->width <= 0 || img->height <= 0)
+        return ad_fail(AD_E_ARG, "%s: empty image", who);
+    return AD_OK;
+}
+
+/* One view of a reference: features, reference mask, and (unrotated view) the test mask. */
+static ad_status add_view(ad_bank *b, ad_context *ctx, const ad_image *view, int first,
+                          int image_id)
+{
+    ad_features f = {0};
+    ad_status st = ad_extract_image(ctx, view, b->p.resolution, &f);
+    if (st != AD_OK) return st;
+    size_t n = (size_t)f.grid_h * (size_t)f.grid_w;
+    uint8_t *keep = NULL, *keep_test = NULL;
+    if (b->p.mask_refs || (first && b->p.mask_test)) {
+        keep = malloc(n ? n : 1);
+        if (!keep) st = ad_fail(AD_E_NOMEM, "out of memory");
+        else st = ad_mask_pca(&f, keep);
+    }
+    if (st == AD_OK && first && b->p.mask_test) keep_test = keep;
+    if (st == AD_OK) st = dt_bank_insert(b, &f, b->p.mask_refs ? keep : NULL, keep_test, image_id);
+    free(keep);
+    ad_features_free(&f);
+    return st;
+}
+
+ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, int image_id)
+{
+    if (!b || !ctx)
+        return ad_fail(AD_E_ARG, "ad_bank_add_image: NULL %s", b ? "context" : "bank");
+    ad_status st = check_image(img, "ad_bank_add_image");
+    if (st != AD_OK) return st;
+    if (image_id < 0) return ad_fail(AD_E_ARG, "ad_bank_add_image: image_id %d is negative", image_id);
+    if (dt_bank_find_image(b, image_id) >= 0)
+        return ad_fail(AD_E_ARG, "ad_bank_add_image: image_id %d is already in the bank", image_id);
+    const size_t rows0 = b->rows, side0 = b->side_rows;
+    const int images0 = b->n_images, dim0 = b->dim;
+    const int views = b->p.rotate ? ROT_COUNT : 1;
+    for (int a = 0; a < views && st == AD_OK; a++) {
+        if (a == 0) { /* the 0-degree view is the image itself (an exact identity warp) */
+            st = add_view(b, ctx, img, 1, image_id);
+        } else {
+            ad_image rot = {0};
+            st = ad_rotate(img, ROT_STEP_DEG * a, &rot);
+            if (st == AD_OK) st = add_view(b, ctx, &rot, 0, image_id);
+            ad_image_free(&rot);
+        }
+        if (st != AD_OK)
+            ad_error_prefix("reference %d (rotation %g deg)", image_id, ROT_STEP_DEG * a);
+    }
+    if (st != AD_OK) { /* all or nothing */
+        dt_bank_truncate(b, rows0, side0, images0);
+        if (b->rows == 0) b->dim = dim0;
+    }
+    return st;
+}
+
+/* The unrotated features of reference `im` (normalised rows, as stored) on its grid, and the
+ * mask a test image of this bank would get. */
+static ad_status loo_features(const ad_bank *b, const dt_image *im, ad_features *f, uint8_t *keep)
+{
+    size_t n = (size_t)im->grid_h * (size_t)im->grid_w, d = (size_t)b->dim;
+    uint8_t *have = calloc(n, 1);
+    if (!have) return ad_fail(AD_E_NOMEM, "out of memory");
+    for (size_t j = 0; j < b->rows; j++)
+        if (b->row_image[j] == im->id && b->row_angle[j] == 0) {
+            memcpy(f->patch + (size_t)b->row_cell[j] * d, b->feat + j * d, d * sizeof(float));
+            have[b->row_cell[j]] = 1;
+        }
+    for (size_t j = 0; j < b->side_rows; j++)
+        if (b->side_image[j] == im->id) {
+            memcpy(f->patch + (size_t)b->side_cell[j] * d, b->side_feat + j * d, d * sizeof(float));
+            have[b->side_cell[j]] = 1;
+        }
+    size_t missing = 0;
+    for (size_t i = 0; i < n; i++) {
+        keep[i] = im->keep_test ? im->keep_test[i] : 1;
+        missing += keep[i] && !have[i];
+    }
+    free(have);
+    if (missing)
+        return ad_fail(AD_E_INTERNAL, "reference %d: %zu patches missing for leave-one-out", im->id,
+                       missing);
+    return AD_OK;
+}
+
+ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule, double q)
+{
+    if (!b) return ad_fail(AD_E_ARG, "ad_bank_calibrate_loo: NULL bank");
+    if (b->n_images < 2)
+        return ad_fail(AD_E_ARG,
+                       "leave-one-out needs at least 2 reference images, the bank has %d",
+                       b->n_images);
+    if (rule != AD_THRESH_MAX && rule != AD_THRESH_QUANTILE)
+        return ad_fail(AD_E_ARG, "ad_bank_calibrate_loo: unknown rule %d", (int)rule);
+    if (rule == AD_THRESH_QUANTILE && !(q >= 0 && q <= 1))
+        return ad_fail(AD_E_ARG, "ad_bank_calibrate_loo: quantile %g not in [0, 1]", q);
+    int nt = use_threads(ctx);
+    double *scores = malloc((size_t)b->n_images * sizeof *scores);
+    if (!scores) return ad_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
+    ad_status st = AD_OK;
+    for (int i = 0; i < b->n_images && st == AD_OK; i++) {
+        const dt_image *im = &b->images[i];
+        size_t n = (size_t)im->grid_h * (size_t)im->grid_w;
+        ad_features f = {im->grid_h, im->grid_w, b->dim, NULL, NULL};
+        f.patch = ad_calloc(n * (size_t)b->dim, sizeof(float));
+        uint8_t *keep = malloc(n);
+        double *grid = ad_alloc(n, sizeof *grid);
+        if (!f.patch || !keep || !grid) st = ad_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
+        if (st == AD_OK) st = loo_features(b, im, &f, keep);
+        if (st == AD_OK) st = dt_bank_search(b, nt, &f, keep, im->id, 0, grid);
+        if (st == AD_OK) scores[i] = ad_score_top1p(grid, n);
+        ad_free(f.patch);
+        free(keep);
+        ad_free(grid);
+    }
+    if (st == AD_OK) st = ad_bank_calibrate_scores(b, scores, b->n_images, rule, q);
+    free(scores);
+    return st;
+}
+
+ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int mask,
+                     ad_result *out)
+{
+    if (!b || !ctx || !out)
+        return ad_fail(AD_E_ARG, "ad_predict: NULL %s", !b ? "bank" : !ctx ? "context" : "result");
+    ad_status st = check_image(img, "ad_predict");
+    if (st != AD_OK) return st;
+    if (mask < -1 || mask > 1) return ad_fail(AD_E_ARG, "ad_predict: mask %d is not -1, 0 or 1", mask);
+    if (b->rows == 0) return ad_fail(AD_E_ARG, "ad_predict: the bank is empty");
+    int use_mask = mask < 0 ? b->p.mask_test : mask;
+    int nt = use_threads(ctx);
+
+    ad_features f = {0};
+    st = ad_extract_image(ctx, img, b->p.resolution, &f);
+    if (st != AD_OK) return st;
+    size_t n = (size_t)f.grid_h * (size_t)f.grid_w;
+    uint8_t *keep = ad_alloc(n, 1);
+    double *grid = ad_alloc(n, sizeof *grid);
+    if (!keep || !grid) st = ad_fail(AD_E_NOMEM, "ad_predict: out of memory");
+    if (st == AD_OK) {
+        if (use_mask) st = ad_mask_pca(&f, keep);
+        else memset(keep, 1, n);
+    }
+    if (st == AD_OK) st = dt_bank_search(b, nt, &f, use_mask ? keep : NULL, -1, 0, grid);
+    if (st == AD_OK) {
+        out->score = ad_score_top1p(grid, n);
+        double thr;
+        out->verdict = ad_bank_threshold(b, &thr)
+                           ? (out->score > thr ? AD_VERDICT_NG : AD_VERDICT_OK)
+                           : AD_VERDICT_NONE;
+        out->grid_h = f.grid_h;
+        out->grid_w = f.grid_w;
+        out->grid = grid;
+        out->keep = keep;
+    } else {
+        ad_free(keep);
+        ad_free(grid);
+    }
+    ad_features_free(&f);
+    return st;
+}

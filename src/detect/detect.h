@@ -1,0 +1,100 @@
+/* Memory bank, nearest-neighbour search, background mask and scores: the internals of the
+ * "Memory bank" and "Zero-shot background mask" sections of anomalydino.h. Exposed here so that
+ * tests can pin the fast paths to plain references (search block size, eigen-solver choice). */
+#ifndef AD_DETECT_H
+#define AD_DETECT_H
+
+#include "core/core.h"
+
+/* Largest rotation count per reference (angle index is stored in a byte). */
+#define DT_MAX_INSERTS 255
+
+/* One reference image: its id, the grid of its first (unrotated) insertion, and the test-style
+ * mask of that insertion (what leave-one-out scores it with). */
+typedef struct {
+    int32_t id;
+    int32_t grid_h, grid_w;
+    int32_t n_inserts;   /* insertions so far (0 = the image itself, 1.. = its rotations) */
+    uint8_t *keep_test;  /* grid_h*grid_w, NULL = all patches (the bank does not mask tests) */
+} dt_image;
+
+struct ad_bank {
+    ad_bank_params p;
+    uint64_t fingerprint;   /* weights' identity, 0 when made without a model */
+    char model_name[32];
+    int dim;                /* 0 until the first features when made without a model */
+
+    /* Searched rows: L2-normalised float32 features (rows x dim, realloc-grown), their squared
+     * norms in float32 (faiss' y_norms, recomputed on load), owner, insertion index, cell. */
+    size_t rows, cap;
+    float *feat;
+    float *norm2;
+    int32_t *row_image;
+    uint8_t *row_angle;
+    int32_t *row_cell;
+
+    /* Side rows: unrotated cells that leave-one-out scores but that are not searched (cells a
+     * reference mask dropped while the test mask keeps them). */
+    size_t side_rows, side_cap;
+    float *side_feat;
+    int32_t *side_image;
+    int32_t *side_cell;
+
+    int n_images, images_cap;
+    dt_image *images;
+
+    int has_threshold;
+    ad_thresh_rule rule;
+    double threshold;
+    double quantile;
+};
+
+/* faiss fvec_renorm_L2 on one row: nr = sum x^2 (float32), x *= (float)(1.0 / sqrtf(nr)) when
+ * nr > 0. Returns the squared norm of the result (float32, sequential sum). */
+float dt_normalize_row(float *x, int d);
+/* Squared norm of a row, float32 sequential sum (faiss fvec_norm_L2sqr up to summation order). */
+float dt_norm2_row(const float *x, int d);
+
+/* Exact k-NN search of the kept cells of f against the bank. block_rows > 0 forces the number
+ * of bank rows per GEMM block (tests), 0 picks it from the query size. n_threads <= 0 uses the
+ * current OpenMP setting. Same contract as ad_bank_query otherwise. */
+ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
+                         const uint8_t *keep, int exclude_image_id, size_t block_rows,
+                         double *grid);
+
+/* The distance scan of one query over n bank rows (inner products ip, squared norms mn), updating
+ * its k smallest squared distances top[] (ascending, +inf when unset). avx2 = 1 uses the AVX2
+ * kernel when the CPU has it; both paths give identical results. */
+void dt_knn_scan(int avx2, float qn, const float *ip, const float *mn, size_t n, float *top, int k);
+
+/* Internal insertion shared by ad_bank_add_features and ad_bank_add_image: rows of f where keep
+ * (NULL = all); when the image id is new, records the unrotated grid and keep_test (may be NULL =
+ * all; copied). */
+ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
+                         const uint8_t *keep_test, int image_id);
+/* Index of the image record with that id, or -1. */
+int dt_bank_find_image(const ad_bank *b, int image_id);
+/* Drops every row, side row and image record added after the given counts (rollback of a
+ * failed multi-insert of a new image). */
+void dt_bank_truncate(ad_bank *b, size_t rows, size_t side_rows, int n_images);
+
+/* Threshold from scores (copied, not modified): max, or numpy.quantile(linear) at q. */
+ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule rule, double q,
+                                   double *thr);
+
+/* Top eigenvector of a symmetric D x D matrix (row-major, full or upper triangle used), unit
+ * length, sign unspecified. DT_EIG_AUTO: LAPACK dsyevr when the BLAS library provides it,
+ * else Jacobi; DT_EIG_JACOBI: the cyclic Jacobi reference (slow, O(D^3) per sweep). */
+typedef enum { DT_EIG_AUTO = 0, DT_EIG_JACOBI = 1 } dt_eig_impl;
+ad_status dt_top_eigvec(dt_eig_impl impl, const double *c, int d, double *v);
+int dt_have_lapack(void);
+/* First principal component scores (n values, double) of the n x d features, sign so that the
+ * score of largest magnitude is positive. */
+ad_status dt_pca_first(dt_eig_impl impl, const float *x, int n, int d, double *pc);
+/* Threshold, centre-crop flip test and 2-D morphology on a gh x gw grid of PC scores. */
+ad_status dt_mask_from_pc(const double *pc, int gh, int gw, uint8_t *keep);
+/* out = 3x3 dilation / erosion of in on a gh x gw grid, out-of-grid neighbours ignored. */
+void dt_dilate3(const uint8_t *in, int gh, int gw, uint8_t *out);
+void dt_erode3(const uint8_t *in, int gh, int gw, uint8_t *out);
+
+#endif
