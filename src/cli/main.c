@@ -12,6 +12,12 @@ typedef struct {
 
 static const command commands[] = {
     /* commands are registered here as they land */
+    {"info", cmd_info, "print the configuration inferred from a weights file"},
+    {"features", cmd_features, "DINOv2 patch features of an image as .npy"},
+    {"fit", cmd_fit, "build a memory bank (+ decision threshold) from good images"},
+    {"predict", cmd_predict, "score images against a bank: score, OK/NG verdict, maps"},
+    {"zeroshot", cmd_zeroshot, "batched zero-shot scoring of a set of images, no references"},
+    {"eval", cmd_eval, "MVTec AD / VisA / folder benchmark evaluation with the paper's protocol"},
     {"metrics", cmd_metrics, "AUROC/AP/F1-max and pixel AU-PRO from a scores CSV"},
     {NULL, NULL, NULL},
 };

@@ -1,0 +1,279 @@
+#include "cli/cli_detect.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cld_load_model(const char *cmd, const char *weights, int n_threads, ad_model **m,
+                   ad_context **ctx)
+{
+    *m = ad_model_load(weights);
+    if (!*m) {
+        cli_error(cmd, "%s", ad_errmsg());
+        return -1;
+    }
+    ad_context_params cp = ad_context_default_params();
+    cp.n_threads = n_threads;
+    *ctx = ad_context_new(*m, cp);
+    if (!*ctx) {
+        cli_error(cmd, "%s", ad_errmsg());
+        ad_model_free(*m);
+        *m = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int cld_preset(const char *cmd, const char *preset, const char *dataset, const char *category,
+               int *mask, int *rotate)
+{
+    if (!dataset) dataset = "mvtec";
+    if (strcmp(dataset, "mvtec") && strcmp(dataset, "visa")) {
+        cli_error(cmd, "--dataset '%s': expected mvtec or visa", dataset);
+        return -1;
+    }
+    ad_status st = ad_preset_lookup(preset, dataset, category ? category : "", mask, rotate);
+    if (st != AD_OK) {
+        cli_error(cmd, "--preset: %s", ad_errmsg());
+        return -1;
+    }
+    return 0;
+}
+
+static char *stem_of(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    if (n == 0) return strdup("image");
+    char *s = malloc(n + 1);
+    if (!s) return NULL;
+    memcpy(s, base, n);
+    s[n] = 0;
+    return s;
+}
+
+/* Open-addressing set of the stems handed out so far. */
+typedef struct {
+    char **slot;
+    size_t cap;
+} stem_set;
+
+static int set_has(const stem_set *s, const char *k, size_t *pos)
+{
+    size_t i = (size_t)ad_fnv1a(AD_FNV_INIT, k, strlen(k)) & (s->cap - 1);
+    while (s->slot[i]) {
+        if (!strcmp(s->slot[i], k)) return 1;
+        i = (i + 1) & (s->cap - 1);
+    }
+    *pos = i;
+    return 0;
+}
+
+char **cld_unique_stems(char **paths, int n)
+{
+    char **out = calloc((size_t)(n > 0 ? n : 1), sizeof *out);
+    stem_set set = {0};
+    set.cap = 16;
+    while (set.cap < 2 * (size_t)n + 2) set.cap *= 2;
+    set.slot = calloc(set.cap, sizeof *set.slot);
+    if (!out || !set.slot) goto fail;
+    for (int i = 0; i < n; i++) {
+        char *base = stem_of(paths[i]);
+        if (!base) goto fail;
+        char *cand = base;
+        size_t pos;
+        for (int suffix = 2; set_has(&set, cand, &pos); suffix++) {
+            if (cand != base) free(cand);
+            size_t len = strlen(base) + 16;
+            cand = malloc(len);
+            if (!cand) {
+                free(base);
+                goto fail;
+            }
+            snprintf(cand, len, "%s-%d", base, suffix);
+        }
+        if (cand != base) free(base);
+        out[i] = cand;
+        set.slot[pos] = cand; /* owned by out[] */
+    }
+    free(set.slot);
+    return out;
+fail:
+    free(set.slot);
+    cli_free_list(out, n);
+    return NULL;
+}
+
+char *cld_out_path(const char *dir, const char *stem, const char *ext)
+{
+    size_t len = strlen(dir) + strlen(stem) + strlen(ext) + 3;
+    char *p = malloc(len);
+    if (p) snprintf(p, len, "%s/%s.%s", dir, stem, ext);
+    return p;
+}
+
+int cld_prepare_dir(const char *cmd, const char *opt, const char *dir)
+{
+    if (!dir) return 0;
+    if (ad_io_mkdirs(dir) != AD_OK) {
+        cli_error(cmd, "%s: %s", opt, ad_errmsg());
+        return -1;
+    }
+    return 0;
+}
+
+ad_status cld_write_grid(const char *path, const double *grid, int gh, int gw)
+{
+    size_t n = (size_t)gh * (size_t)gw;
+    float *f = ad_alloc(n, sizeof *f);
+    if (!f) return AD_E_NOMEM;
+    for (size_t i = 0; i < n; i++) f[i] = (float)grid[i];
+    size_t shape[2] = {(size_t)gh, (size_t)gw};
+    ad_status st = ad_npy_write(path, AD_NPY_F4, f, 2, shape);
+    ad_free(f);
+    return st;
+}
+
+ad_status cld_write_map(const char *path, const float *map, int w, int h)
+{
+    size_t shape[2] = {(size_t)h, (size_t)w};
+    return ad_npy_write(path, AD_NPY_F4, map, 2, shape);
+}
+
+int cld_parse_format(const char *cmd, const char *s, cld_format *out)
+{
+    if (!strcmp(s, "csv")) *out = CLD_CSV;
+    else if (!strcmp(s, "json")) *out = CLD_JSON;
+    else {
+        cli_error(cmd, "--format '%s': expected csv or json", s);
+        return -1;
+    }
+    return 0;
+}
+
+void cld_csv_field(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\n\r")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+int cld_table_begin(cld_table *t, cld_format format, int with_verdict, int with_time)
+{
+    memset(t, 0, sizeof *t);
+    t->format = format;
+    t->with_verdict = with_verdict;
+    t->with_time = with_time;
+    if (format == CLD_JSON) {
+        t->doc = cJSON_CreateObject();
+        if (!t->doc) return -1;
+        cJSON_AddItemToObject(t->doc, "settings", cJSON_CreateObject());
+        t->results = cJSON_AddArrayToObject(t->doc, "results");
+        t->failures = cJSON_AddArrayToObject(t->doc, "failures");
+        if (!t->results || !t->failures) return -1;
+    } else {
+        printf("image,score%s%s\n", with_verdict ? ",verdict" : "", with_time ? ",time_ms" : "");
+        fflush(stdout);
+    }
+    return 0;
+}
+
+cJSON *cld_table_settings(cld_table *t)
+{
+    return t->doc ? cJSON_GetObjectItem(t->doc, "settings") : NULL;
+}
+
+static const char *verdict_name(ad_verdict v)
+{
+    return v == AD_VERDICT_NG ? "NG" : v == AD_VERDICT_OK ? "OK" : NULL;
+}
+
+void cld_table_row(cld_table *t, const char *image, double score, ad_verdict verdict,
+                   double time_ms)
+{
+    if (t->format == CLD_JSON) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o) return;
+        cJSON_AddStringToObject(o, "image", image);
+        cJSON_AddNumberToObject(o, "score", score);
+        if (t->with_verdict) {
+            const char *v = verdict_name(verdict);
+            if (v) cJSON_AddStringToObject(o, "verdict", v);
+            else cJSON_AddNullToObject(o, "verdict");
+        }
+        if (t->with_time) cJSON_AddNumberToObject(o, "time_ms", time_ms);
+        cJSON_AddItemToArray(t->results, o);
+        return;
+    }
+    cld_csv_field(stdout, image);
+    printf(",%.6f", score);
+    if (t->with_verdict) {
+        const char *v = verdict_name(verdict);
+        printf(",%s", v ? v : "");
+    }
+    if (t->with_time) printf(",%.1f", time_ms);
+    fputc('\n', stdout);
+    fflush(stdout); /* rows appear as images finish */
+}
+
+void cld_table_fail(cld_table *t, const char *cmd, const char *image, const char *reason)
+{
+    /* library reasons usually start with the path already */
+    int named = !strncmp(reason, image, strlen(image));
+    if (named) cli_error(cmd, "%s", reason);
+    else cli_error(cmd, "%s: %s", image, reason);
+    char **v = realloc(t->failed, (size_t)(t->n_failed + 1) * sizeof *v);
+    if (v) {
+        t->failed = v;
+        size_t len = strlen(image) + strlen(reason) + 3;
+        char *s = malloc(len);
+        if (s) {
+            if (named) snprintf(s, len, "%s", reason);
+            else snprintf(s, len, "%s: %s", image, reason);
+            t->failed[t->n_failed++] = s;
+        }
+    }
+    if (t->failures) {
+        cJSON *o = cJSON_CreateObject();
+        if (o) {
+            cJSON_AddStringToObject(o, "image", image);
+            cJSON_AddStringToObject(o, "error", reason);
+            cJSON_AddItemToArray(t->failures, o);
+        }
+    }
+}
+
+int cld_table_end(cld_table *t, const char *cmd)
+{
+    if (t->doc) {
+        char *s = cJSON_Print(t->doc);
+        if (s) {
+            fputs(s, stdout);
+            fputc('\n', stdout);
+            free(s);
+        }
+        cJSON_Delete(t->doc);
+        t->doc = NULL;
+    }
+    fflush(stdout);
+    int rc = 0;
+    if (t->n_failed) {
+        fprintf(stderr, "anomalydino %s: %d image%s failed:\n", cmd, t->n_failed,
+                t->n_failed == 1 ? "" : "s");
+        for (int i = 0; i < t->n_failed; i++) fprintf(stderr, "  %s\n", t->failed[i]);
+        rc = 1;
+    }
+    cli_free_list(t->failed, t->n_failed);
+    t->failed = NULL;
+    t->n_failed = 0;
+    return rc;
+}

@@ -1,0 +1,62 @@
+/* Helpers shared by the fit, predict and zeroshot commands: model loading, presets, result
+ * tables (CSV / JSON), per-image output files and the list of failed images. */
+#ifndef AD_CLI_DETECT_H
+#define AD_CLI_DETECT_H
+
+#include "cli/cli.h"
+
+#include <cjson/cJSON.h>
+
+/* Loads the weights and a context with n_threads (<= 0: all cores); prints the error. */
+int cld_load_model(const char *cmd, const char *weights, int n_threads, ad_model **m,
+                   ad_context **ctx);
+
+/* --preset/--dataset/--category -> mask and rotate (ad_preset_lookup). dataset NULL = "mvtec",
+ * category NULL = none (the preset's answer for unknown categories). Prints the error; returns 0
+ * or -1. */
+int cld_preset(const char *cmd, const char *preset, const char *dataset, const char *category,
+               int *mask, int *rotate);
+
+/* Output file stems, one per input path: the file name without extension, with "-2", "-3", ...
+ * appended when an earlier input already has that stem (in input order). NULL on failure. */
+char **cld_unique_stems(char **paths, int n);
+
+/* DIR/STEM.EXT in a new string (malloc). */
+char *cld_out_path(const char *dir, const char *stem, const char *ext);
+/* Creates the folder (and parents) if it is given; prints the error. */
+int cld_prepare_dir(const char *cmd, const char *opt, const char *dir);
+
+/* Grid (double, gh x gw) as .npy float32; map (float, h x w) as .npy float32. */
+ad_status cld_write_grid(const char *path, const double *grid, int gh, int gw);
+ad_status cld_write_map(const char *path, const float *map, int w, int h);
+
+/* Result table: CSV rows are printed as they come (header first), JSON is printed at the end. */
+typedef enum { CLD_CSV = 0, CLD_JSON = 1 } cld_format;
+int cld_parse_format(const char *cmd, const char *s, cld_format *out);
+
+typedef struct {
+    cld_format format;
+    int with_verdict;  /* verdict column: OK / NG, empty (JSON null) without a threshold */
+    int with_time;     /* time_ms column */
+    cJSON *doc;        /* JSON: {"settings": {...}, "results": [...], "failures": [...]} */
+    cJSON *results, *failures;
+    int n_failed;
+    char **failed;     /* "PATH: reason" */
+} cld_table;
+
+int cld_table_begin(cld_table *t, cld_format format, int with_verdict, int with_time);
+/* settings shown in JSON output only (borrowed: added to the document) */
+cJSON *cld_table_settings(cld_table *t);
+/* verdict: AD_VERDICT_NONE/_OK/_NG (ignored without with_verdict); time_ms likewise */
+void cld_table_row(cld_table *t, const char *image, double score, ad_verdict verdict,
+                   double time_ms);
+/* Records and reports (stderr) a failed image; the batch goes on. */
+void cld_table_fail(cld_table *t, const char *cmd, const char *image, const char *reason);
+/* Prints the JSON document (JSON) and the list of failures (stderr). Returns 0 if no image
+ * failed, else 1. */
+int cld_table_end(cld_table *t, const char *cmd);
+
+/* Quoted if needed (RFC 4180). */
+void cld_csv_field(FILE *f, const char *s);
+
+#endif

@@ -1,0 +1,297 @@
+/* anomalydino fit: memory bank of good reference images (+ their rotations), with a decision
+ * threshold learned from normal images only, written to a bank file for `predict`. */
+#include "cli/cli_detect.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CMD "fit"
+
+static void usage(FILE *f)
+{
+    ad_bank_params d = ad_bank_default_params();
+    fprintf(f,
+            "usage: anomalydino fit -m WEIGHTS -o BANK [options] REF_IMAGE_OR_DIR...\n\n"
+            "Learns \"normal\" from good reference images (folders are walked: .png .jpg .jpeg)\n"
+            "and writes a memory bank file: features, every preprocessing setting, the weights'\n"
+            "identity and a decision threshold.\n\n"
+            "  -m, --model WEIGHTS       DINOv2 weights (.pth hub checkpoint or .safetensors)\n"
+            "  -o, --out BANK            bank file to write\n"
+            "      --resolution S        smaller image edge (default %d; 0 = no resize)\n"
+            "      --rotate, --no-rotate add the 7 rotations (45..315 degrees) of every\n"
+            "                            reference (default: %s, or the preset's)\n"
+            "      --mask-refs           PCA-mask the references too (default: off, as the\n"
+            "                            original)\n"
+            "      --mask-test, --no-mask-test\n"
+            "                            default masking of test images stored in the bank\n"
+            "                            (default: %s, or the preset's)\n"
+            "      --preset P            agnostic, informed, masking_only, agnostic_no_mask,\n"
+            "                            informed_no_mask, force_{no_mask|mask}_{no_rotation|\n"
+            "                            rotation}: rotation and test masking as the original\n"
+            "                            for --dataset mvtec|visa (default mvtec) --category C\n"
+            "      --knn K               neighbours averaged per patch (default %d)\n"
+            "      --calibrate PATH      held-out good image or folder for the threshold\n"
+            "                            (repeat the flag for several)\n"
+            "      --threshold-rule R    max (default): the largest score of the normal images;\n"
+            "                            quantile:Q: their Q-quantile (linear interpolation, Q in\n"
+            "                            [0,1], e.g. quantile:0.95 for about 5 %% false alarms)\n"
+            "      --threads N           threads (default: all cores)\n"
+            "  -h, --help                this help\n\n"
+            "Threshold: from --calibrate images when given, else leave-one-out over the\n"
+            "references (each scored against the bank of the others, its rotations left out;\n"
+            "needs >= 2 references). With one reference and no --calibrate images the bank has\n"
+            "no threshold and predict prints scores without verdicts. A test image is NG when\n"
+            "its score is above the threshold.\n",
+            d.resolution, d.rotate ? "on" : "off", d.mask_test ? "on" : "off", d.knn_k);
+}
+
+static int parse_rule(const char *s, ad_thresh_rule *rule, double *q)
+{
+    if (!strcmp(s, "max")) {
+        *rule = AD_THRESH_MAX;
+        *q = 1.0;
+        return 0;
+    }
+    if (!strncmp(s, "quantile:", 9)) {
+        *rule = AD_THRESH_QUANTILE;
+        return cli_parse_double(CMD, "--threshold-rule quantile:Q", s + 9, 0.0, 1.0, q);
+    }
+    cli_error(CMD, "--threshold-rule '%s': expected max or quantile:Q", s);
+    return -1;
+}
+
+static int push_str(char ***v, int *n, const char *s)
+{
+    char **nv = realloc(*v, (size_t)(*n + 1) * sizeof *nv);
+    if (!nv) return -1;
+    *v = nv;
+    nv[(*n)++] = (char *)s; /* borrowed from argv */
+    return 0;
+}
+
+int cmd_fit(int argc, char **argv)
+{
+    enum {
+        O_RES = 256, O_ROT, O_NOROT, O_MASKREFS, O_MASKTEST, O_NOMASKTEST, O_PRESET, O_DATASET,
+        O_CATEGORY, O_KNN, O_CALIB, O_RULE, O_THREADS
+    };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},     {"out", required_argument, 0, 'o'},
+        {"resolution", required_argument, 0, O_RES}, {"rotate", no_argument, 0, O_ROT},
+        {"no-rotate", no_argument, 0, O_NOROT},   {"mask-refs", no_argument, 0, O_MASKREFS},
+        {"mask-test", no_argument, 0, O_MASKTEST}, {"no-mask-test", no_argument, 0, O_NOMASKTEST},
+        {"preset", required_argument, 0, O_PRESET}, {"dataset", required_argument, 0, O_DATASET},
+        {"category", required_argument, 0, O_CATEGORY}, {"knn", required_argument, 0, O_KNN},
+        {"calibrate", required_argument, 0, O_CALIB},
+        {"threshold-rule", required_argument, 0, O_RULE},
+        {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *weights = NULL, *out = NULL, *preset = NULL, *dataset = NULL, *category = NULL;
+    int resolution = -1, rotate = -1, mask_refs = 0, mask_test = -1, knn = -1, threads = 0;
+    ad_thresh_rule rule = AD_THRESH_MAX;
+    double q = 1.0;
+    char **calib_in = NULL;
+    int n_calib_in = 0;
+    int c, rc = 2;
+    while ((c = getopt_long(argc, argv, "m:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': weights = optarg; break;
+        case 'o': out = optarg; break;
+        case O_RES:
+            if (cli_parse_int(CMD, "--resolution", optarg, 0, 8192, &resolution)) goto out;
+            break;
+        case O_ROT: rotate = 1; break;
+        case O_NOROT: rotate = 0; break;
+        case O_MASKREFS: mask_refs = 1; break;
+        case O_MASKTEST: mask_test = 1; break;
+        case O_NOMASKTEST: mask_test = 0; break;
+        case O_PRESET: preset = optarg; break;
+        case O_DATASET: dataset = optarg; break;
+        case O_CATEGORY: category = optarg; break;
+        case O_KNN:
+            if (cli_parse_int(CMD, "--knn", optarg, 1, 1024, &knn)) goto out;
+            break;
+        case O_CALIB:
+            if (push_str(&calib_in, &n_calib_in, optarg)) goto out;
+            break;
+        case O_RULE:
+            if (parse_rule(optarg, &rule, &q)) goto out;
+            break;
+        case O_THREADS:
+            if (cli_parse_int(CMD, "--threads", optarg, 0, 1024, &threads)) goto out;
+            break;
+        case 'h':
+            usage(stdout);
+            rc = 0;
+            goto out;
+        default:
+            fprintf(stderr, "(anomalydino fit --help for the options)\n");
+            goto out;
+        }
+    }
+    if (!weights || !out) {
+        cli_error(CMD, "-m WEIGHTS and -o BANK are required (anomalydino fit --help)");
+        goto out;
+    }
+    if (optind >= argc) {
+        cli_error(CMD, "no reference images given (anomalydino fit --help)");
+        goto out;
+    }
+
+    ad_bank_params p = ad_bank_default_params();
+    if (preset || dataset || category) {
+        int pm, pr;
+        if (cld_preset(CMD, preset ? preset : "agnostic", dataset, category, &pm, &pr)) goto out;
+        p.mask_test = pm;
+        p.rotate = pr;
+    }
+    if (resolution >= 0) p.resolution = resolution;
+    if (rotate >= 0) p.rotate = rotate;
+    if (mask_test >= 0) p.mask_test = mask_test;
+    if (knn > 0) p.knn_k = knn;
+    p.mask_refs = mask_refs;
+
+    /* From here on failures are of the work, not of the usage. */
+    rc = 1;
+    char **refs = NULL, **calib = NULL;
+    int n_refs = cli_collect_images(CMD, argv + optind, argc - optind, &refs);
+    if (n_refs < 0) goto out;
+    int n_calib = 0;
+    if (n_calib_in) {
+        n_calib = cli_collect_images(CMD, calib_in, n_calib_in, &calib);
+        if (n_calib < 0) {
+            cli_free_list(refs, n_refs);
+            goto out;
+        }
+        for (int i = 0; i < n_calib; i++)
+            for (int j = 0; j < n_refs; j++)
+                if (!strcmp(calib[i], refs[j]))
+                    fprintf(stderr, "anomalydino fit: warning: %s is both a reference and a "
+                                    "calibration image (its score is then near 0)\n", calib[i]);
+    }
+
+    ad_model *m = NULL;
+    ad_context *ctx = NULL;
+    ad_bank *bank = NULL;
+    int n_failed = 0;
+    double *scores = NULL;
+    if (cld_load_model(CMD, weights, threads, &m, &ctx)) goto done;
+    bank = ad_bank_new(m, &p);
+    if (!bank) {
+        cli_error(CMD, "%s", ad_errmsg());
+        goto done;
+    }
+    p = ad_bank_get_params(bank);
+
+    double t_start = cli_now();
+    for (int i = 0; i < n_refs; i++) {
+        double t0 = cli_now();
+        ad_image img = {0};
+        ad_status st = ad_io_read_image(refs[i], &img);
+        if (st == AD_OK) {
+            st = ad_bank_add_image(bank, ctx, &img, i);
+            if (st != AD_OK) ad_error_prefix("%s", refs[i]);
+        }
+        ad_image_free(&img);
+        if (st != AD_OK) {
+            cli_error(CMD, "%s", ad_errmsg());
+            n_failed++;
+            continue;
+        }
+        cli_progress("fit: reference %d/%d %s (%.0f ms)", i + 1, n_refs, refs[i],
+                     1e3 * (cli_now() - t0));
+    }
+    if (n_failed) {
+        cli_error(CMD, "%d of %d reference images failed (listed above); no bank written", n_failed,
+                  n_refs);
+        goto done;
+    }
+
+    /* Threshold from normal images only. */
+    char how[160];
+    int have_thr = 1;
+    if (n_calib) {
+        scores = malloc((size_t)n_calib * sizeof *scores);
+        if (!scores) goto done;
+        for (int i = 0; i < n_calib; i++) {
+            ad_image img = {0};
+            ad_result r = {0};
+            ad_status st = ad_io_read_image(calib[i], &img);
+            if (st == AD_OK) {
+                st = ad_predict(bank, ctx, &img, -1, &r);
+                if (st != AD_OK) ad_error_prefix("%s", calib[i]);
+            }
+            ad_image_free(&img);
+            if (st != AD_OK) {
+                cli_error(CMD, "%s", ad_errmsg());
+                n_failed++;
+                continue;
+            }
+            scores[i - n_failed] = r.score;
+            cli_progress("fit: calibration %d/%d %s score %.6f", i + 1, n_calib, calib[i],
+                         r.score);
+            ad_result_free(&r);
+        }
+        if (n_failed) {
+            cli_error(CMD, "%d of %d calibration images failed (listed above); no bank written",
+                      n_failed, n_calib);
+            goto done;
+        }
+        if (ad_bank_calibrate_scores(bank, scores, n_calib, rule, q) != AD_OK) {
+            cli_error(CMD, "calibration: %s", ad_errmsg());
+            goto done;
+        }
+        snprintf(how, sizeof how, "%s of %d calibration image scores",
+                 rule == AD_THRESH_MAX ? "max" : "quantile", n_calib);
+    } else if (n_refs >= 2) {
+        if (ad_bank_calibrate_loo(bank, ctx, rule, q) != AD_OK) {
+            cli_error(CMD, "leave-one-out calibration: %s", ad_errmsg());
+            goto done;
+        }
+        snprintf(how, sizeof how, "%s of %d leave-one-out reference scores",
+                 rule == AD_THRESH_MAX ? "max" : "quantile", n_refs);
+    } else {
+        have_thr = 0;
+        cli_progress("fit: one reference image and no --calibrate images: the bank gets no decision "
+                     "threshold (predict prints scores without verdicts); give >= 2 references or "
+                     "--calibrate GOOD_IMAGES for one");
+    }
+
+    if (ad_bank_save(bank, out) != AD_OK) {
+        cli_error(CMD, "%s", ad_errmsg());
+        goto done;
+    }
+    ad_model_info mi = ad_model_get_info(m);
+    double thr = 0;
+    have_thr = have_thr && ad_bank_threshold(bank, &thr);
+    printf("bank        %s\n", out);
+    printf("weights     %s, %d dims (fingerprint %016llx)\n", mi.name ? mi.name : "custom", mi.dim,
+           (unsigned long long)mi.fingerprint);
+    printf("references  %d image%s, %zu rows%s\n", n_refs, n_refs == 1 ? "" : "s",
+           ad_bank_rows(bank), p.rotate ? " (8 rotations each)" : "");
+    printf("settings    resolution %d, rotate %s, mask refs %s, mask test %s, knn %d\n",
+           p.resolution, p.rotate ? "yes" : "no", p.mask_refs ? "yes" : "no",
+           p.mask_test ? "yes" : "no", p.knn_k);
+    if (have_thr) {
+        if (rule == AD_THRESH_QUANTILE)
+            printf("threshold   %.6f (%s, q = %g)\n", thr, how, q);
+        else
+            printf("threshold   %.6f (%s)\n", thr, how);
+    } else {
+        printf("threshold   none (one reference, no calibration images)\n");
+    }
+    printf("time        %.1f s\n", cli_now() - t_start);
+    rc = 0;
+
+done:
+    free(scores);
+    ad_bank_free(bank);
+    ad_context_free(ctx);
+    ad_model_free(m);
+    cli_free_list(refs, n_refs);
+    cli_free_list(calib, n_calib);
+out:
+    free(calib_in);
+    return rc;
+}

@@ -1,0 +1,897 @@
+/* Benchmark dataset layouts (see dataset.h). */
+#include "cli/dataset.h"
+
+#include "io/io.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* REFERENCE.md A8 (AD src/utils.py::get_dataset_info); both lists are in the original's order. */
+const char *const ds_mvtec_categories[] = {
+    "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
+    "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper", NULL};
+const char *const ds_visa_categories[] = {
+    "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
+    "pcb1", "pcb2", "pcb3", "pcb4", "pipe_fryum", NULL};
+
+/* At most this many per-image lines of one kind per category; the rest are counted. */
+#define DS_MAX_LINES_PER_KIND 10
+
+/* ------------------------------------------------------------------------------------------ */
+/* small helpers                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+void ds_lines_add(ds_lines *l, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < l->n; i++) /* a summary says each thing once */
+        if (!strcmp(l->v[i], buf)) return;
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 8;
+        char **v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) return;
+        l->v = v;
+        l->cap = cap;
+    }
+    char *s = strdup(buf);
+    if (s) l->v[l->n++] = s;
+}
+
+void ds_lines_free(ds_lines *l)
+{
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static char *join2(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 2);
+    if (!s) return NULL;
+    memcpy(s, a, la);
+    size_t o = la;
+    if (la && a[la - 1] != '/') s[o++] = '/';
+    memcpy(s + o, b, lb + 1);
+    return s;
+}
+
+static char *join3(const char *a, const char *b, const char *c)
+{
+    char *ab = join2(a, b);
+    if (!ab) return NULL;
+    char *abc = join2(ab, c);
+    free(ab);
+    return abc;
+}
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Python's os.path.splitext extension, compared exactly or case-insensitively. */
+static const char *ext_of(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    if (!dot || dot == name) return "";
+    return dot;
+}
+
+static int ext_is_image(const char *name)
+{
+    const char *e = ext_of(name);
+    return !strcasecmp(e, ".png") || !strcasecmp(e, ".jpg") || !strcasecmp(e, ".jpeg");
+}
+
+/* Sorted (byte order) names of the sub-directories (want_dirs) or regular files of `dir`, hidden
+ * entries left out. -1 when the directory cannot be read. */
+static int list_dir(const char *dir, int want_dirs, char ***out)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    char **v = NULL;
+    int n = 0, cap = 0, bad = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char *p = join2(dir, e->d_name);
+        if (!p) { bad = 1; break; }
+        int keep = want_dirs ? ad_io_is_dir(p) : is_file(p);
+        free(p);
+        if (!keep) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            char **nv = realloc(v, (size_t)cap * sizeof *nv);
+            if (!nv) { bad = 1; break; }
+            v = nv;
+        }
+        if (!(v[n] = strdup(e->d_name))) { bad = 1; break; }
+        n++;
+    }
+    closedir(d);
+    if (bad) {
+        for (int i = 0; i < n; i++) free(v[i]);
+        free(v);
+        return -1;
+    }
+    if (n) qsort(v, (size_t)n, sizeof *v, cmp_str);
+    *out = v;
+    return n;
+}
+
+static void free_names(char **v, int n)
+{
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+/* The original keeps a test sub-folder only if its name without '_' is alphabetic (A11). */
+static int type_name_ok(const char *t)
+{
+    int letters = 0;
+    for (const char *p = t; *p; p++) {
+        if (*p == '_') continue;
+        if (!isalpha((unsigned char)*p)) return 0;
+        letters++;
+    }
+    return letters > 0;
+}
+
+/* Category names become file names of the outputs. */
+static int category_name_ok(const char *c)
+{
+    return c[0] && c[0] != '.' && !strchr(c, '/') && !strchr(c, '\\') && strlen(c) < 200;
+}
+
+static void category_free(ds_category *c)
+{
+    free(c->name);
+    for (int i = 0; i < c->n_train; i++) {
+        free(c->train[i]);
+        free(c->train_names[i]);
+    }
+    free(c->train);
+    free(c->train_names);
+    for (int i = 0; i < c->n_test; i++) {
+        free(c->test[i].path);
+        free(c->test[i].name);
+        free(c->test[i].type);
+        free(c->test[i].mask_path);
+    }
+    free(c->test);
+    memset(c, 0, sizeof *c);
+}
+
+void ds_free(ds_dataset *d)
+{
+    if (!d) return;
+    for (int i = 0; i < d->n_cats; i++) category_free(&d->cats[i]);
+    free(d->cats);
+    free(d->root);
+    ds_lines_free(&d->warnings);
+    ds_lines_free(&d->errors);
+    memset(d, 0, sizeof *d);
+}
+
+ad_status ds_kind_parse(const char *s, ds_kind *out)
+{
+    if (!s) return ad_fail(AD_E_ARG, "--dataset: missing value");
+    if (!strcasecmp(s, "mvtec") || !strcasecmp(s, "mvtec_ad") || !strcasecmp(s, "mvtec-ad") ||
+        !strcasecmp(s, "mvtecad")) {
+        *out = DS_MVTEC;
+    } else if (!strcasecmp(s, "visa")) {
+        *out = DS_VISA;
+    } else if (!strcasecmp(s, "folder")) {
+        *out = DS_FOLDER;
+    } else {
+        return ad_fail(AD_E_ARG, "--dataset '%s': expected mvtec, visa or folder", s);
+    }
+    return AD_OK;
+}
+
+const char *ds_kind_name(ds_kind k)
+{
+    return k == DS_MVTEC ? "mvtec" : k == DS_VISA ? "visa" : "folder";
+}
+
+int ds_select_shots(const ds_category *c, int k, int seed, int *first)
+{
+    *first = 0;
+    if (k < 0) return c->n_train;
+    if (seed < 0) return 0;
+    long start = (long)seed * k, end = start + k;
+    if (start >= c->n_train) return 0;
+    if (end > c->n_train) end = c->n_train;
+    *first = (int)start;
+    return (int)(end - start);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* growing lists of test items                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    ds_test_item *v;
+    int n, cap;
+} item_list;
+
+static int items_push(item_list *l, char *path, char *name, char *type, char *mask, int defect)
+{
+    if (!path || !name || !type) goto fail;
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        ds_test_item *v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) goto fail;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (ds_test_item){path, name, type, mask, defect};
+    return 0;
+fail:
+    free(path);
+    free(name);
+    free(type);
+    free(mask);
+    return -1;
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+    const ds_test_item *x = a, *y = b;
+    int gx = strcmp(x->type, "good") != 0, gy = strcmp(y->type, "good") != 0;
+    if (gx != gy) return gx - gy;
+    int c = strcmp(x->type, y->type);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+/* Per-category counters of per-image problems, so a dataset with hundreds of them gives a short
+ * summary rather than a wall of lines. */
+typedef struct {
+    int no_gt;
+} cat_counts;
+
+static void note_no_gt(ds_dataset *d, cat_counts *cc, const char *cat, const char *image,
+                       const char *expected)
+{
+    if (d->kind == DS_FOLDER) { /* masks are optional there: one summary line per category */
+        cc->no_gt++;
+        return;
+    }
+    if (cc->no_gt++ < DS_MAX_LINES_PER_KIND)
+        ds_lines_add(&d->warnings,
+                     "%s: %s has no ground truth (%s): labelled anomalous by its folder, left out "
+                     "of the pixel metrics",
+                     cat, image, expected);
+}
+
+static void flush_counts(ds_dataset *d, const cat_counts *cc, const char *cat)
+{
+    if (d->kind == DS_FOLDER && cc->no_gt)
+        ds_lines_add(&d->warnings,
+                     "%s: %d defect image(s) without a ground-truth mask: left out of the pixel "
+                     "metrics",
+                     cat, cc->no_gt);
+    else if (cc->no_gt > DS_MAX_LINES_PER_KIND)
+        ds_lines_add(&d->warnings, "%s: ... and %d more images without ground truth", cat,
+                     cc->no_gt - DS_MAX_LINES_PER_KIND);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* folder layouts (mvtec, visa prepared, folder)                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+static int test_ext_ok(ds_kind kind, const char *name)
+{
+    /* A11: the original evaluates exactly ".png" (MVTec) or ".JPG" (VisA) files. */
+    if (kind == DS_MVTEC) return !strcmp(ext_of(name), ".png");
+    if (kind == DS_VISA) return !strcmp(ext_of(name), ".JPG");
+    return ext_is_image(name);
+}
+
+static char *find_gt(ds_kind kind, const char *catdir, const char *type, const char *file,
+                     char *expected, size_t expected_len)
+{
+    size_t stem_len = strlen(file) - strlen(ext_of(file));
+    char stem[1024];
+    if (stem_len >= sizeof stem - 16) return NULL;
+    memcpy(stem, file, stem_len);
+    stem[stem_len] = 0;
+    char name[1100];
+    const char *suffixes[2] = {"_mask.png", ".png"};
+    int first = kind == DS_VISA ? 1 : 0, last = kind == DS_MVTEC ? 0 : 1;
+    char *gtdir = join3(catdir, "ground_truth", type);
+    if (!gtdir) return NULL;
+    char *found = NULL;
+    for (int s = first; s <= last && !found; s++) {
+        snprintf(name, sizeof name, "%s%s", stem, suffixes[s]);
+        char *p = join2(gtdir, name);
+        if (!p) break;
+        if (s == first) snprintf(expected, expected_len, "%s", p);
+        if (is_file(p)) found = p;
+        else free(p);
+    }
+    free(gtdir);
+    return found;
+}
+
+/* Fills c from ROOT/CAT/{train/good,test,ground_truth}. 0 on success, -1 when the category is
+ * unusable (an error line says why). */
+static int build_dir_category(ds_dataset *d, const char *catdir, const char *name, ds_category *c)
+{
+    memset(c, 0, sizeof *c);
+    char *traindir = join3(catdir, "train", "good");
+    char *testdir = join2(catdir, "test");
+    item_list items = {0};
+    char **types = NULL;
+    int n_types = 0, rc = -1;
+    cat_counts cc = {0};
+    if (!traindir || !testdir || !(c->name = strdup(name))) goto done;
+
+    char **files = NULL;
+    int nf = list_dir(traindir, 0, &files);
+    if (nf < 0) {
+        ds_lines_add(&d->errors, "%s: cannot read the reference folder %s: %s", name, traindir,
+                     strerror(errno ? errno : ENOENT));
+        goto done;
+    }
+    c->train = calloc((size_t)(nf ? nf : 1), sizeof *c->train);
+    c->train_names = calloc((size_t)(nf ? nf : 1), sizeof *c->train_names);
+    int ignored = 0;
+    for (int i = 0; i < nf && c->train && c->train_names; i++) {
+        if (!ext_is_image(files[i])) { ignored++; continue; }
+        c->train[c->n_train] = join2(traindir, files[i]);
+        c->train_names[c->n_train] = strdup(files[i]);
+        if (c->train[c->n_train] && c->train_names[c->n_train]) c->n_train++;
+        else { free(c->train[c->n_train]); free(c->train_names[c->n_train]); }
+    }
+    free_names(files, nf);
+    if (ignored)
+        ds_lines_add(&d->warnings, "%s: %d file(s) in %s are not .png/.jpg images: ignored", name,
+                     ignored, traindir);
+    if (c->n_train == 0) {
+        ds_lines_add(&d->errors, "%s: no reference images in %s", name, traindir);
+        goto done;
+    }
+
+    n_types = list_dir(testdir, 1, &types);
+    if (n_types < 0) {
+        ds_lines_add(&d->errors, "%s: cannot read the test folder %s", name, testdir);
+        n_types = 0;
+        goto done;
+    }
+    for (int t = 0; t < n_types; t++) {
+        const char *type = types[t];
+        if (d->kind != DS_FOLDER && !type_name_ok(type)) {
+            ds_lines_add(&d->warnings,
+                         "%s: test folder '%s' skipped (the original evaluates only folders "
+                         "whose name is letters and '_')",
+                         name, type);
+            continue;
+        }
+        int defect = strcmp(type, "good") != 0;
+        char *tdir = join2(testdir, type);
+        char **tf = NULL;
+        int ntf = tdir ? list_dir(tdir, 0, &tf) : -1;
+        if (ntf < 0) {
+            ds_lines_add(&d->errors, "%s: cannot read %s", name, tdir ? tdir : type);
+            free(tdir);
+            continue;
+        }
+        int other = 0;
+        for (int i = 0; i < ntf; i++) {
+            if (!test_ext_ok(d->kind, tf[i])) { other++; continue; }
+            char *mask = NULL;
+            if (defect) {
+                char expected[2048] = "";
+                mask = find_gt(d->kind, catdir, type, tf[i], expected, sizeof expected);
+                if (!mask) {
+                    char img[1200];
+                    snprintf(img, sizeof img, "%s/%s", tdir, tf[i]);
+                    note_no_gt(d, &cc, name, img, expected);
+                }
+            }
+            size_t nl = strlen(type) + strlen(tf[i]) + 2;
+            char *nm = malloc(nl);
+            if (nm) snprintf(nm, nl, "%s/%s", type, tf[i]);
+            if (items_push(&items, join2(tdir, tf[i]), nm, strdup(type), mask, defect)) {
+                free_names(tf, ntf);
+                free(tdir);
+                goto done;
+            }
+        }
+        if (other)
+            ds_lines_add(&d->warnings, "%s: %d file(s) in %s are not %s images: ignored", name,
+                         other, tdir,
+                         d->kind == DS_MVTEC ? ".png" : d->kind == DS_VISA ? ".JPG" : ".png/.jpg");
+        free_names(tf, ntf);
+        free(tdir);
+    }
+    flush_counts(d, &cc, name);
+    if (items.n == 0) {
+        ds_lines_add(&d->errors, "%s: no test images in %s", name, testdir);
+        goto done;
+    }
+    qsort(items.v, (size_t)items.n, sizeof *items.v, cmp_item);
+    c->test = items.v;
+    c->n_test = items.n;
+    items.v = NULL;
+    items.n = 0;
+    rc = 0;
+done:
+    for (int i = 0; i < items.n; i++) {
+        free(items.v[i].path);
+        free(items.v[i].name);
+        free(items.v[i].type);
+        free(items.v[i].mask_path);
+    }
+    free(items.v);
+    free_names(types, n_types);
+    free(traindir);
+    free(testdir);
+    if (rc) category_free(c);
+    return rc;
+}
+
+static int push_category(ds_dataset *d, const ds_category *c)
+{
+    ds_category *v = realloc(d->cats, (size_t)(d->n_cats + 1) * sizeof *v);
+    if (!v) return -1;
+    d->cats = v;
+    d->cats[d->n_cats++] = *c;
+    return 0;
+}
+
+static int has_train_good(const char *catdir)
+{
+    char *p = join3(catdir, "train", "good");
+    int r = p && ad_io_is_dir(p);
+    free(p);
+    return r;
+}
+
+static int in_list(const char *const *list, const char *s)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, s)) return 1;
+    return 0;
+}
+
+static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
+{
+    const char *const *standard = d->kind == DS_MVTEC ? ds_mvtec_categories
+                                  : d->kind == DS_VISA ? ds_visa_categories
+                                                       : NULL;
+    if (cats) {
+        for (int i = 0; i < n_cats; i++) {
+            if (!category_name_ok(cats[i])) {
+                ds_lines_add(&d->errors, "'%s': not a category name", cats[i]);
+                continue;
+            }
+            char *dir = join2(d->root, cats[i]);
+            if (!dir) return ad_fail(AD_E_NOMEM, "out of memory");
+            if (!has_train_good(dir)) {
+                ds_lines_add(&d->errors, "%s: category not found (no folder %s/train/good)",
+                             cats[i], dir);
+            } else {
+                ds_category c;
+                if (build_dir_category(d, dir, cats[i], &c) == 0 && push_category(d, &c)) {
+                    category_free(&c);
+                    free(dir);
+                    return ad_fail(AD_E_NOMEM, "out of memory");
+                }
+            }
+            free(dir);
+        }
+        return AD_OK;
+    }
+
+    /* folder layout: ROOT may itself be one category */
+    if (d->kind == DS_FOLDER && has_train_good(d->root)) {
+        const char *base = strrchr(d->root, '/');
+        char name[256];
+        snprintf(name, sizeof name, "%s", base && base[1] ? base + 1 : d->root);
+        size_t nl = strlen(name);
+        while (nl > 1 && name[nl - 1] == '/') name[--nl] = 0;
+        if (!category_name_ok(name)) snprintf(name, sizeof name, "category");
+        ds_category c;
+        if (build_dir_category(d, d->root, name, &c) == 0 && push_category(d, &c)) {
+            category_free(&c);
+            return ad_fail(AD_E_NOMEM, "out of memory");
+        }
+        return AD_OK;
+    }
+
+    char **subs = NULL;
+    int ns = list_dir(d->root, 1, &subs);
+    if (ns < 0) return ad_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
+                               strerror(errno ? errno : EIO));
+    char missing[1024] = "";
+    int n_missing = 0;
+    if (standard) {
+        for (const char *const *s = standard; *s; s++) {
+            char *dir = join2(d->root, *s);
+            int ok = dir && has_train_good(dir);
+            free(dir);
+            if (!ok) {
+                size_t l = strlen(missing);
+                snprintf(missing + l, sizeof missing - l, "%s%s", n_missing ? ", " : "", *s);
+                n_missing++;
+            }
+        }
+    }
+    for (int i = 0; i < ns; i++) {
+        char *dir = join2(d->root, subs[i]);
+        if (!dir) { free_names(subs, ns); return ad_fail(AD_E_NOMEM, "out of memory"); }
+        if (has_train_good(dir) && category_name_ok(subs[i])) {
+            if (standard && !in_list(standard, subs[i]))
+                ds_lines_add(&d->warnings, "%s: not a standard %s category (evaluated anyway)",
+                             subs[i], d->kind == DS_MVTEC ? "MVTec AD" : "VisA");
+            ds_category c;
+            if (build_dir_category(d, dir, subs[i], &c) == 0 && push_category(d, &c)) {
+                category_free(&c);
+                free(dir);
+                free_names(subs, ns);
+                return ad_fail(AD_E_NOMEM, "out of memory");
+            }
+        }
+        free(dir);
+    }
+    free_names(subs, ns);
+    if (n_missing && d->n_cats)
+        ds_lines_add(&d->warnings, "%s: %d standard categor%s not found: %s", d->root, n_missing,
+                     n_missing == 1 ? "y" : "ies", missing);
+    return AD_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* VisA raw download: split_csv/1cls.csv                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One CSV record (RFC 4180 quotes) from *p; fields are NUL-terminated in place. Returns the
+ * number of fields (0 at the end of the text), at most max_fields (extra fields are dropped). */
+static int csv_record(char **p, char **fields, int max_fields)
+{
+    char *s = *p;
+    if (!*s) return 0;
+    int n = 0;
+    for (;;) {
+        char *out = s, *start = s;
+        if (*s == '"') {
+            s++;
+            for (;;) {
+                if (!*s) break;
+                if (*s == '"') {
+                    if (s[1] == '"') { *out++ = '"'; s += 2; continue; }
+                    s++;
+                    break;
+                }
+                *out++ = *s++;
+            }
+            while (*s && *s != ',' && *s != '\n' && *s != '\r') s++; /* junk after the quote */
+        } else {
+            while (*s && *s != ',' && *s != '\n' && *s != '\r') out++, s++;
+        }
+        char c = *s;
+        *out = 0;
+        if (n < max_fields) fields[n] = start;
+        n++;
+        if (c == ',') { s++; continue; }
+        if (c == '\r') { /* *s may have been overwritten by the terminator: use c */
+            s++;
+            if (*s == '\n') s++;
+        } else if (c == '\n') {
+            s++;
+        }
+        break;
+    }
+    *p = s;
+    return n < max_fields ? n : max_fields;
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+typedef struct {
+    char *name;
+    item_list test;
+    char **train, **train_names;
+    int n_train, cap_train;
+    cat_counts cc;
+} raw_cat;
+
+static int cmp_train_pair(const void *a, const void *b)
+{
+    /* sorted by file name as the prepared layout's listdir would be */
+    const char *const *x = a, *const *y = b;
+    return strcmp(base_name(x[0]), base_name(y[0]));
+}
+
+static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const *cats,
+                               int n_cats)
+{
+    size_t len;
+    char *text = ad_io_read_file(csv_path, &len);
+    if (!text) return AD_E_IO;
+    if (strlen(text) != len) {
+        free(text);
+        return ad_fail(AD_E_FORMAT, "%s: not a text file", csv_path);
+    }
+    char *p = text;
+    if ((unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
+        p += 3;
+    char *f[16];
+    int nf = csv_record(&p, f, 16);
+    int col_obj = -1, col_split = -1, col_label = -1, col_image = -1, col_mask = -1;
+    for (int i = 0; i < nf; i++) {
+        if (!strcmp(f[i], "object")) col_obj = i;
+        else if (!strcmp(f[i], "split")) col_split = i;
+        else if (!strcmp(f[i], "label")) col_label = i;
+        else if (!strcmp(f[i], "image")) col_image = i;
+        else if (!strcmp(f[i], "mask")) col_mask = i;
+    }
+    if (col_obj < 0 || col_split < 0 || col_label < 0 || col_image < 0) {
+        free(text);
+        return ad_fail(AD_E_FORMAT,
+                       "%s: the header must name the columns object,split,label,image[,mask]",
+                       csv_path);
+    }
+    raw_cat *rc = NULL;
+    int n_rc = 0;
+    ad_status st = AD_OK;
+    int line = 1, missing_files = 0;
+    while ((nf = csv_record(&p, f, 16)) > 0) {
+        line++;
+        if (nf == 1 && !f[0][0]) continue; /* blank line */
+        if (nf <= col_obj || nf <= col_split || nf <= col_label || nf <= col_image) {
+            ds_lines_add(&d->errors, "%s:%d: too few columns: row ignored", csv_path, line);
+            continue;
+        }
+        const char *obj = f[col_obj], *split = f[col_split], *label = f[col_label];
+        const char *image = f[col_image];
+        const char *mask = col_mask >= 0 && nf > col_mask ? f[col_mask] : "";
+        if (cats) {
+            int want = 0;
+            for (int i = 0; i < n_cats && !want; i++) want = !strcmp(cats[i], obj);
+            if (!want) continue;
+        }
+        if (!category_name_ok(obj)) {
+            ds_lines_add(&d->errors, "%s:%d: '%s' is not a category name: row ignored", csv_path,
+                         line, obj);
+            continue;
+        }
+        int is_train = !strcmp(split, "train"), is_test = !strcmp(split, "test");
+        if (!is_train && !is_test) {
+            ds_lines_add(&d->errors, "%s:%d: split '%s' is neither train nor test: row ignored",
+                         csv_path, line, split);
+            continue;
+        }
+        /* prepare_data.py: 'normal' -> good, anything else -> bad */
+        int normal = !strcmp(label, "normal");
+        if (is_train && !normal) continue; /* the 1-class split trains on normal images only */
+        int k;
+        for (k = 0; k < n_rc && strcmp(rc[k].name, obj); k++) {}
+        if (k == n_rc) {
+            raw_cat *nv = realloc(rc, (size_t)(n_rc + 1) * sizeof *nv);
+            if (!nv) { st = ad_fail(AD_E_NOMEM, "out of memory"); break; }
+            rc = nv;
+            memset(&rc[n_rc], 0, sizeof rc[n_rc]);
+            if (!(rc[n_rc].name = strdup(obj))) { st = ad_fail(AD_E_NOMEM, "out of memory"); break; }
+            n_rc++;
+        }
+        raw_cat *r = &rc[k];
+        char *path = join2(d->root, image);
+        if (!path) { st = ad_fail(AD_E_NOMEM, "out of memory"); break; }
+        if (!is_file(path)) {
+            if (missing_files++ < DS_MAX_LINES_PER_KIND)
+                ds_lines_add(&d->errors, "%s: %s (listed in %s:%d) does not exist: left out", obj,
+                             path, csv_path, line);
+            free(path);
+            continue;
+        }
+        if (is_train) {
+            if (r->n_train == r->cap_train) {
+                int cap = r->cap_train ? r->cap_train * 2 : 64;
+                char **a = realloc(r->train, (size_t)cap * 2 * sizeof *a);
+                if (!a) { free(path); st = ad_fail(AD_E_NOMEM, "out of memory"); break; }
+                r->train = a;
+                r->cap_train = cap;
+            }
+            /* pairs (path, name) side by side until the category is finished */
+            char *nm = strdup(base_name(image));
+            if (!nm) { free(path); st = ad_fail(AD_E_NOMEM, "out of memory"); break; }
+            r->train[2 * r->n_train] = path;
+            r->train[2 * r->n_train + 1] = nm;
+            r->n_train++;
+        } else {
+            const char *type = normal ? "good" : "bad";
+            size_t nl = strlen(type) + strlen(base_name(image)) + 2;
+            char *nm = malloc(nl);
+            if (nm) snprintf(nm, nl, "%s/%s", type, base_name(image));
+            char *mp = NULL;
+            if (!normal) {
+                if (mask[0]) {
+                    mp = join2(d->root, mask);
+                    if (mp && !is_file(mp)) {
+                        note_no_gt(d, &r->cc, obj, path, mp);
+                        free(mp);
+                        mp = NULL;
+                    }
+                } else {
+                    note_no_gt(d, &r->cc, obj, path, "the mask column is empty");
+                }
+            }
+            if (items_push(&r->test, path, nm, strdup(type), mp, !normal)) {
+                st = ad_fail(AD_E_NOMEM, "out of memory");
+                break;
+            }
+        }
+    }
+    if (missing_files > DS_MAX_LINES_PER_KIND)
+        ds_lines_add(&d->errors, "%s: ... and %d more listed files do not exist", csv_path,
+                     missing_files - DS_MAX_LINES_PER_KIND);
+
+    /* categories in the order asked for, else in the standard order then the CSV's order */
+    int *order = calloc((size_t)(n_rc + 1), sizeof *order);
+    int n_order = 0;
+    if (!order && st == AD_OK) st = ad_fail(AD_E_NOMEM, "out of memory");
+    if (st == AD_OK) {
+        if (cats) {
+            for (int i = 0; i < n_cats; i++) {
+                int k;
+                for (k = 0; k < n_rc && strcmp(rc[k].name, cats[i]); k++) {}
+                if (k < n_rc) order[n_order++] = k;
+                else ds_lines_add(&d->errors, "%s: category not found in %s", cats[i], csv_path);
+            }
+        } else {
+            char missing[1024] = "";
+            int n_missing = 0;
+            for (const char *const *s = ds_visa_categories; *s; s++) {
+                int k;
+                for (k = 0; k < n_rc && strcmp(rc[k].name, *s); k++) {}
+                if (k < n_rc) order[n_order++] = k;
+                else {
+                    size_t l = strlen(missing);
+                    snprintf(missing + l, sizeof missing - l, "%s%s", n_missing ? ", " : "", *s);
+                    n_missing++;
+                }
+            }
+            for (int k = 0; k < n_rc; k++)
+                if (!in_list(ds_visa_categories, rc[k].name)) {
+                    order[n_order++] = k;
+                    ds_lines_add(&d->warnings, "%s: not a standard VisA category (evaluated anyway)",
+                                 rc[k].name);
+                }
+            if (n_missing && n_order)
+                ds_lines_add(&d->warnings, "%s: %d standard categor%s not listed: %s", csv_path,
+                             n_missing, n_missing == 1 ? "y" : "ies", missing);
+        }
+    }
+    for (int o = 0; o < n_order && st == AD_OK; o++) {
+        raw_cat *r = &rc[order[o]];
+        flush_counts(d, &r->cc, r->name);
+        if (r->n_train == 0) {
+            ds_lines_add(&d->errors, "%s: no reference (split train, label normal) rows in %s",
+                         r->name, csv_path);
+            continue;
+        }
+        if (r->test.n == 0) {
+            ds_lines_add(&d->errors, "%s: no test rows in %s", r->name, csv_path);
+            continue;
+        }
+        ds_category c = {0};
+        c.name = r->name;
+        c.train = malloc((size_t)r->n_train * sizeof *c.train);
+        c.train_names = malloc((size_t)r->n_train * sizeof *c.train_names);
+        if (!c.train || !c.train_names) {
+            free(c.train);
+            free(c.train_names);
+            st = ad_fail(AD_E_NOMEM, "out of memory");
+            break;
+        }
+        qsort(r->train, (size_t)r->n_train, 2 * sizeof *r->train, cmp_train_pair);
+        for (int i = 0; i < r->n_train; i++) {
+            c.train[i] = r->train[2 * i];
+            c.train_names[i] = r->train[2 * i + 1];
+        }
+        c.n_train = r->n_train;
+        qsort(r->test.v, (size_t)r->test.n, sizeof *r->test.v, cmp_item);
+        c.test = r->test.v;
+        c.n_test = r->test.n;
+        if (push_category(d, &c)) {
+            c.name = NULL; /* still owned by r, freed below */
+            free(c.train);
+            free(c.train_names);
+            st = ad_fail(AD_E_NOMEM, "out of memory");
+            break;
+        }
+        /* ownership moved into d */
+        r->name = NULL;
+        free(r->train);
+        r->train = NULL;
+        r->n_train = 0;
+        r->test.v = NULL;
+        r->test.n = 0;
+    }
+    for (int k = 0; k < n_rc; k++) {
+        free(rc[k].name);
+        for (int i = 0; i < 2 * rc[k].n_train; i++) free(rc[k].train[i]);
+        free(rc[k].train);
+        for (int i = 0; i < rc[k].test.n; i++) {
+            free(rc[k].test.v[i].path);
+            free(rc[k].test.v[i].name);
+            free(rc[k].test.v[i].type);
+            free(rc[k].test.v[i].mask_path);
+        }
+        free(rc[k].test.v);
+    }
+    free(rc);
+    free(order);
+    free(text);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n_categories,
+                  ds_dataset *out)
+{
+    if (!root || !out) return ad_fail(AD_E_ARG, "ds_open: NULL argument");
+    if (!ad_io_is_dir(root)) return ad_fail(AD_E_IO, "%s: not a directory", root);
+    ds_dataset d;
+    memset(&d, 0, sizeof d);
+    d.kind = kind;
+    size_t rl = strlen(root);
+    while (rl > 1 && root[rl - 1] == '/') rl--;
+    if (!(d.root = strndup(root, rl))) return ad_fail(AD_E_NOMEM, "out of memory");
+
+    ad_status st = AD_OK;
+    char *csv = join3(d.root, "split_csv", "1cls.csv");
+    if (!csv) { ds_free(&d); return ad_fail(AD_E_NOMEM, "out of memory"); }
+    if (kind == DS_VISA && is_file(csv)) {
+        d.visa_raw = 1;
+        st = open_visa_raw(&d, csv, categories, n_categories);
+    } else {
+        if (kind == DS_VISA) { /* the original's default root is VisA_pytorch/1cls */
+            char *sub = join2(d.root, "1cls");
+            if (sub && ad_io_is_dir(sub) && !has_train_good(d.root)) {
+                free(d.root);
+                d.root = sub;
+                sub = NULL;
+            }
+            free(sub);
+        }
+        st = open_dirs(&d, categories, n_categories);
+    }
+    free(csv);
+    if (st == AD_OK && d.n_cats == 0) {
+        char why[600] = "";
+        if (d.errors.n) snprintf(why, sizeof why, " (%s)", d.errors.v[0]);
+        st = ad_fail(AD_E_IO, "%s: no usable %s categories%s", d.root, ds_kind_name(kind), why);
+    }
+    if (st != AD_OK) {
+        ds_free(&d);
+        return st;
+    }
+    *out = d;
+    return AD_OK;
+}

@@ -1,0 +1,81 @@
+/* Benchmark dataset layouts for `anomalydino eval`: which files are the reference ("train/good")
+ * images of a category, which are its test images, their labels and ground-truth masks.
+ *
+ * Layouts (REFERENCE.md A4, A9, A11):
+ *   mvtec   ROOT/CAT/train/good/FILE, ROOT/CAT/test/TYPE/NAME.png,
+ *           ROOT/CAT/ground_truth/TYPE/NAME_mask.png
+ *   visa    the prepared 1-class layout of amazon-science/spot-diff prepare_data.py
+ *           (ROOT/CAT/train/good, ROOT/CAT/test/{good,bad}/NAME.JPG, ROOT/CAT/ground_truth/bad/NAME.png),
+ *           or the raw download: ROOT/split_csv/1cls.csv (object,split,label,image,mask; paths
+ *           relative to ROOT) - recognised by that file.
+ *   folder  a user's own parts: ROOT/CAT/train/good, ROOT/CAT/test/<good|any defect name>, optional
+ *           ROOT/CAT/ground_truth/TYPE/STEM_mask.png or STEM.png; ROOT itself may be one category.
+ *
+ * Nothing here decodes images: the lists are built from file names only (fast), and problems that
+ * leave something out (a missing category, a defect image without ground truth) are recorded as
+ * lines in `warnings` / `errors` for the run's summary. */
+#ifndef AD_CLI_DATASET_H
+#define AD_CLI_DATASET_H
+
+#include "core/core.h"
+
+typedef enum { DS_MVTEC = 0, DS_VISA = 1, DS_FOLDER = 2 } ds_kind;
+
+typedef struct {
+    char *path;       /* the image file */
+    char *name;       /* "TYPE/FILE", as the original names a sample */
+    char *type;       /* test sub-folder; "good" for normal images */
+    char *mask_path;  /* ground truth file, NULL for good images and when there is none */
+    int defect;       /* type is not "good" (the label until the ground truth says otherwise) */
+} ds_test_item;
+
+typedef struct {
+    char *name;
+    char **train;        /* reference candidates (full paths), sorted by file name, byte order */
+    char **train_names;  /* their file names */
+    int n_train;
+    ds_test_item *test;  /* "good" first, then the other types in byte order; files sorted */
+    int n_test;
+} ds_category;
+
+typedef struct {
+    char **v;
+    int n, cap;
+} ds_lines;
+
+typedef struct {
+    ds_kind kind;
+    int visa_raw;         /* read from split_csv/1cls.csv */
+    char *root;           /* as resolved (VisA: ROOT/1cls when the categories are there) */
+    ds_category *cats;
+    int n_cats;
+    ds_lines warnings;    /* left out, but the run is still what was asked for */
+    ds_lines errors;      /* something asked for that cannot be used */
+} ds_dataset;
+
+/* "mvtec", "visa", "folder" (case-insensitive; "mvtec_ad", "mvtec-ad" accepted). */
+ad_status ds_kind_parse(const char *s, ds_kind *out);
+const char *ds_kind_name(ds_kind k);
+
+/* Builds the file lists. categories == NULL: every category found (mvtec/visa: the standard ones
+ * present, in the original's order, a warning naming the missing ones). Otherwise exactly those
+ * listed, in that order; a missing one is an error line and is left out. Fails (ad_fail) only when
+ * the root cannot be read or nothing usable remains. */
+ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n_categories,
+                  ds_dataset *out);
+void ds_free(ds_dataset *d);
+
+/* Reference block of the original: sorted train names [seed*k, (seed+1)*k), clipped to what
+ * exists; k < 0 means every reference (full shot). Returns the number selected (0 when the block
+ * is empty) and sets *first. */
+int ds_select_shots(const ds_category *c, int k, int seed, int *first);
+
+/* Appends a formatted line to a list (silently drops it when out of memory). */
+void ds_lines_add(ds_lines *l, const char *fmt, ...) AD_PRINTF(2, 3);
+void ds_lines_free(ds_lines *l);
+
+/* The standard category lists (REFERENCE.md A8), NULL-terminated. */
+extern const char *const ds_mvtec_categories[];
+extern const char *const ds_visa_categories[];
+
+#endif

@@ -1,0 +1,1104 @@
+/* Outputs of `anomalydino eval` (see report.h). */
+#include "cli/report.h"
+
+#include "io/io.h"
+
+#include <errno.h>
+#include <math.h>
+#include <png.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const rep_metric_names[REP_N_METRICS] = {
+    "image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_f1max", "pixel_aupro"};
+static const char *const metric_titles[REP_N_METRICS] = {
+    "Image AUROC", "Image AP", "Image F1-max", "Pixel AUROC", "Pixel F1-max", "AU-PRO (FPR 0.3)"};
+
+/* ------------------------------------------------------------------------------------------ */
+/* string builder                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_grow(sbuf *b, size_t extra)
+{
+    if (b->oom) return;
+    if (b->len + extra + 1 <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra + 1) cap *= 2;
+    char *s = realloc(b->s, cap);
+    if (!s) { b->oom = 1; return; }
+    b->s = s;
+    b->cap = cap;
+}
+
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    sb_grow(b, n);
+    if (b->oom) return;
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = 0;
+}
+
+static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_printf(sbuf *b, const char *fmt, ...) AD_PRINTF(2, 3);
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[512];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof tmp) { sb_put(b, tmp, (size_t)n); return; }
+    sb_grow(b, (size_t)n);
+    if (b->oom) return;
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* HTML text and attribute escaping. */
+static void sb_html(sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': sb_puts(b, "&lt;"); break;
+        case '>': sb_puts(b, "&gt;"); break;
+        case '&': sb_puts(b, "&amp;"); break;
+        case '"': sb_puts(b, "&quot;"); break;
+        case '\'': sb_puts(b, "&#39;"); break;
+        default: sb_put(b, s, 1);
+        }
+    }
+}
+
+/* CSV field, quoted when it holds a separator, quote or line break. */
+static void sb_csv(sbuf *b, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) { sb_puts(b, s); return; }
+    sb_puts(b, "\"");
+    for (; *s; s++) {
+        if (*s == '"') sb_puts(b, "\"\"");
+        else sb_put(b, s, 1);
+    }
+    sb_puts(b, "\"");
+}
+
+/* Markdown table cell text: '|' would end the cell. */
+static void sb_md(sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|') sb_puts(b, "\\|");
+        else sb_put(b, s, 1);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* run records                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+void rep_shots_key(int k, char *buf, size_t n)
+{
+    if (k < 0) snprintf(buf, n, "full");
+    else snprintf(buf, n, "%d", k);
+}
+
+static const cJSON *run_at(const rep_input *in, int s, int d, int c)
+{
+    return in->runs[((size_t)s * (size_t)in->n_seeds + (size_t)d) * (size_t)in->n_cats + (size_t)c];
+}
+
+static int run_metric(const cJSON *run, int m, double *v)
+{
+    if (!run) return 0;
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(run, "metrics");
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(ms, rep_metric_names[m]);
+    if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) return 0;
+    *v = x->valuedouble;
+    return 1;
+}
+
+static double run_number(const cJSON *run, const char *key, double dflt)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(run, key);
+    return cJSON_IsNumber(x) ? x->valuedouble : dflt;
+}
+
+static const char *item_string(const cJSON *o, const char *key)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(x) && x->valuestring ? x->valuestring : "";
+}
+
+/* Value of one (shots, seed) for a category, or the macro average over categories. */
+static int seed_value(const rep_input *in, int s, int d, int c, int m, double *v)
+{
+    if (c >= 0) return run_metric(run_at(in, s, d, c), m, v);
+    double sum = 0;
+    int n = 0;
+    for (int k = 0; k < in->n_cats; k++) {
+        double x;
+        if (run_metric(run_at(in, s, d, k), m, &x)) { sum += x; n++; }
+    }
+    if (!n) return 0;
+    *v = sum / n;
+    return 1;
+}
+
+int rep_cell_stats(const rep_input *in, int i_shot, int i_cat, int metric, double *mean,
+                   double *std)
+{
+    double vals[256];
+    int n = 0;
+    for (int d = 0; d < in->n_seeds && n < 256; d++) {
+        double v;
+        if (seed_value(in, i_shot, d, i_cat, metric, &v)) vals[n++] = v;
+    }
+    if (!n) return 0;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += vals[i];
+    double mu = sum / n, ss = 0;
+    for (int i = 0; i < n; i++) ss += (vals[i] - mu) * (vals[i] - mu);
+    *mean = mu;
+    *std = sqrt(ss / n);
+    return n;
+}
+
+/* Which metrics any run has (pixel metrics only with --segmentation). */
+static unsigned metrics_present(const rep_input *in)
+{
+    unsigned mask = 0;
+    size_t total = (size_t)in->n_shots * (size_t)in->n_seeds * (size_t)in->n_cats;
+    for (size_t i = 0; i < total; i++)
+        for (int m = 0; m < REP_N_METRICS; m++) {
+            double v;
+            if (run_metric(in->runs[i], m, &v)) mask |= 1u << m;
+        }
+    return mask;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* metrics.json                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+cJSON *rep_metrics_json(const rep_input *in)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return NULL;
+    cJSON *results = cJSON_AddObjectToObject(root, "results");
+    cJSON *mean = cJSON_AddObjectToObject(root, "mean");
+    cJSON *std = cJSON_AddObjectToObject(root, "std");
+    cJSON *timing = cJSON_AddObjectToObject(root, "timing");
+    int ok = results && mean && std && timing;
+    for (int s = 0; s < in->n_shots && ok; s++) {
+        char sk[32];
+        rep_shots_key(in->shots[s], sk, sizeof sk);
+        cJSON *rs = cJSON_CreateObject(), *ts = cJSON_CreateObject();
+        ok = rs && ts;
+        for (int d = 0; d < in->n_seeds && ok; d++) {
+            char dk[32];
+            snprintf(dk, sizeof dk, "%d", in->seeds[d]);
+            cJSON *rd = cJSON_CreateObject(), *td = cJSON_CreateObject();
+            ok = rd && td;
+            for (int c = 0; c < in->n_cats && ok; c++) {
+                const cJSON *run = run_at(in, s, d, c);
+                if (!run) continue;
+                cJSON *mc = cJSON_CreateObject(), *tc = cJSON_CreateObject();
+                ok = mc && tc;
+                for (int m = 0; m < REP_N_METRICS && ok; m++) {
+                    double v;
+                    if (run_metric(run, m, &v))
+                        ok = cJSON_AddNumberToObject(mc, rep_metric_names[m], v) != NULL;
+                }
+                const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(run, "images");
+                int ni = cJSON_GetArraySize(imgs);
+                double tsum = 0;
+                const cJSON *it;
+                cJSON_ArrayForEach(it, imgs) tsum += run_number(it, "seconds", 0);
+                if (ok && tc) {
+                    cJSON_AddNumberToObject(tc, "bank_seconds", run_number(run, "bank_seconds", 0));
+                    cJSON_AddNumberToObject(tc, "bank_rows", run_number(run, "bank_rows", 0));
+                    cJSON_AddNumberToObject(tc, "test_images", ni);
+                    cJSON_AddNumberToObject(tc, "inference_seconds_per_image", ni ? tsum / ni : 0);
+                }
+                if (mc) cJSON_AddItemToObject(rd, in->cats[c], mc);
+                if (tc) cJSON_AddItemToObject(td, in->cats[c], tc);
+            }
+            if (rd) cJSON_AddItemToObject(rs, dk, rd);
+            if (td) cJSON_AddItemToObject(ts, dk, td);
+        }
+        if (rs) cJSON_AddItemToObject(results, sk, rs);
+        if (ts) cJSON_AddItemToObject(timing, sk, ts);
+
+        cJSON *ms = cJSON_AddObjectToObject(mean, sk), *ss = cJSON_AddObjectToObject(std, sk);
+        ok = ok && ms && ss;
+        for (int c = -1; c < in->n_cats && ok; c++) {
+            /* categories first, then the macro average, like the paper's rows */
+            int cc = c + 1 < in->n_cats ? c + 1 : -1;
+            cJSON *mc = cJSON_CreateObject(), *sc = cJSON_CreateObject();
+            ok = mc && sc;
+            int any = 0;
+            for (int m = 0; m < REP_N_METRICS && ok; m++) {
+                double mu, sd;
+                if (rep_cell_stats(in, s, cc, m, &mu, &sd)) {
+                    cJSON_AddNumberToObject(mc, rep_metric_names[m], mu);
+                    cJSON_AddNumberToObject(sc, rep_metric_names[m], sd);
+                    any = 1;
+                }
+            }
+            const char *key = cc >= 0 ? in->cats[cc] : "mean";
+            if (any && ok) {
+                cJSON_AddItemToObject(ms, key, mc);
+                cJSON_AddItemToObject(ss, key, sc);
+            } else {
+                cJSON_Delete(mc);
+                cJSON_Delete(sc);
+            }
+        }
+    }
+    if (ok && in->settings) {
+        cJSON *dup = cJSON_Duplicate(in->settings, 1);
+        ok = dup != NULL;
+        if (dup) cJSON_AddItemToObject(root, "settings", dup);
+    }
+    if (ok) ok = cJSON_AddStringToObject(root, "version", ad_version()) != NULL;
+    if (!ok) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+ad_status rep_write_text(const char *path, const char *text, size_t len)
+{
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 5);
+    if (!tmp) return ad_fail(AD_E_NOMEM, "%s: out of memory", path);
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        ad_status st = ad_fail(AD_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    int bad = fwrite(text, 1, len, f) != len;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        ad_status st = ad_fail(AD_E_IO, "%s: cannot write: %s", path, strerror(errno));
+        remove(tmp);
+        free(tmp);
+        return st;
+    }
+    free(tmp);
+    return AD_OK;
+}
+
+ad_status rep_write_json(const char *path, const cJSON *obj)
+{
+    char *s = cJSON_Print(obj);
+    if (!s) return ad_fail(AD_E_NOMEM, "%s: out of memory formatting JSON", path);
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (!t) { cJSON_free(s); return ad_fail(AD_E_NOMEM, "%s: out of memory", path); }
+    t[n] = '\n';
+    t[n + 1] = 0;
+    ad_status st = rep_write_text(path, t, n + 1);
+    free(t);
+    return st;
+}
+
+static ad_status write_sb(const char *path, sbuf *b)
+{
+    if (b->oom) {
+        free(b->s);
+        return ad_fail(AD_E_NOMEM, "%s: out of memory", path);
+    }
+    ad_status st = rep_write_text(path, b->s ? b->s : "", b->len);
+    free(b->s);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* CSV outputs                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Shortest of %.15g / %.17g that reads back as the same double. */
+static void sb_double(sbuf *b, double v)
+{
+    char t[40];
+    snprintf(t, sizeof t, "%.15g", v);
+    if (strtod(t, NULL) != v) snprintf(t, sizeof t, "%.17g", v);
+    sb_puts(b, t);
+}
+
+static void sb_value(sbuf *b, int have, double v)
+{
+    if (have) sb_double(b, v);
+}
+
+ad_status rep_write_metrics_csv(const char *path, const rep_input *in)
+{
+    sbuf b = {0};
+    sb_puts(&b, "shots,seed,category");
+    for (int m = 0; m < REP_N_METRICS; m++) sb_printf(&b, ",%s", rep_metric_names[m]);
+    sb_puts(&b, "\n");
+    for (int s = 0; s < in->n_shots; s++) {
+        char sk[32];
+        rep_shots_key(in->shots[s], sk, sizeof sk);
+        for (int d = 0; d < in->n_seeds; d++) {
+            int any = 0;
+            for (int c = 0; c < in->n_cats; c++) {
+                const cJSON *run = run_at(in, s, d, c);
+                if (!run) continue;
+                any = 1;
+                sb_printf(&b, "%s,%d,", sk, in->seeds[d]);
+                sb_csv(&b, in->cats[c]);
+                for (int m = 0; m < REP_N_METRICS; m++) {
+                    double v;
+                    sb_puts(&b, ",");
+                    int h = run_metric(run, m, &v);
+                    sb_value(&b, h, v);
+                }
+                sb_puts(&b, "\n");
+            }
+            if (!any) continue;
+            sb_printf(&b, "%s,%d,mean", sk, in->seeds[d]);
+            for (int m = 0; m < REP_N_METRICS; m++) {
+                double v;
+                sb_puts(&b, ",");
+                int h = seed_value(in, s, d, -1, m, &v);
+                sb_value(&b, h, v);
+            }
+            sb_puts(&b, "\n");
+        }
+        /* summary rows over seeds: seed column "mean" / "std" */
+        for (int c = 0; c <= in->n_cats; c++) {
+            int cc = c < in->n_cats ? c : -1;
+            for (int w = 0; w < 2; w++) {
+                sbuf row = {0};
+                int any = 0;
+                for (int m = 0; m < REP_N_METRICS; m++) {
+                    double mu, sd;
+                    sb_puts(&row, ",");
+                    if (rep_cell_stats(in, s, cc, m, &mu, &sd)) {
+                        sb_double(&row, w ? sd : mu);
+                        any = 1;
+                    }
+                }
+                if (any) {
+                    sb_printf(&b, "%s,%s,", sk, w ? "std" : "mean");
+                    sb_csv(&b, cc >= 0 ? in->cats[cc] : "mean");
+                    sb_puts(&b, row.s ? row.s : "");
+                    sb_puts(&b, "\n");
+                }
+                if (row.oom) b.oom = 1;
+                free(row.s);
+            }
+        }
+    }
+    return write_sb(path, &b);
+}
+
+ad_status rep_write_scores_csv(const char *path, const rep_input *in)
+{
+    sbuf b = {0};
+    sb_puts(&b, "shots,seed,category,image,label,score,time\n");
+    for (int s = 0; s < in->n_shots; s++) {
+        char sk[32];
+        rep_shots_key(in->shots[s], sk, sizeof sk);
+        for (int d = 0; d < in->n_seeds; d++)
+            for (int c = 0; c < in->n_cats; c++) {
+                const cJSON *run = run_at(in, s, d, c);
+                if (!run) continue;
+                const cJSON *it;
+                cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(run, "images"))
+                {
+                    sb_printf(&b, "%s,%d,", sk, in->seeds[d]);
+                    sb_csv(&b, in->cats[c]);
+                    sb_puts(&b, ",");
+                    sb_csv(&b, item_string(it, "image"));
+                    sb_printf(&b, ",%d,%.9g,%.6f\n", (int)run_number(it, "label", -1),
+                              run_number(it, "score", NAN), run_number(it, "seconds", 0));
+                }
+            }
+    }
+    return write_sb(path, &b);
+}
+
+ad_status rep_write_timing_csv(const char *path, const rep_input *in)
+{
+    sbuf b = {0};
+    sb_puts(&b, "shots,seed,category,references,bank_rows,bank_seconds,test_images,"
+                "inference_seconds_per_image,inference_seconds_total\n");
+    for (int s = 0; s < in->n_shots; s++) {
+        char sk[32];
+        rep_shots_key(in->shots[s], sk, sizeof sk);
+        for (int d = 0; d < in->n_seeds; d++)
+            for (int c = 0; c < in->n_cats; c++) {
+                const cJSON *run = run_at(in, s, d, c);
+                if (!run) continue;
+                const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(run, "images"), *it;
+                int ni = cJSON_GetArraySize(imgs);
+                double tsum = 0;
+                cJSON_ArrayForEach(it, imgs) tsum += run_number(it, "seconds", 0);
+                sb_printf(&b, "%s,%d,", sk, in->seeds[d]);
+                sb_csv(&b, in->cats[c]);
+                sb_printf(&b, ",%d,%.0f,%.6f,%d,%.6f,%.6f\n",
+                          cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(run, "references")),
+                          run_number(run, "bank_rows", 0), run_number(run, "bank_seconds", 0), ni,
+                          ni ? tsum / ni : 0.0, tsum);
+            }
+    }
+    return write_sb(path, &b);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* tables (Markdown and HTML share the cell formatting)                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+static void shots_title(const rep_input *in, int s, char *buf, size_t n)
+{
+    if (in->zeroshot) snprintf(buf, n, "0-shot");
+    else if (in->shots[s] < 0) snprintf(buf, n, "full-shot");
+    else snprintf(buf, n, "%d-shot", in->shots[s]);
+}
+
+/* "97.3 ± 0.4" (x100, one decimal, as the paper); one seed: no "±"; none: "–". */
+static void cell_text(const rep_input *in, int s, int c, int m, char *buf, size_t n)
+{
+    double mu, sd;
+    int k = rep_cell_stats(in, s, c, m, &mu, &sd);
+    if (!k) snprintf(buf, n, "–");
+    else if (k == 1) snprintf(buf, n, "%.1f", 100 * mu);
+    else snprintf(buf, n, "%.1f ± %.1f", 100 * mu, 100 * sd);
+}
+
+static int seeds_with_runs(const rep_input *in)
+{
+    int n = 0;
+    for (int d = 0; d < in->n_seeds; d++) {
+        int any = 0;
+        for (int s = 0; s < in->n_shots && !any; s++)
+            for (int c = 0; c < in->n_cats && !any; c++) any = run_at(in, s, d, c) != NULL;
+        n += any;
+    }
+    return n;
+}
+
+static void settings_line(sbuf *b, const rep_input *in, int html)
+{
+    static const char *const keys[] = {"dataset", "mode", "preset", "resolution", "model",
+                                       "weights", "segmentation", NULL};
+    int first = 1;
+    for (int i = 0; keys[i]; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(in->settings, keys[i]);
+        char v[600];
+        if (cJSON_IsString(x) && x->valuestring) snprintf(v, sizeof v, "%s", x->valuestring);
+        else if (cJSON_IsBool(x)) snprintf(v, sizeof v, "%s", cJSON_IsTrue(x) ? "yes" : "no");
+        else if (cJSON_IsNumber(x)) snprintf(v, sizeof v, "%g", x->valuedouble);
+        else continue;
+        sb_puts(b, first ? "" : ", ");
+        first = 0;
+        sb_printf(b, "%s ", keys[i]);
+        if (html) sb_html(b, v);
+        else sb_md(b, v);
+    }
+}
+
+char *rep_tables_md(const rep_input *in)
+{
+    sbuf b = {0};
+    unsigned present = metrics_present(in);
+    int nseeds = seeds_with_runs(in);
+    sb_printf(&b, "# AnomalyDINO evaluation%s\n\n", in->zeroshot ? " (zero-shot)" : "");
+    sb_puts(&b, "Settings: ");
+    settings_line(&b, in, 0);
+    sb_printf(&b, ".\nValues x100; %s.\n\n",
+              nseeds > 1 ? "mean ± std (population) over the seeds" : "one seed");
+    if (in->zeroshot) {
+        /* Table 4 of the paper: one row per category, the metrics as columns */
+        sb_puts(&b, "## Zero-shot, batched (paper Table 4)\n\n| Category |");
+        for (int m = 0; m < REP_N_METRICS; m++)
+            if (present >> m & 1) sb_printf(&b, " %s |", metric_titles[m]);
+        sb_puts(&b, "\n|---|");
+        for (int m = 0; m < REP_N_METRICS; m++)
+            if (present >> m & 1) sb_puts(&b, "---:|");
+        sb_puts(&b, "\n");
+        for (int c = 0; c <= in->n_cats; c++) {
+            int cc = c < in->n_cats ? c : -1;
+            sb_puts(&b, "| ");
+            if (cc >= 0) sb_md(&b, in->cats[cc]);
+            else sb_puts(&b, "**Mean**");
+            sb_puts(&b, " |");
+            for (int m = 0; m < REP_N_METRICS; m++) {
+                if (!(present >> m & 1)) continue;
+                char cell[64];
+                cell_text(in, 0, cc, m, cell, sizeof cell);
+                sb_printf(&b, " %s |", cell);
+            }
+            sb_puts(&b, "\n");
+        }
+        sb_puts(&b, "\n");
+    } else {
+        /* Tables 2/3 (detection) and 5/6 (segmentation): categories x shots, one per metric */
+        for (int group = 0; group < 2; group++) {
+            int any = 0;
+            for (int m = 3 * group; m < 3 * group + 3; m++) any |= present >> m & 1;
+            if (!any) continue;
+            sb_printf(&b, "## %s\n\n", group ? "Segmentation (pixel level; paper Tables 5/6)"
+                                             : "Detection (image level; paper Tables 2/3)");
+            for (int m = 3 * group; m < 3 * group + 3; m++) {
+                if (!(present >> m & 1)) continue;
+                sb_printf(&b, "### %s (`%s`)\n\n| Category |", metric_titles[m],
+                          rep_metric_names[m]);
+                for (int s = 0; s < in->n_shots; s++) {
+                    char t[32];
+                    shots_title(in, s, t, sizeof t);
+                    sb_printf(&b, " %s |", t);
+                }
+                sb_puts(&b, "\n|---|");
+                for (int s = 0; s < in->n_shots; s++) sb_puts(&b, "---:|");
+                sb_puts(&b, "\n");
+                for (int c = 0; c <= in->n_cats; c++) {
+                    int cc = c < in->n_cats ? c : -1;
+                    sb_puts(&b, "| ");
+                    if (cc >= 0) sb_md(&b, in->cats[cc]);
+                    else sb_puts(&b, "**Mean**");
+                    sb_puts(&b, " |");
+                    for (int s = 0; s < in->n_shots; s++) {
+                        char cell[64];
+                        cell_text(in, s, cc, m, cell, sizeof cell);
+                        sb_printf(&b, " %s |", cell);
+                    }
+                    sb_puts(&b, "\n");
+                }
+                sb_puts(&b, "\n");
+            }
+        }
+        /* the mean row of every metric side by side, per shots (the paper's Table 1 layout) */
+        sb_puts(&b, "## Mean over categories\n\n| Shots |");
+        for (int m = 0; m < REP_N_METRICS; m++)
+            if (present >> m & 1) sb_printf(&b, " %s |", metric_titles[m]);
+        sb_puts(&b, "\n|---|");
+        for (int m = 0; m < REP_N_METRICS; m++)
+            if (present >> m & 1) sb_puts(&b, "---:|");
+        sb_puts(&b, "\n");
+        for (int s = 0; s < in->n_shots; s++) {
+            char t[32];
+            shots_title(in, s, t, sizeof t);
+            sb_printf(&b, "| %s |", t);
+            for (int m = 0; m < REP_N_METRICS; m++) {
+                if (!(present >> m & 1)) continue;
+                char cell[64];
+                cell_text(in, s, -1, m, cell, sizeof cell);
+                sb_printf(&b, " %s |", cell);
+            }
+            sb_puts(&b, "\n");
+        }
+        sb_puts(&b, "\n");
+    }
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s ? b.s : strdup("");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* PNG and base64                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap;
+    int oom;
+} membuf;
+
+static void png_mem_write(png_structp p, png_bytep data, png_size_t n)
+{
+    membuf *m = png_get_io_ptr(p);
+    if (m->oom) return;
+    if (m->len + n > m->cap) {
+        size_t cap = m->cap ? m->cap : 8192;
+        while (cap < m->len + n) cap *= 2;
+        uint8_t *nb = realloc(m->buf, cap);
+        if (!nb) { m->oom = 1; return; }
+        m->buf = nb;
+        m->cap = cap;
+    }
+    memcpy(m->buf + m->len, data, n);
+    m->len += n;
+}
+
+static void png_mem_flush(png_structp p) { (void)p; }
+static void png_quiet_error(png_structp p, png_const_charp msg)
+{
+    (void)msg;
+    png_longjmp(p, 1);
+}
+static void png_quiet_warning(png_structp p, png_const_charp msg) { (void)p, (void)msg; }
+
+ad_status rep_png_encode(const uint8_t *px, int w, int h, int channels, uint8_t **out,
+                         size_t *len)
+{
+    if (!px || !out || !len || w <= 0 || h <= 0 || w > 65535 || h > 65535 ||
+        (channels != 1 && channels != 3))
+        return ad_fail(AD_E_ARG, "PNG encoder: bad image (%d x %d, %d channels)", w, h, channels);
+    membuf *m = calloc(1, sizeof *m);
+    if (!m) return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_quiet_error, png_quiet_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info) {
+        png_destroy_write_struct(&png, &info);
+        free(m);
+        return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        free(m->buf);
+        free(m);
+        return ad_fail(AD_E_INTERNAL, "PNG encoder: libpng failed");
+    }
+    png_set_write_fn(png, m, png_mem_write, png_mem_flush);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8,
+                 channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++)
+        png_write_row(png, (png_const_bytep)(px + (size_t)y * (size_t)w * (size_t)channels));
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    if (m->oom) {
+        free(m->buf);
+        free(m);
+        return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
+    }
+    *out = m->buf;
+    *len = m->len;
+    free(m);
+    return AD_OK;
+}
+
+char *rep_base64(const uint8_t *data, size_t len)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (len > (SIZE_MAX - 1) / 4 * 3 - 3) return NULL;
+    size_t olen = (len + 2) / 3 * 4;
+    char *o = malloc(olen + 1), *p = o;
+    if (!o) return NULL;
+    size_t i = 0;
+    for (; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8 | data[i + 2];
+        *p++ = tab[v >> 18 & 63];
+        *p++ = tab[v >> 12 & 63];
+        *p++ = tab[v >> 6 & 63];
+        *p++ = tab[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)data[i] << 16 | (i + 1 < len ? (uint32_t)data[i + 1] << 8 : 0);
+        *p++ = tab[v >> 18 & 63];
+        *p++ = tab[v >> 12 & 63];
+        *p++ = i + 1 < len ? tab[v >> 6 & 63] : '=';
+        *p++ = '=';
+    }
+    *p = 0;
+    return o;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* example images                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+void rep_colormap(float t, uint8_t rgb[3])
+{
+    /* nine stops sampled from matplotlib's "inferno" (perceptually uniform, readable in grey) */
+    static const uint8_t stops[9][3] = {{0, 0, 4},      {31, 12, 72},  {85, 15, 109},
+                                        {136, 34, 106}, {186, 54, 85}, {227, 89, 51},
+                                        {249, 140, 10}, {249, 201, 50}, {252, 255, 164}};
+    if (!(t > 0)) t = 0; /* NaN too */
+    if (t > 1) t = 1;
+    float x = t * 8;
+    int i = (int)x;
+    if (i > 7) i = 7;
+    float f = x - (float)i;
+    for (int c = 0; c < 3; c++)
+        rgb[c] = (uint8_t)lrintf((1 - f) * stops[i][c] + f * stops[i + 1][c]);
+}
+
+static ad_status write_png_file(const char *path, const uint8_t *px, int w, int h, int ch)
+{
+    uint8_t *buf;
+    size_t len;
+    ad_status st = rep_png_encode(px, w, h, ch, &buf, &len);
+    if (st != AD_OK) return st;
+    st = rep_write_text(path, (const char *)buf, len);
+    free(buf);
+    return st;
+}
+
+ad_status rep_write_example(const char *prefix, const uint8_t *rgb, const uint8_t *mask,
+                            const float *map, int w, int h, float vmax, int max_side)
+{
+    if (!prefix || !rgb || !map || w <= 0 || h <= 0 || max_side <= 0)
+        return ad_fail(AD_E_ARG, "example image: bad arguments");
+    int ow = w, oh = h;
+    if (w > max_side || h > max_side) {
+        double s = (double)(w > h ? w : h) / max_side;
+        ow = (int)lround(w / s);
+        oh = (int)lround(h / s);
+        if (ow < 1) ow = 1;
+        if (oh < 1) oh = 1;
+    }
+    size_t npx = (size_t)ow * (size_t)oh;
+    uint8_t *im = malloc(npx * 3), *gt = malloc(npx), *hm = malloc(npx * 3);
+    if (!im || !gt || !hm) {
+        free(im), free(gt), free(hm);
+        return ad_fail(AD_E_NOMEM, "example image: out of memory");
+    }
+    if (!(vmax > 0)) vmax = 1;
+    /* box average over the source pixels of each output pixel */
+    for (int oy = 0; oy < oh; oy++) {
+        int y0 = (int)((long)oy * h / oh), y1 = (int)((long)(oy + 1) * h / oh);
+        if (y1 <= y0) y1 = y0 + 1;
+        for (int ox = 0; ox < ow; ox++) {
+            int x0 = (int)((long)ox * w / ow), x1 = (int)((long)(ox + 1) * w / ow);
+            if (x1 <= x0) x1 = x0 + 1;
+            double acc[3] = {0, 0, 0}, am = 0, av = 0;
+            for (int y = y0; y < y1; y++)
+                for (int x = x0; x < x1; x++) {
+                    size_t i = (size_t)y * (size_t)w + (size_t)x;
+                    for (int c = 0; c < 3; c++) acc[c] += rgb[3 * i + c];
+                    am += mask && mask[i] ? 255 : 0;
+                    av += map[i];
+                }
+            double n = (double)(y1 - y0) * (x1 - x0);
+            size_t o = (size_t)oy * (size_t)ow + (size_t)ox;
+            for (int c = 0; c < 3; c++) im[3 * o + c] = (uint8_t)lround(acc[c] / n);
+            gt[o] = (uint8_t)lround(am / n);
+            rep_colormap((float)(av / n / vmax), hm + 3 * o);
+        }
+    }
+    char *path = malloc(strlen(prefix) + 16);
+    ad_status st = path ? AD_OK : ad_fail(AD_E_NOMEM, "example image: out of memory");
+    if (st == AD_OK) {
+        sprintf(path, "%s_image.png", prefix);
+        st = write_png_file(path, im, ow, oh, 3);
+    }
+    if (st == AD_OK) {
+        sprintf(path, "%s_gt.png", prefix);
+        st = write_png_file(path, gt, ow, oh, 1);
+    }
+    if (st == AD_OK) {
+        sprintf(path, "%s_map.png", prefix);
+        st = write_png_file(path, hm, ow, oh, 3);
+    }
+    free(path);
+    free(im), free(gt), free(hm);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* report.html                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
+                                      "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
+
+typedef struct {
+    double score;
+    int label;
+} scored;
+
+static int cmp_scored_desc(const void *a, const void *b)
+{
+    double x = ((const scored *)a)->score, y = ((const scored *)b)->score;
+    return (x < y) - (x > y);
+}
+
+/* ROC (kind 0: FPR, TPR) or PR (kind 1: recall, precision) points of a run, one per distinct
+ * threshold; NULL when the run lacks either class. */
+static double *curve_points(const cJSON *run, int kind, int *n_out)
+{
+    const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(run, "images"), *it;
+    int n = cJSON_GetArraySize(imgs);
+    if (n <= 0) return NULL;
+    scored *v = malloc((size_t)n * sizeof *v);
+    double *pts = malloc((size_t)(n + 2) * 2 * sizeof *pts);
+    if (!v || !pts) { free(v); free(pts); return NULL; }
+    int k = 0, pos = 0;
+    cJSON_ArrayForEach(it, imgs)
+    {
+        double s = run_number(it, "score", NAN);
+        if (!isfinite(s) || k >= n) continue;
+        v[k].score = s;
+        v[k].label = run_number(it, "label", 0) > 0;
+        pos += v[k].label;
+        k++;
+    }
+    int neg = k - pos;
+    if (!pos || !neg) { free(v); free(pts); return NULL; }
+    qsort(v, (size_t)k, sizeof *v, cmp_scored_desc);
+    int np = 0, tp = 0, fp = 0;
+    if (kind == 0) { pts[0] = 0; pts[1] = 0; }
+    else { pts[0] = 0; pts[1] = 1; }
+    np = 1;
+    for (int i = 0; i < k;) {
+        double s = v[i].score;
+        while (i < k && v[i].score == s) { tp += v[i].label; fp += !v[i].label; i++; }
+        if (kind == 0) {
+            pts[2 * np] = (double)fp / neg;
+            pts[2 * np + 1] = (double)tp / pos;
+        } else {
+            pts[2 * np] = (double)tp / pos;
+            pts[2 * np + 1] = (double)tp / (tp + fp);
+        }
+        np++;
+    }
+    free(v);
+    *n_out = np;
+    return pts;
+}
+
+static void svg_curves(sbuf *b, const rep_input *in, int c, int d, int kind)
+{
+    const int W = 280, H = 250, L = 42, T = 12, P = 190; /* plot box P x P at (L, T) */
+    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+                 "viewBox=\"0 0 %d %d\" class=\"curve\">",
+              W, H, W, H);
+    sb_printf(b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fff\" "
+                 "stroke=\"#888\"/>",
+              L, T, P, P);
+    for (int g = 1; g < 4; g++) {
+        double t = g / 4.0;
+        sb_printf(b, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#eee\"/>",
+                  L + t * P, T, L + t * P, T + P);
+        sb_printf(b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#eee\"/>", L,
+                  T + t * P, L + P, T + t * P);
+    }
+    if (kind == 0)
+        sb_printf(b, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#ccc\" "
+                     "stroke-dasharray=\"4 3\"/>",
+                  L, T + P, L + P, T);
+    for (int g = 0; g <= 4; g += 2) {
+        double t = g / 4.0;
+        sb_printf(b, "<text x=\"%.1f\" y=\"%d\" font-size=\"10\" text-anchor=\"middle\">%.1f"
+                     "</text>",
+                  L + t * P, T + P + 13, t);
+        sb_printf(b, "<text x=\"%d\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%.1f</text>",
+                  L - 4, T + (1 - t) * P + 3, t);
+    }
+    sb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%s</text>",
+              L + P / 2, T + P + 27, kind == 0 ? "false positive rate" : "recall");
+    sb_printf(b, "<text x=\"12\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\" "
+                 "transform=\"rotate(-90 12 %d)\">%s</text>",
+              T + P / 2, T + P / 2, kind == 0 ? "true positive rate" : "precision");
+    int legend = 0;
+    for (int s = 0; s < in->n_shots; s++) {
+        const cJSON *run = run_at(in, s, d, c);
+        int np = 0;
+        double *pts = run ? curve_points(run, kind, &np) : NULL;
+        if (!pts) continue;
+        const char *col = palette[s % 8];
+        sb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" points=\"", col);
+        for (int i = 0; i < np; i++)
+            sb_printf(b, "%s%.1f,%.1f", i ? " " : "", L + pts[2 * i] * P,
+                      T + (1 - pts[2 * i + 1]) * P);
+        sb_puts(b, "\"/>");
+        free(pts);
+        double v;
+        char t[32], val[32] = "";
+        shots_title(in, s, t, sizeof t);
+        if (run_metric(run, kind == 0 ? 0 : 1, &v)) snprintf(val, sizeof val, " %.1f", 100 * v);
+        int ly = kind == 0 ? T + P - 8 - 13 * legend : T + 12 + 13 * legend;
+        int lx = kind == 0 ? L + P - 4 : L + 6;
+        sb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"10\" fill=\"%s\" text-anchor=\"%s\">"
+                     "%s%s</text>",
+                  lx, ly, col, kind == 0 ? "end" : "start", t, val);
+        legend++;
+    }
+    sb_puts(b, "</svg>");
+}
+
+static void html_img(sbuf *b, const rep_input *in, const char *rel, const char *alt)
+{
+    if (!rel || !*rel || strstr(rel, "..")) { sb_puts(b, "<td>–</td>"); return; }
+    size_t pl = strlen(in->out_dir) + strlen(rel) + 2;
+    char *path = malloc(pl);
+    if (!path) { b->oom = 1; return; }
+    snprintf(path, pl, "%s/%s", in->out_dir, rel);
+    size_t len = 0;
+    char *data = ad_io_read_file(path, &len);
+    free(path);
+    if (!data) { sb_puts(b, "<td>(missing)</td>"); return; }
+    char *b64 = rep_base64((const uint8_t *)data, len);
+    free(data);
+    if (!b64) { b->oom = 1; return; }
+    sb_puts(b, "<td><img alt=\"");
+    sb_html(b, alt);
+    sb_puts(b, "\" src=\"data:image/png;base64,");
+    sb_puts(b, b64);
+    sb_puts(b, "\"></td>");
+    free(b64);
+}
+
+static void html_table(sbuf *b, const rep_input *in, int m)
+{
+    sb_printf(b, "<h3>%s <code>%s</code></h3>\n<table><tr><th>Category</th>", metric_titles[m],
+              rep_metric_names[m]);
+    for (int s = 0; s < in->n_shots; s++) {
+        char t[32];
+        shots_title(in, s, t, sizeof t);
+        sb_printf(b, "<th>%s</th>", t);
+    }
+    sb_puts(b, "</tr>\n");
+    for (int c = 0; c <= in->n_cats; c++) {
+        int cc = c < in->n_cats ? c : -1;
+        sb_puts(b, cc >= 0 ? "<tr><td>" : "<tr class=\"mean\"><td>");
+        if (cc >= 0) sb_html(b, in->cats[cc]);
+        else sb_puts(b, "Mean");
+        sb_puts(b, "</td>");
+        for (int s = 0; s < in->n_shots; s++) {
+            char cell[64];
+            cell_text(in, s, cc, m, cell, sizeof cell);
+            sb_printf(b, "<td class=\"num\">%s</td>", cell);
+        }
+        sb_puts(b, "</tr>\n");
+    }
+    sb_puts(b, "</table>\n");
+}
+
+ad_status rep_write_html(const char *path, const rep_input *in)
+{
+    sbuf b = {0};
+    unsigned present = metrics_present(in);
+    int nseeds = seeds_with_runs(in);
+    sb_puts(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+                "<title>AnomalyDINO evaluation</title>\n<style>\n"
+                "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}\n"
+                "table{border-collapse:collapse;margin:.5em 0 1.5em}\n"
+                "td,th{border:1px solid #ccc;padding:3px 8px}th{background:#f3f3f3}\n"
+                "td.num{text-align:right;font-variant-numeric:tabular-nums}\n"
+                "tr.mean td{font-weight:bold;background:#fafafa}\n"
+                ".curves{display:flex;gap:1em;flex-wrap:wrap}\n"
+                ".ex td{border:none;padding:2px;vertical-align:top;text-align:center}\n"
+                ".ex img{max-width:224px;image-rendering:auto}\n"
+                ".small{color:#666;font-size:90%}\n"
+                "</style></head><body>\n");
+    sb_printf(&b, "<h1>AnomalyDINO evaluation%s</h1>\n<p class=\"small\">",
+              in->zeroshot ? " (zero-shot)" : "");
+    settings_line(&b, in, 1);
+    sb_printf(&b, ". anomalydino %s. Values x100; %s.</p>\n", ad_version(),
+              nseeds > 1 ? "mean ± std (population) over the seeds" : "one seed");
+
+    sb_puts(&b, "<h2>Results</h2>\n");
+    for (int m = 0; m < REP_N_METRICS; m++)
+        if (present >> m & 1) html_table(&b, in, m);
+
+    if (in->n_notes) {
+        sb_puts(&b, "<h2>Left out</h2>\n<ul>\n");
+        for (int i = 0; i < in->n_notes; i++) {
+            sb_puts(&b, "<li>");
+            sb_html(&b, in->notes[i]);
+            sb_puts(&b, "</li>\n");
+        }
+        sb_puts(&b, "</ul>\n");
+    }
+
+    sb_puts(&b, "<h2>Categories</h2>\n");
+    for (int c = 0; c < in->n_cats; c++) {
+        sb_puts(&b, "<h3>");
+        sb_html(&b, in->cats[c]);
+        sb_puts(&b, "</h3>\n");
+        /* curves of the first seed that has a run of this category */
+        int d0 = -1;
+        for (int d = 0; d < in->n_seeds && d0 < 0; d++)
+            for (int s = 0; s < in->n_shots && d0 < 0; s++)
+                if (run_at(in, s, d, c)) d0 = d;
+        if (d0 < 0) {
+            sb_puts(&b, "<p>No finished run.</p>\n");
+            continue;
+        }
+        sb_printf(&b, "<p class=\"small\">Image-level ROC and precision-recall curves, seed %d "
+                      "(legend: AUROC / AP x100).</p>\n<div class=\"curves\">",
+                  in->seeds[d0]);
+        svg_curves(&b, in, c, d0, 0);
+        svg_curves(&b, in, c, d0, 1);
+        sb_puts(&b, "</div>\n");
+        /* examples: the first run (in shots, seed order) that stored some */
+        const cJSON *exrun = NULL;
+        int exs = 0, exd = 0;
+        for (int s = 0; s < in->n_shots && !exrun; s++)
+            for (int d = 0; d < in->n_seeds && !exrun; d++) {
+                const cJSON *r = run_at(in, s, d, c);
+                if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "examples")) > 0) {
+                    exrun = r;
+                    exs = s;
+                    exd = d;
+                }
+            }
+        if (!exrun) continue;
+        char t[32];
+        shots_title(in, exs, t, sizeof t);
+        sb_printf(&b, "<p class=\"small\">Test images, ground truth and anomaly maps (%s, seed %d; "
+                      "colour scale 0 .. %.4g, black to pale yellow).</p>\n<table class=\"ex\">",
+                  t, in->seeds[exd], run_number(exrun, "examples_vmax", 0));
+        const cJSON *ex;
+        cJSON_ArrayForEach(ex, cJSON_GetObjectItemCaseSensitive(exrun, "examples"))
+        {
+            const cJSON *files = cJSON_GetObjectItemCaseSensitive(ex, "files");
+            const char *name = item_string(ex, "image");
+            sb_puts(&b, "<tr>");
+            html_img(&b, in, item_string(files, "image"), name);
+            html_img(&b, in, item_string(files, "gt"), "ground truth");
+            html_img(&b, in, item_string(files, "map"), "anomaly map");
+            sb_puts(&b, "<td class=\"small\" style=\"text-align:left\">");
+            sb_html(&b, name);
+            sb_printf(&b, "<br>label %d<br>score %.5f</td></tr>\n",
+                      (int)run_number(ex, "label", -1), run_number(ex, "score", NAN));
+        }
+        sb_puts(&b, "</table>\n");
+    }
+
+    /* timing */
+    sb_puts(&b, "<h2>Timing</h2>\n<table><tr><th>Shots</th><th>Category</th><th>Bank build (s)"
+                "</th><th>Inference per image (ms)</th></tr>\n");
+    for (int s = 0; s < in->n_shots; s++) {
+        char t[32];
+        shots_title(in, s, t, sizeof t);
+        for (int c = 0; c < in->n_cats; c++) {
+            double bank = 0, inf = 0;
+            int nb = 0, ni = 0;
+            for (int d = 0; d < in->n_seeds; d++) {
+                const cJSON *run = run_at(in, s, d, c), *it;
+                if (!run) continue;
+                bank += run_number(run, "bank_seconds", 0);
+                nb++;
+                cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(run, "images"))
+                {
+                    inf += run_number(it, "seconds", 0);
+                    ni++;
+                }
+            }
+            if (!nb) continue;
+            sb_printf(&b, "<tr><td>%s</td><td>", t);
+            sb_html(&b, in->cats[c]);
+            sb_printf(&b, "</td><td class=\"num\">%.3f</td><td class=\"num\">%.1f</td></tr>\n",
+                      bank / nb, ni ? 1000 * inf / ni : 0.0);
+        }
+    }
+    sb_puts(&b, "</table>\n</body></html>\n");
+    return write_sb(path, &b);
+}
