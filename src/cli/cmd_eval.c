@@ -435,8 +435,7 @@ static void add_metrics(cJSON *run, const ad_image_metrics *im, const ad_pixel_m
     }
 }
 
-/* Everything after the scores: metrics, examples, the record. grids[i] of entry i (NULL when the
- * image was left out). */
+/* What scoring a run needs besides the bank. */
 typedef struct {
     eval_env *env;
     const ds_category *c;
@@ -444,6 +443,17 @@ typedef struct {
     const char *run_tag;      /* "1shot_seed0" */
     int want_examples;
 } finish_ctx;
+
+/* A problem of this run: in the summary now, and in the record so a resumed run reports it
+ * again. */
+static void run_problem(finish_ctx *fc, cJSON *run, const char *what)
+{
+    char line[1400];
+    snprintf(line, sizeof line, "%s %s: %s", fc->c->name, fc->run_tag, what);
+    ds_lines_add(fc->env->errors, "%s", line);
+    cJSON *sk = cJSON_GetObjectItemCaseSensitive(run, "skipped");
+    if (cJSON_IsArray(sk)) cJSON_AddItemToArray(sk, cJSON_CreateString(line));
+}
 
 /* Computes the image metrics from scores/labels and fills the record. */
 static int finish_image_metrics(finish_ctx *fc, cJSON *run, const double *scores,
@@ -478,8 +488,9 @@ static int finish_image_metrics(finish_ctx *fc, cJSON *run, const double *scores
     free(labels);
     free(sc);
     if (st != AD_OK) {
-        ds_lines_add(fc->env->errors, "%s %s: image metrics not computed: %s", c->name,
-                     fc->run_tag, ad_errmsg());
+        char what[1200];
+        snprintf(what, sizeof what, "image metrics not computed: %s", ad_errmsg());
+        run_problem(fc, run, what);
         return 0;
     }
     return 1;
@@ -518,10 +529,20 @@ static void write_examples(finish_ctx *fc, cJSON *run, example_slot *ex, int n_e
             ad_image_free(&img);
             continue;
         }
+        /* without --segmentation the ground truth was only read for the label */
+        uint8_t *gt = NULL;
+        int gw = 0, gh = 0;
+        if (!e->gt && fc->c->test[i].mask_path &&
+            (ad_io_read_mask(fc->c->test[i].mask_path, &gt, &gw, &gh) != AD_OK || gw != e->w ||
+             gh != e->h)) {
+            ad_free(gt);
+            gt = NULL;
+        }
         char prefix[1400], rel[3][600];
         snprintf(prefix, sizeof prefix, "%s/%s_%d", dir, fc->run_tag, k);
-        ad_status st = rep_write_example(prefix, img.data, e->gt, ex[k].map, e->w, e->h, vmax,
-                                         EXAMPLE_MAX_SIDE);
+        ad_status st = rep_write_example(prefix, img.data, e->gt ? e->gt : gt, ex[k].map, e->w,
+                                         e->h, vmax, EXAMPLE_MAX_SIDE);
+        ad_free(gt);
         ad_image_free(&img);
         if (st != AD_OK) {
             ds_lines_add(fc->env->errors, "report examples: %s", ad_errmsg());
@@ -631,7 +652,6 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
     if (o->segmentation) {
         pe = ad_pixel_eval_new();
         if (!pe) goto done;
-        int added = 0;
         for (int i = 0; i < n; i++) {
             if (!e[i].ok || !e[i].pixel_ok) continue;
             float *map = ad_alloc((size_t)e[i].w * (size_t)e[i].h, sizeof *map);
@@ -647,9 +667,7 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
                              c->test[i].path, ad_errmsg());
                 goto done;
             }
-            added++;
         }
-        (void)added;
     }
     /* examples need maps even without --segmentation */
     for (int k = 0; k < n_ex; k++) {
@@ -667,9 +685,13 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
     if (has_im < 0) goto done;
     int has_pm = 0;
     if (pe) {
-        if (ad_pixel_eval_finish(pe, &pm) == AD_OK) has_pm = 1;
-        else ds_lines_add(env->errors, "%s %s: pixel metrics not computed: %s", c->name,
-                          fc->run_tag, ad_errmsg());
+        if (ad_pixel_eval_finish(pe, &pm) == AD_OK) {
+            has_pm = 1;
+        } else {
+            char what[1200];
+            snprintf(what, sizeof what, "pixel metrics not computed: %s", ad_errmsg());
+            run_problem(fc, run, what);
+        }
     }
     add_metrics(run, has_im ? &im : NULL, has_pm ? &pm : NULL);
     write_examples(fc, run, ex, n_ex, scores);
