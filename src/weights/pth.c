@@ -19,8 +19,9 @@
 #define ZIP64_EOCD_SIG 0x06064b50u
 #define ZIP_CDH_SIG 0x02014b50u
 #define ZIP_LFH_SIG 0x04034b50u
-/* data.pkl of ViT-g is ~100 kB; anything near this is not a state dict of a ViT. */
-#define PKL_MAX ((uint64_t)256 << 20)
+/* data.pkl of ViT-g is under 100 kB; far beyond this is not the state dict of a ViT (and
+ * would cost memory: the parser makes an object per opcode). */
+#define PKL_MAX ((uint64_t)16 << 20)
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static uint32_t rd32(const uint8_t *p)
@@ -282,7 +283,7 @@ typedef struct pk_obj {
     struct pk_obj *storage;     /* TENSOR */
     uint64_t offset;
     int ndim;
-    int64_t shape[TF_MAX_DIMS], stride[TF_MAX_DIMS];
+    int64_t *shape, *stride;    /* TENSOR: ndim each, one allocation (objects stay small) */
 } pk_obj;
 
 typedef struct {
@@ -318,6 +319,7 @@ static void pk_free(pk_vm *vm)
 {
     for (size_t i = 0; i < vm->n_all; i++) {
         free(vm->all[i]->items);
+        free(vm->all[i]->shape);
         free(vm->all[i]);
     }
     free(vm->all);
@@ -448,6 +450,9 @@ static ad_status pk_reduce(pk_vm *vm, pk_obj *fn, pk_obj *args, pk_obj **out)
     t->storage = args->items[0];
     t->offset = (uint64_t)off;
     t->ndim = (int)sz->n;
+    t->shape = malloc(2 * TF_MAX_DIMS * sizeof *t->shape);
+    if (!t->shape) return ad_fail(AD_E_NOMEM, "out of memory (pickle)");
+    t->stride = t->shape + TF_MAX_DIMS;
     for (size_t k = 0; k < sz->n; k++) {
         if (!int_of(sz->items[k], &t->shape[k]) || !int_of(sd->items[k], &t->stride[k]) ||
             t->shape[k] < 0 || t->stride[k] < 0)

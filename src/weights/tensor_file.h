@@ -51,7 +51,6 @@ typedef struct {
 
 /* Element size of a supported dtype (2 or 4). */
 size_t tf_dtype_size(tf_dtype d);
-const char *tf_dtype_str(tf_dtype d);
 
 /* Exact read of len bytes at off; a short read is a truncated file (AD_E_FORMAT). */
 ad_status tf_pread(const tf_file *f, uint64_t off, void *buf, size_t len);
@@ -71,8 +70,10 @@ ad_status tf_open_safetensors(tf_file *f);
 /* "[1, 1370, 384]" into buf. */
 const char *tf_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap);
 
-/* IEEE binary16 / bfloat16 to float32 (exact), n values. */
+/* IEEE binary16 / bfloat16 to float32 (exact; NaNs quieted), n values. tf_f16_to_f32 uses
+ * F16C where the CPU has it; the portable loop gives the same bits. */
 void tf_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+void tf_f16_to_f32_portable(const uint16_t *src, float *dst, size_t n);
 void tf_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 
 #endif

@@ -471,24 +471,3 @@ void ad_weights_free(ad_weights *w)
     free(w->blocks);
     memset(w, 0, sizeof *w);
 }
-
-const char *ad_weights_name(const ad_weights *w)
-{
-    /* The released DINOv2 backbones (dinov2/hub/backbones.py). */
-    static const struct {
-        int dim, depth, ffn, swiglu;
-        const char *name, *name_reg;
-    } known[] = {
-        {384, 12, 1536, 0, "vits14", "vits14_reg4"},
-        {768, 12, 3072, 0, "vitb14", "vitb14_reg4"},
-        {1024, 24, 4096, 0, "vitl14", "vitl14_reg4"},
-        {1536, 40, 4096, 1, "vitg14", "vitg14_reg4"},
-    };
-    if (!w || w->patch != 14 || w->pos_grid != 37 || (w->n_registers != 0 && w->n_registers != 4))
-        return "custom";
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (w->dim == known[i].dim && w->depth == known[i].depth && w->ffn_hidden == known[i].ffn &&
-            w->swiglu == known[i].swiglu)
-            return w->n_registers ? known[i].name_reg : known[i].name;
-    return "custom";
-}

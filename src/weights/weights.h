@@ -40,8 +40,5 @@ typedef struct {
  * what is wrong (file name first). */
 ad_status ad_weights_load(const char *path, ad_weights *w);
 void ad_weights_free(ad_weights *w);
-/* "vits14", "vitb14_reg4", ... for the released DINOv2 configurations, else "custom".
- * Static string. */
-const char *ad_weights_name(const ad_weights *w);
 
 #endif

@@ -2,6 +2,7 @@
  * every value is the exact decoding of the stored half, within the dtype's rounding of the
  * F32 original; all 65536 bit patterns of each dtype decode exactly; fingerprints differ. */
 #include "wtest.h"
+#include "weights/tensor_file.h"
 
 #include <math.h>
 
@@ -142,8 +143,37 @@ static void all_patterns(const ad_weights *w, int bf, const char *label)
     printf("%-5s all 65536 bit patterns: %zu mismatches\n", label, bad);
 }
 
+/* The dispatched (F16C where available) and the portable conversion agree bit for bit. */
+static void paths_agree(void)
+{
+    uint16_t *h = malloc(65536 * 2);
+    float *a = malloc(65536 * 4), *b = malloc(65536 * 4);
+    for (int i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    /* odd offsets and lengths exercise the vector loop's tail */
+    tf_f16_to_f32(h + 1, a + 1, 65535);
+    tf_f16_to_f32(h, a, 1);
+    tf_f16_to_f32_portable(h, b, 65536);
+    size_t bad = 0, first = 0, bad_ref = 0;
+    for (int i = 0; i < 65536; i++) {
+        if (memcmp(&a[i], &b[i], 4)) {
+            if (!bad) first = (size_t)i;
+            bad++;
+        }
+        bad_ref += !same_value(b[i], dec_f16((uint16_t)i));
+    }
+    CHECK(bad == 0, "F16: dispatched and portable paths differ at %zu patterns, first 0x%04zx",
+          bad, first);
+    CHECK(bad_ref == 0, "F16: portable path wrong at %zu patterns", bad_ref);
+    printf("F16   dispatched (%s) vs portable: %zu of 65536 patterns differ\n",
+           ad_cpu_has_avx2_fma() ? "F16C" : "portable", bad);
+    free(h);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
+    paths_agree();
     const char *src = t_data("dinov2/tiny.safetensors");
     ad_weights ref;
     CHECK_OK(ad_weights_load(src, &ref));

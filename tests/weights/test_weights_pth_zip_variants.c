@@ -40,6 +40,80 @@ static void variant(const ad_weights *ref, w_zent *z, int nz, int method, int zi
     ad_weights_free(&w);
 }
 
+/* Re-encodes a torch (protocol 2) pickle with the protocol-4 opcodes a pickle_protocol=4 save
+ * would use: FRAME, SHORT_BINUNICODE, STACK_GLOBAL, MEMOIZE. Returns the new length, 0 if
+ * the input holds an opcode this rewriter does not know. */
+static size_t to_protocol4(const uint8_t *p, size_t n, uint8_t *o)
+{
+    size_t i = 0, k = 0, frame_at = 0;
+    uint32_t memo = 0;
+    while (i < n) {
+        uint8_t op = p[i++];
+        size_t arg = 0;
+        switch (op) {
+        case 0x80:
+            o[k++] = 0x80;
+            o[k++] = 4;
+            i++;
+            o[k++] = 0x95;
+            frame_at = k;
+            k += 8;
+            continue;
+        case 'c': {
+            const uint8_t *m = p + i, *e1 = memchr(m, '\n', n - i), *nm = e1 + 1;
+            const uint8_t *e2 = memchr(nm, '\n', (size_t)(p + n - nm));
+            o[k++] = 0x8c;
+            o[k++] = (uint8_t)(e1 - m);
+            memcpy(o + k, m, (size_t)(e1 - m));
+            k += (size_t)(e1 - m);
+            o[k++] = 0x8c;
+            o[k++] = (uint8_t)(e2 - nm);
+            memcpy(o + k, nm, (size_t)(e2 - nm));
+            k += (size_t)(e2 - nm);
+            o[k++] = 0x93;
+            i = (size_t)(e2 + 1 - p);
+            continue;
+        }
+        case 'X': {
+            uint32_t len = w_r32(p + i);
+            if (len < 256) {
+                o[k++] = 0x8c;
+                o[k++] = (uint8_t)len;
+                memcpy(o + k, p + i + 4, len);
+                k += len;
+                i += 4 + len;
+                continue;
+            }
+            arg = 4 + len;
+            break;
+        }
+        case 'q':
+        case 'r': {
+            uint32_t idx = op == 'q' ? p[i] : w_r32(p + i);
+            if (idx != memo++) return 0;  /* MEMOIZE numbers slots in order */
+            o[k++] = 0x94;
+            i += op == 'q' ? 1 : 4;
+            continue;
+        }
+        case 'h': case 'K': arg = 1; break;
+        case 'M': arg = 2; break;
+        case 'j': case 'J': arg = 4; break;
+        case ')': case 'R': case '(': case 't': case 'Q': case 0x85: case 0x86: case 0x87:
+        case 0x88: case 0x89: case '}': case 's': case 'u': case 'b': case '.': case 'N':
+            break;
+        default:
+            return 0;
+        }
+        o[k++] = op;
+        memcpy(o + k, p + i, arg);
+        k += arg;
+        i += arg;
+    }
+    uint64_t fl = k - frame_at - 8;
+    for (int b = 0; b < 8; b++) o[frame_at + b] = (uint8_t)(fl >> (8 * b));
+    return k;
+}
+
 int main(void)
 {
     const char *src = t_data("dinov2/tiny_swiglu.pth");
@@ -54,6 +128,21 @@ int main(void)
     variant(&ref, z, nz, 8, 0, "deflate");
     variant(&ref, z, nz, 0, 1, "stored + zip64 records");
     variant(&ref, z, nz, 8, 1, "deflate + zip64 records");
+
+    /* the pickle re-encoded with protocol-4 opcodes */
+    w_zent *pk = w_zip_find(z, nz, "/data.pkl");
+    uint8_t *p4 = malloc(pk->len * 2 + 16), *keep = pk->data;
+    size_t keep_len = pk->len, n4 = to_protocol4(pk->data, pk->len, p4);
+    CHECK(n4 > 0, "data.pkl holds an opcode the protocol-4 rewriter does not know");
+    if (n4) {
+        pk->data = p4;
+        pk->len = n4;
+        variant(&ref, z, nz, 0, 0, "pickle protocol 4 opcodes");
+        w_write(t_tmp("weights_protocol4.pkl"), p4, n4);
+        pk->data = keep;
+        pk->len = keep_len;
+    }
+    free(p4);
 
     /* torch >= 1.13 names the archive "archive/" whatever the file name */
     for (int i = 0; i < nz; i++) {
