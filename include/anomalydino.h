@@ -209,9 +209,12 @@ ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *
 ad_status ad_bank_query(const ad_bank *b, ad_context *ctx, const ad_features *f,
                         const uint8_t *keep, int exclude_image_id, double *grid);
 
-/* Decision threshold learned from normal images only. */
+/* Decision threshold learned from normal images only. MAX: the largest score, exactly (no
+ * margin); QUANTILE: numpy.quantile(scores, q) (linear). A verdict is NG iff score > threshold. */
 typedef enum { AD_THRESH_MAX = 0, AD_THRESH_QUANTILE = 1 } ad_thresh_rule;
-/* Leave-one-out over the references (needs >= 2); `q` is the quantile for AD_THRESH_QUANTILE. */
+/* Leave-one-out over the references (needs >= 2): each reference, unrotated and masked as a test
+ * image would be, scored against the bank without any of its rows (rotations included); `q` is
+ * the quantile for AD_THRESH_QUANTILE. */
 ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule, double q);
 /* From scores of held-out good images. */
 ad_status ad_bank_calibrate_scores(ad_bank *b, const double *scores, int n, ad_thresh_rule rule,
@@ -225,7 +228,8 @@ ad_bank *ad_bank_load(const char *path);
 /* AD_E_MISMATCH if the bank was made with other weights. */
 ad_status ad_bank_check_model(const ad_bank *b, const ad_model *m);
 
-/* Image score: mean of the floor(0.01*n) largest values (n counts every cell), max if that is 0. */
+/* Image score: mean of the floor(0.01*n) largest values (n counts every cell), max if that is 0;
+ * NaN for an empty grid. */
 double ad_score_top1p(const double *grid, size_t n);
 
 /* Full-resolution map: bilinear resize of the grid (half-pixel centres, edge clamp) to
