@@ -172,6 +172,9 @@ int cmd_predict(int argc, char **argv)
     if (!have_thr)
         cli_progress("predict: the bank has no threshold (made from one reference without "
                      "--calibrate): scores only, no verdicts");
+    else
+        cli_progress("predict: threshold %.6f (NG above it)", thr);
+    if (ov_dir) cli_progress("predict: overlay colour scale 0 .. %.6g", vmax);
 
     cld_table t;
     if (cld_table_begin(&t, format, 1, 1)) {

@@ -188,6 +188,38 @@ static void run_case(const char *name, const zs_case *c, double tol, tie_stats *
     }
 }
 
+/* The pair-parallel schedule (2 threads, >= 4 images) and the sequential one (1 thread) run the
+ * same single-threaded products in the same order per heap: identical bits. */
+static void test_thread_counts(void)
+{
+    enum { N = 6, GH = 20, GW = 30, D = 48 };
+    ad_features f[N];
+    double *g1[N], *g2[N];
+    for (int i = 0; i < N; i++) {
+        f[i] = (ad_features){GH, GW, D, malloc(sizeof(float) * GH * GW * D), NULL};
+        for (int e = 0; e < GH * GW * D; e++) f[i].patch[e] = gauss();
+        g1[i] = malloc(sizeof(double) * GH * GW);
+        g2[i] = malloc(sizeof(double) * GH * GW);
+    }
+    ad_threads_apply(1);
+    CHECK_OK(ad_zeroshot(NULL, f, NULL, N, g1));
+    ad_threads_apply(2);
+    CHECK_OK(ad_zeroshot(NULL, f, NULL, N, g2));
+    double maxd = 0;
+    for (int i = 0; i < N; i++) {
+        size_t w;
+        double d = t_maxdiff_f64(g1[i], g2[i], GH * GW, &w);
+        if (d > maxd) maxd = d;
+    }
+    printf("threads: 1 vs 2 threads (pair-parallel), %d images: max |diff| %.3g\n", N, maxd);
+    CHECK(maxd == 0, "1 and 2 threads differ by %.3g", maxd);
+    for (int i = 0; i < N; i++) {
+        free(f[i].patch);
+        free(g1[i]);
+        free(g2[i]);
+    }
+}
+
 static void test_errors(void)
 {
     ad_features f[2];
@@ -272,6 +304,7 @@ int main(void)
     for (int i = 0; i < 11; i++) big.gh[i] = 25, big.gw[i] = 40;
     run_case("k10_gauss", &big, 1e-5, NULL);
 
+    test_thread_counts();
     test_errors();
     return t_done("test_zeroshot_naive");
 }
