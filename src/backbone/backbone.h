@@ -25,6 +25,9 @@ typedef enum { BB_PLAIN = 0, BB_PORTABLE = 1, BB_AVX2 = 2 } bb_impl;
 
 /* What the forward pass uses on this machine (AVX2 when the CPU has AVX2 + FMA). */
 bb_impl bb_impl_auto(void);
+/* Forces the kernels of one context (tests run the portable path on AVX2 machines too);
+ * BB_AVX2 falls back to BB_PORTABLE where the CPU lacks it. */
+void bb_context_set_impl(ad_context *ctx, bb_impl impl);
 
 /* y = (x - mean) / sqrt(var + eps) * w + b over one row of d values (population variance);
  * y may equal x. */

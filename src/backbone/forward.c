@@ -71,6 +71,11 @@ void ad_context_free(ad_context *c)
 
 int ad_context_threads(const ad_context *c) { return c ? c->n_threads : 0; }
 
+void bb_context_set_impl(ad_context *c, bb_impl impl)
+{
+    if (c) c->impl = impl == BB_AVX2 && !ad_cpu_has_avx2_fma() ? BB_PORTABLE : impl;
+}
+
 /* Grows the scratch buffers to T tokens (kept for later calls: no allocation per image). */
 static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
 {

@@ -42,10 +42,10 @@ static const float erf_q[7] = {1.000000000e+00f, 5.034646587e-01f, 1.167707780e-
                                1.605316859e-02f, 1.377919602e-03f, 6.745355645e-05f,
                                2.212181074e-07f};
 
-float bb_exp_fast(float x)
+static inline float exp1(float x)
 {
-    if (!(x > EXP_LO)) x = EXP_LO; /* also maps NaN to the low end: never propagates garbage */
-    if (x > EXP_HI) x = EXP_HI;
+    x = x > EXP_LO ? x : EXP_LO; /* also maps NaN to the low end: never propagates garbage */
+    x = x < EXP_HI ? x : EXP_HI;
     float n = (x * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
     float r = x - n * LN2_HI;
     r = r - n * LN2_LO;
@@ -59,20 +59,22 @@ float bb_exp_fast(float x)
     return p * s.f;
 }
 
-float bb_erf_fast(float x)
+static inline float erf1(float x)
 {
-    if (x > ERF_CLAMP) x = ERF_CLAMP;
-    if (x < -ERF_CLAMP) x = -ERF_CLAMP;
+    x = x < ERF_CLAMP ? x : ERF_CLAMP;
+    x = x > -ERF_CLAMP ? x : -ERF_CLAMP;
     float z = x * x;
     float p = erf_p[5];
     for (int i = 4; i >= 0; i--) p = p * z + erf_p[i];
     float q = erf_q[6];
     for (int i = 5; i >= 0; i--) q = q * z + erf_q[i];
     float e = x * p / q;
-    if (e > 1.0f) e = 1.0f;
-    if (e < -1.0f) e = -1.0f;
-    return e;
+    e = e < 1.0f ? e : 1.0f;
+    return e > -1.0f ? e : -1.0f;
 }
+
+float bb_exp_fast(float x) { return exp1(x); }
+float bb_erf_fast(float x) { return erf1(x); }
 
 #ifdef BB_HAVE_X86
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -176,7 +178,7 @@ AVX2 static void softmax_avx2(float *s, int n)
     }
     float sum = hsum8(acc);
     for (; i < n; i++) {
-        s[i] = bb_exp_fast(s[i] - m);
+        s[i] = exp1(s[i] - m);
         sum += s[i];
     }
     __m256 inv = _mm256_set1_ps(1.0f / sum);
@@ -196,7 +198,7 @@ AVX2 static void gelu_avx2(float *x, size_t n)
         __m256 e = erf8(_mm256_mul_ps(v, rs2));
         _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, e)));
     }
-    for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + bb_erf_fast(x[i] * 0.70710678118654752f));
+    for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erf1(x[i] * 0.70710678118654752f));
 }
 
 AVX2 static void swiglu_avx2(const float *a, const float *b, float *out, size_t n)
@@ -208,7 +210,7 @@ AVX2 static void swiglu_avx2(const float *a, const float *b, float *out, size_t 
         __m256 den = _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, v)));
         _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(v, den), _mm256_loadu_ps(b + i)));
     }
-    for (; i < n; i++) out[i] = a[i] / (1.0f + bb_exp_fast(-a[i])) * b[i];
+    for (; i < n; i++) out[i] = a[i] / (1.0f + exp1(-a[i])) * b[i];
 }
 #endif /* BB_HAVE_X86 */
 
@@ -275,13 +277,13 @@ void bb_softmax_row(bb_impl impl, float *s, int n)
     int i = 0;
     for (; i + 8 <= n; i += 8)
         for (int k = 0; k < 8; k++) {
-            s[i + k] = bb_exp_fast(s[i + k] - m);
+            s[i + k] = exp1(s[i + k] - m);
             acc[k] += s[i + k];
         }
     float sum = 0;
     for (int k = 0; k < 8; k++) sum += acc[k];
     for (; i < n; i++) {
-        s[i] = bb_exp_fast(s[i] - m);
+        s[i] = exp1(s[i] - m);
         sum += s[i];
     }
     float inv = 1.0f / sum;
@@ -300,8 +302,7 @@ void bb_gelu(bb_impl impl, float *x, size_t n)
         for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        x[i] = 0.5f * x[i] * (1.0f + bb_erf_fast(x[i] * (float)M_SQRT1_2));
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erf1(x[i] * (float)M_SQRT1_2));
 }
 
 void bb_swiglu(bb_impl impl, const float *a, const float *b, float *out, size_t n)
@@ -316,5 +317,5 @@ void bb_swiglu(bb_impl impl, const float *a, const float *b, float *out, size_t 
         for (size_t i = 0; i < n; i++) out[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
         return;
     }
-    for (size_t i = 0; i < n; i++) out[i] = a[i] / (1.0f + bb_exp_fast(-a[i])) * b[i];
+    for (size_t i = 0; i < n; i++) out[i] = a[i] / (1.0f + exp1(-a[i])) * b[i];
 }

@@ -4,7 +4,7 @@
  * max |diff| <= 1e-3 with per-token cosine >= 0.99999. One line per case: the largest
  * difference, the token (row, col) and channel where it occurs, the smallest cosine.
  * Also: two runs are bit-identical, and 1 thread agrees with 2 within the tolerance. */
-#include "anomalydino.h"
+#include "backbone/backbone.h"
 #include "io/io.h"
 #include "testutil.h"
 
@@ -126,6 +126,22 @@ static void run_case(ad_context *ctx, const char *label, const ad_input *in, con
                 CHECK(0, "%s: ad_extract_image gave grid %dx%d", label, e.grid_h, e.grid_w);
             }
             ad_features_free(&e);
+
+            /* the portable kernels (the fallback of CPUs without AVX2+FMA) */
+            ad_context *cport = ad_context_new(m, ad_context_default_params());
+            bb_context_set_impl(cport, BB_PORTABLE);
+            ad_features pf = {0};
+            CHECK_OK(ad_extract(cport, in, &pf));
+            if (pf.patch) {
+                cmp_result q = compare(pf.patch, rp, N, D);
+                printf("%-28s portable kernels: max|diff| %.3g at token (row %zu, col %zu), "
+                       "min cos 1-%.1e\n",
+                       label, q.maxdiff, q.where_tok / gw, q.where_tok % gw, 1 - q.mincos);
+                CHECK(q.maxdiff <= TOL_ABS && q.mincos >= TOL_COS,
+                      "%s: portable path off: %g, cos %.8f", label, q.maxdiff, q.mincos);
+            }
+            ad_features_free(&pf);
+            ad_context_free(cport);
 
             /* same thread count: bit-identical; 1 thread: still within the tolerance */
             ad_features g = {0};
