@@ -38,6 +38,8 @@
 #define DEFAULT_RESOLUTION 448
 #define ZEROSHOT_PRESET "masking_only"
 #define ZEROSHOT_RESOLUTION 672
+/* DINOv2 patch size: a smaller resolution leaves no patch (ad_preprocess refuses it) */
+#define EVAL_PATCH 14
 
 typedef struct {
     const char *weights, *data, *out, *preset;
@@ -72,7 +74,8 @@ static void usage(FILE *f)
             "      --seeds N           seeds 0..N-1: reference blocks seed*k .. (default %d)\n"
             "      --preset P          agnostic (default), informed, masking_only, ... (which\n"
             "                          categories are masked / rotated)\n"
-            "      --resolution S      smaller image edge (default %d; zero-shot %d)\n"
+            "      --resolution S      smaller image edge (default %d; zero-shot %d; 0 = the\n"
+            "                          images as they are, cropped to multiples of 14)\n"
             "      --segmentation      also pixel AUROC, pixel F1-max and AU-PRO (slower)\n"
             "      --mode M            fewshot (default) or zeroshot (batched, paper Table 4;\n"
             "                          preset default %s)\n"
@@ -284,6 +287,8 @@ static ad_status extract_one(eval_env *env, const char *path, int mask, ad_featu
     *h = img.height;
     st = ad_extract_image(env->ctx, &img, env->o->resolution, f);
     ad_image_free(&img);
+    /* decoding errors name the file already; these do not, and the summary must say which */
+    if (st != AD_OK) ad_error_prefix("%s", path);
     if (st != AD_OK || !mask || !keep) return st;
     size_t n = (size_t)f->grid_h * (size_t)f->grid_w;
     uint8_t *k = malloc(n ? n : 1);
@@ -293,6 +298,7 @@ static ad_status extract_one(eval_env *env, const char *path, int mask, ad_featu
     }
     st = ad_mask_pca(f, k);
     if (st != AD_OK) {
+        ad_error_prefix("%s", path);
         free(k);
         ad_features_free(f);
         return st;
@@ -542,6 +548,9 @@ static void write_examples(finish_ctx *fc, cJSON *run, example_slot *ex, int n_e
         snprintf(prefix, sizeof prefix, "%s/%s_%d", dir, fc->run_tag, k);
         ad_status st = rep_write_example(prefix, img.data, e->gt ? e->gt : gt, ex[k].map, e->w,
                                          e->h, vmax, EXAMPLE_MAX_SIDE);
+        /* a defect image whose ground truth is missing, unreadable or of another size: its
+         * black "ground truth" would claim there is no defect, so the report shows none */
+        int gt_known = !fc->c->test[i].defect || e->gt || gt;
         ad_free(gt);
         ad_image_free(&img);
         if (st != AD_OK) {
@@ -552,8 +561,9 @@ static void write_examples(finish_ctx *fc, cJSON *run, example_slot *ex, int n_e
         cJSON *x = cJSON_CreateObject(), *files = cJSON_CreateObject();
         if (!x || !files) { cJSON_Delete(x); cJSON_Delete(files); continue; }
         for (int t = 0; t < 3; t++) {
-            snprintf(rel[t], sizeof rel[t], "examples/%s/%s_%d_%s.png", fc->c->name, fc->run_tag,
-                     k, kinds[t]);
+            if (t == 1 && !gt_known) rel[t][0] = 0;
+            else snprintf(rel[t], sizeof rel[t], "examples/%s/%s_%d_%s.png", fc->c->name,
+                          fc->run_tag, k, kinds[t]);
             cJSON_AddStringToObject(files, kinds[t], rel[t]);
         }
         cJSON_AddStringToObject(x, "image", fc->c->test[i].name);
@@ -789,8 +799,9 @@ static double build_bank(eval_env *env, const ds_category *c, int first, int cou
             }
         }
         if (st != AD_OK) {
-            ds_lines_add(env->errors, "%s %s: reference %s: %s (run skipped)", c->name, tag,
-                         c->train[first + j], ad_errmsg());
+            /* the message names the file (reference_views / ad_io_read_image prefix it) */
+            ds_lines_add(env->errors, "%s %s: reference %s (run skipped)", c->name, tag,
+                         ad_errmsg());
             return -1;
         }
     }
@@ -1152,6 +1163,12 @@ int cmd_eval(int argc, char **argv)
     o.preset = preset ? preset : o.zeroshot ? ZEROSHOT_PRESET : DEFAULT_PRESET;
     o.resolution = resolution >= 0 ? resolution : o.zeroshot ? ZEROSHOT_RESOLUTION
                                                              : DEFAULT_RESOLUTION;
+    if (o.resolution > 0 && o.resolution < EVAL_PATCH) {
+        /* every image would fail in ad_preprocess: say so once instead of per image */
+        cli_error(CMD, "--resolution %d: at least %d (one patch), or 0 for the images as they are",
+                  o.resolution, EVAL_PATCH);
+        goto out;
+    }
     if (o.zeroshot) {
         if (shots || n_seeds >= 0)
             cli_progress("eval: --shots/--seeds do not apply to --mode zeroshot: ignored");

@@ -4,6 +4,7 @@
 #include "io/io.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <png.h>
 #include <setjmp.h>
@@ -485,6 +486,66 @@ static void cell_text(const rep_input *in, int s, int c, int m, char *buf, size_
     else snprintf(buf, n, "%.1f ± %.1f", 100 * mu, 100 * sd);
 }
 
+/* Seeds a cell of shots column s should have: one for full shot and zero-shot (seed 0 only). */
+static int expected_seeds(const rep_input *in, int s)
+{
+    return in->zeroshot || in->shots[s] < 0 ? 1 : in->n_seeds;
+}
+
+/* Seeds of a category cell, or for the macro mean (c = -1) the fewest of any category. */
+static int cell_seeds(const rep_input *in, int s, int c, int m)
+{
+    double mu, sd;
+    if (c >= 0) return rep_cell_stats(in, s, c, m, &mu, &sd);
+    int fewest = INT_MAX;
+    for (int k = 0; k < in->n_cats; k++) {
+        int n = rep_cell_stats(in, s, k, m, &mu, &sd);
+        if (n < fewest) fewest = n;
+    }
+    return in->n_cats ? fewest : 0;
+}
+
+/* Cells of the metric-m table (m < 0: the table of means, every present metric) made from fewer
+ * runs than asked for: a category with seeds missing, or a mean over categories that lacks some
+ * of them. The numbers stay (mean over what exists), but never silently: a line under the table
+ * names them. */
+static void incomplete_note(sbuf *b, const rep_input *in, int m, unsigned present, int html)
+{
+    sbuf items = {0};
+    int n = 0;
+    for (int s = 0; s < in->n_shots; s++) {
+        char t[32];
+        shots_title(in, s, t, sizeof t);
+        int want = expected_seeds(in, s);
+        for (int c = m < 0 && !in->zeroshot ? in->n_cats : 0; c <= in->n_cats; c++) {
+            int cc = c < in->n_cats ? c : -1, have = want;
+            for (int q = 0; q < REP_N_METRICS; q++) {
+                if (m >= 0 ? q != m : !(present >> q & 1)) continue;
+                int k = cell_seeds(in, s, cc, q);
+                if (k < have) have = k;
+            }
+            if (have >= want) continue;
+            sb_puts(&items, n++ ? "; " : "");
+            if (cc >= 0) {
+                if (html) sb_html(&items, in->cats[cc]);
+                else sb_md(&items, in->cats[cc]);
+                if (have) sb_printf(&items, " %s (%d of %d seeds)", t, have, want);
+                else sb_printf(&items, " %s (no result)", t);
+            } else {
+                sb_printf(&items, "Mean %s (not every category has every run)", t);
+            }
+        }
+    }
+    if (n) {
+        sb_printf(b, "%sIncomplete (averaged over the runs that exist; see what was left out): %s."
+                     "%s\n",
+                  html ? "<p class=\"small incomplete\">" : "", items.s ? items.s : "",
+                  html ? "</p>" : "\n");
+    }
+    if (items.oom) b->oom = 1;
+    free(items.s);
+}
+
 static int seeds_with_runs(const rep_input *in)
 {
     int n = 0;
@@ -527,7 +588,11 @@ char *rep_tables_md(const rep_input *in)
     settings_line(&b, in, 0);
     sb_printf(&b, ".\nValues x100; %s.\n\n",
               nseeds > 1 ? "mean ± std (population) over the seeds" : "one seed");
-    if (in->zeroshot) {
+    if (!present) {
+        /* not an empty table: say it */
+        sb_puts(&b, "No results: no run produced metrics (the problems are listed on stderr and "
+                    "in report.html).\n");
+    } else if (in->zeroshot) {
         /* Table 4 of the paper: one row per category, the metrics as columns */
         sb_puts(&b, "## Zero-shot, batched (paper Table 4)\n\n| Category |");
         for (int m = 0; m < REP_N_METRICS; m++)
@@ -551,6 +616,7 @@ char *rep_tables_md(const rep_input *in)
             sb_puts(&b, "\n");
         }
         sb_puts(&b, "\n");
+        incomplete_note(&b, in, -1, present, 0);
     } else {
         /* Tables 2/3 (detection) and 5/6 (segmentation): categories x shots, one per metric */
         for (int group = 0; group < 2; group++) {
@@ -585,6 +651,7 @@ char *rep_tables_md(const rep_input *in)
                     sb_puts(&b, "\n");
                 }
                 sb_puts(&b, "\n");
+                incomplete_note(&b, in, m, present, 0);
             }
         }
         /* the mean row of every metric side by side, per shots (the paper's Table 1 layout) */
@@ -608,6 +675,7 @@ char *rep_tables_md(const rep_input *in)
             sb_puts(&b, "\n");
         }
         sb_puts(&b, "\n");
+        incomplete_note(&b, in, -1, present, 0);
     }
     if (b.oom) {
         free(b.s);
@@ -829,7 +897,8 @@ static int cmp_scored_desc(const void *a, const void *b)
 }
 
 /* ROC (kind 0: FPR, TPR) or PR (kind 1: recall, precision) points of a run, one per distinct
- * threshold; NULL when the run lacks either class. */
+ * threshold; the PR curve ends, as sklearn's precision_recall_curve, at the first threshold with
+ * full recall. NULL when the run lacks either class. */
 static double *curve_points(const cJSON *run, int kind, int *n_out)
 {
     const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(run, "images"), *it;
@@ -858,6 +927,7 @@ static double *curve_points(const cJSON *run, int kind, int *n_out)
     for (int i = 0; i < k;) {
         double s = v[i].score;
         while (i < k && v[i].score == s) { tp += v[i].label; fp += !v[i].label; i++; }
+        if (kind == 1 && np > 1 && pts[2 * np - 2] >= 1) break; /* full recall reached */
         if (kind == 0) {
             pts[2 * np] = (double)fp / neg;
             pts[2 * np + 1] = (double)tp / pos;
@@ -934,7 +1004,10 @@ static void svg_curves(sbuf *b, const rep_input *in, int c, int d, int kind)
 
 static void html_img(sbuf *b, const rep_input *in, const char *rel, const char *alt)
 {
-    if (!rel || !*rel || strstr(rel, "..")) { sb_puts(b, "<td>–</td>"); return; }
+    if (!rel || !*rel || strstr(rel, "..")) {
+        sb_puts(b, "<td class=\"small\">(not available)</td>");
+        return;
+    }
     size_t pl = strlen(in->out_dir) + strlen(rel) + 2;
     char *path = malloc(pl);
     if (!path) { b->oom = 1; return; }
@@ -978,6 +1051,7 @@ static void html_table(sbuf *b, const rep_input *in, int m)
         sb_puts(b, "</tr>\n");
     }
     sb_puts(b, "</table>\n");
+    incomplete_note(b, in, m, 1u << m, 1);
 }
 
 ad_status rep_write_html(const char *path, const rep_input *in)
@@ -1006,6 +1080,7 @@ ad_status rep_write_html(const char *path, const rep_input *in)
     sb_puts(&b, "<h2>Results</h2>\n");
     for (int m = 0; m < REP_N_METRICS; m++)
         if (present >> m & 1) html_table(&b, in, m);
+    if (!present) sb_puts(&b, "<p>No results: no run produced metrics (see below).</p>\n");
 
     if (in->n_notes) {
         sb_puts(&b, "<h2>Left out</h2>\n<ul>\n");
@@ -1055,6 +1130,8 @@ ad_status rep_write_html(const char *path, const rep_input *in)
         sb_printf(&b, "<p class=\"small\">Test images, ground truth and anomaly maps (%s, seed %d; "
                       "colour scale 0 .. %.4g, black to pale yellow).</p>\n<table class=\"ex\">",
                   t, in->seeds[exd], run_number(exrun, "examples_vmax", 0));
+        sb_puts(&b, "<tr><th>test image</th><th>ground truth</th><th>anomaly map</th><th></th>"
+                    "</tr>\n");
         const cJSON *ex;
         cJSON_ArrayForEach(ex, cJSON_GetObjectItemCaseSensitive(exrun, "examples"))
         {

@@ -453,6 +453,84 @@ static void test_mvtec(void)
     CHECK(file_contains(P(out, "report.html"), "002.png", 1), "report lists what was left out");
 }
 
+/* A tiny PNG (w x h grey) at path. */
+static void write_small_png(const char *path, int w, int h)
+{
+    uint8_t px[16 * 16];
+    memset(px, 128, sizeof px);
+    uint8_t *buf;
+    size_t len;
+    mkparent(path);
+    if (rep_png_encode(px, w, h, 1, &buf, &len) != AD_OK) return;
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(buf, 1, len, f);
+        fclose(f);
+    }
+    free(buf);
+}
+
+/* Images that decode but cannot be processed are each named in the summary (they used to be
+ * reported as one anonymous line, the others folded into it), and a --resolution that leaves no
+ * patch is a usage error instead of a run in which every image fails. */
+static void test_unusable_images(void)
+{
+    char root[1024], out[1024];
+    snprintf(root, sizeof root, "%s", t_tmp("e2e_small"));
+    snprintf(out, sizeof out, "%s", t_tmp("e2e_small_out"));
+    t_run("rm -rf '%s' '%s'", root, out);
+    uint8_t img[W * H * 3];
+    for (int i = 0; i < 2; i++) {
+        make_image(img, 300 + (unsigned)i, 0, 0, 0);
+        write_png(P(root, "part/train/good/%03d.png", i), img, 3);
+    }
+    for (int i = 0; i < 2; i++) {
+        make_image(img, 400 + (unsigned)i, 0, 0, 0);
+        write_png(P(root, "part/test/good/%03d.png", i), img, 3);
+        make_image(img, 500 + (unsigned)i, 1, 20, 20);
+        write_png(P(root, "part/test/crack/%03d.png", i), img, 3);
+    }
+    write_small_png(P(root, "part/test/good/tiny_a.png"), 10, 10);
+    write_small_png(P(root, "part/test/crack/tiny_b.png"), 12, 9);
+
+    int rc = run_eval("resolution 13", "--dataset", "folder", "--data", root, "--shots", "1",
+                      "--seeds", "1", "--resolution", "13", "-o", out, NULL);
+    CHECK(rc == 2, "--resolution 13 (no patch fits) must be a usage error, exit %d", rc);
+    CHECK(strstr(errbuf, "--resolution 13") != NULL, "the bad value is named");
+    CHECK(!ad_io_exists(out), "nothing written for a usage error");
+
+    rc = run_eval("images smaller than a patch", "--dataset", "folder", "--data", root,
+                  "--shots", "1", "--seeds", "1", "--resolution", "0", "--threads", "2", "-o",
+                  out, NULL);
+    CHECK(rc == 1, "left-out images give exit 1, got %d", rc);
+    CHECK(strstr(errbuf, "good/tiny_a.png") != NULL, "first unusable image named");
+    CHECK(strstr(errbuf, "crack/tiny_b.png") != NULL, "second unusable image named too");
+    const char *run = P(out, "runs/1shot/seed0/part.json");
+    CHECK(n_images(run) == 4, "the 4 usable test images scored, got %d", n_images(run));
+
+    /* the crack images have no ground truth: the report must not show an all-black one for
+     * them (that would say "no defect"), only for the good images */
+    cJSON *j = load_json(run);
+    const cJSON *ex;
+    int n_bad = 0, n_good = 0;
+    cJSON_ArrayForEach(ex, cJSON_GetObjectItemCaseSensitive(j, "examples"))
+    {
+        const cJSON *img = cJSON_GetObjectItemCaseSensitive(ex, "image");
+        const cJSON *gt = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(ex, "files"), "gt");
+        int bad = cJSON_IsString(img) && !strncmp(img->valuestring, "crack/", 6);
+        int has_gt = cJSON_IsString(gt) && gt->valuestring[0];
+        printf("example %s: ground truth file '%s'\n", cJSON_IsString(img) ? img->valuestring : "?",
+               cJSON_IsString(gt) ? gt->valuestring : "?");
+        if (bad) { n_bad++; CHECK(!has_gt, "defect example without a mask: no ground-truth image"); }
+        else { n_good++; CHECK(has_gt, "good example: its (all-normal) ground truth shown"); }
+    }
+    CHECK(n_bad > 0 && n_good > 0, "examples of both kinds (%d defect, %d good)", n_bad, n_good);
+    cJSON_Delete(j);
+    CHECK(file_contains(P(out, "report.html"), "(not available)", 1),
+          "report says the ground truth is not available");
+}
+
 static void test_visa_raw(void)
 {
     char root[1024], out[1024];
@@ -523,5 +601,6 @@ int main(void)
     test_mvtec();
     test_visa_raw();
     test_zeroshot();
+    test_unusable_images();
     return t_done("test_eval_e2e");
 }

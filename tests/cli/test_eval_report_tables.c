@@ -157,7 +157,25 @@ static void test_summaries(void)
     CHECK(contains(md, "| screw | 60.0 ± 10.0 | 85.0 |"), "screw AUROC row (2 seeds)");
     CHECK(contains(md, "| 1-shot | full-shot |"), "shots columns");
     CHECK(contains(md, "AU-PRO"), "segmentation tables present");
+    /* cells made from fewer runs than asked are named under their table, not passed off */
+    CHECK(contains(md, "Incomplete") && contains(md, "screw 1-shot (2 of 3 seeds)"),
+          "screw 1-shot flagged as 2 of 3 seeds");
+    CHECK(contains(md, "Mean 1-shot (not every category has every run)"),
+          "the 1-shot mean (seed 2 without screw) flagged");
+    CHECK(!contains(md, "bottle 1-shot (") && !contains(md, "full-shot ("),
+          "complete cells (full shot: one seed asked) not flagged");
     free(md);
+
+    /* no run at all: a sentence, not tables without columns */
+    {
+        cJSON *none[2 * 3 * 2] = {0};
+        rep_input empty = in;
+        empty.runs = none;
+        char *md0 = rep_tables_md(&empty);
+        CHECK(contains(md0, "No results") && !contains(md0, "| Shots |"),
+              "empty results: said, no degenerate table");
+        free(md0);
+    }
 
     /* CSV and HTML files */
     char path[1200];
@@ -179,6 +197,11 @@ static void test_summaries(void)
     CHECK(contains(html, "<polyline"), "ROC/PR curves drawn");
     /* perfectly separated scores: the ROC passes through (FPR 0, TPR 1) = plot corner (42, 12) */
     CHECK(contains(html, " 42.0,12.0 "), "ROC corner point");
+    /* the PR curve ends at full recall (sklearn): no drop to precision 2/4 at recall 1, which
+     * would show a perfect detector (AP 100) as a curve falling to 0.5 */
+    CHECK(contains(html, "232.0,12.0\"/>") && !contains(html, "232.0,107.0"),
+          "PR curve stops at (recall 1, precision 1)");
+    CHECK(contains(html, "Incomplete"), "report flags incomplete cells too");
     CHECK(contains(html, "something &lt;left&gt; out"), "notes escaped");
     CHECK(!contains(html, "src=\"http"), "no external resources");
     free(html);
