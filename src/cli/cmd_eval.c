@@ -99,6 +99,11 @@ static int parse_shots(const char *s, eval_opts *o)
     }
     strcpy(buf, s);
     o->n_shots = 0;
+    size_t n = strlen(buf);
+    if (n == 0 || buf[0] == ',' || buf[n - 1] == ',' || strstr(buf, ",,")) {
+        cli_error(CMD, "--shots: empty entry in '%s' (e.g. 1,2,4,8,16 or full)", s);
+        return -1;
+    }
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         int k;
         if (!strcmp(t, "full") || !strcmp(t, "-1")) k = -1;
@@ -845,8 +850,12 @@ static void eval_category(eval_env *env, int ci, const char *key, cJSON **runs,
     char **listing = malloc((size_t)c->n_test * sizeof *listing);
     if (!listing) return;
     for (int i = 0; i < c->n_test; i++) listing[i] = c->test[i].name;
-    cli_progress("eval: %s: %d references, %d test images, mask %s, rotate %s", c->name,
-                 c->n_train, c->n_test, mask ? "on" : "off", rotate ? "on" : "off");
+    if (o->zeroshot)
+        cli_progress("eval: %s: %d test images (zero-shot: no references), mask %s", c->name,
+                     c->n_test, mask ? "on" : "off");
+    else
+        cli_progress("eval: %s: %d train/good images, %d test images, mask %s, rotate %s",
+                     c->name, c->n_train, c->n_test, mask ? "on" : "off", rotate ? "on" : "off");
 
     /* which runs are already done */
     int n_runs = o->n_shots * o->n_seeds;

@@ -499,6 +499,12 @@ static void test_unusable_images(void)
     CHECK(strstr(errbuf, "--resolution 13") != NULL, "the bad value is named");
     CHECK(!ad_io_exists(out), "nothing written for a usage error");
 
+    rc = run_eval("empty shots entry", "--dataset", "folder", "--data", root, "--shots", "1,,2",
+                  "--seeds", "1", "-o", out, NULL);
+    CHECK(rc == 2, "--shots 1,,2 must be a usage error, exit %d", rc);
+    CHECK(strstr(errbuf, "empty entry") != NULL, "the empty entry is named: %s", errbuf);
+    CHECK(!ad_io_exists(out), "nothing written for a usage error");
+
     rc = run_eval("images smaller than a patch", "--dataset", "folder", "--data", root,
                   "--shots", "1", "--seeds", "1", "--resolution", "0", "--threads", "2", "-o",
                   out, NULL);
