@@ -164,7 +164,7 @@ void ad_features_free(ad_features *f);
 /* ------------------------------------------------------------------------------------------ */
 /* keep[grid_h*grid_w] = 1 for foreground patches. Exact first principal component (float64),
  * sign: largest-magnitude score positive; > 10; centre-crop flip test (border 0.2, 35 %);
- * 2-D 3x3 dilation then 3x3 closing. */
+ * 2-D 3x3 dilation then 3x3 closing. Non-finite feature values: AD_E_ARG. */
 ad_status ad_mask_pca(const ad_features *f, uint8_t *keep);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -200,12 +200,14 @@ int ad_bank_images(const ad_bank *b);   /* reference images added (before rotati
 /* Adds one reference image (and its rotations when the bank rotates). */
 ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, int image_id);
 /* Adds precomputed features (already rotated etc.); keep may be NULL (all patches). Rows are
- * L2-normalised on insertion. image_id groups rows for leave-one-out. */
+ * L2-normalised on insertion. image_id groups rows for leave-one-out. A non-finite value
+ * (NaN, inf) anywhere in f is refused with AD_E_ARG. */
 ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *keep, int image_id);
 
 /* Patch distances of f against the bank: grid[i] = mean over the k nearest of (1 - cosine),
  * 0 where keep[i] == 0 (keep may be NULL). Block-wise: the Q x M similarity matrix is never
- * held whole. exclude_image_id >= 0 leaves that reference's rows out (leave-one-out). */
+ * held whole. exclude_image_id >= 0 leaves that reference's rows out (leave-one-out). A kept
+ * patch with a non-finite value is refused (AD_E_ARG). */
 ad_status ad_bank_query(const ad_bank *b, ad_context *ctx, const ad_features *f,
                         const uint8_t *keep, int exclude_image_id, double *grid);
 

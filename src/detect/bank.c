@@ -181,6 +181,12 @@ ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
     if (idx >= 0 && b->images[idx].n_inserts >= DT_MAX_INSERTS)
         return ad_fail(AD_E_ARG, "bank: image %d added more than %d times", image_id,
                        DT_MAX_INSERTS);
+    /* A non-finite value would make its row silently match nothing (every distance NaN). */
+    const size_t nd = n * (size_t)f->dim;
+    for (size_t i = 0; i < nd; i++)
+        if (!isfinite(f->patch[i]))
+            return ad_fail(AD_E_ARG, "bank: image %d: non-finite feature value (patch %zu)",
+                           image_id, i / (size_t)f->dim);
     int dim_was_unset = b->dim == 0;
     if (dim_was_unset) b->dim = f->dim;
 

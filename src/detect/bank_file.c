@@ -223,6 +223,37 @@ static int mul_add(uint64_t *acc, uint64_t a, uint64_t b)
     return 1;
 }
 
+/* Image records sorted by id: duplicate detection and row lookups in O(log n_images), so that a
+ * bank of many references (or a hostile file) does not cost n_images^2 or rows x n_images. */
+typedef struct {
+    int32_t id;
+    int idx;
+} id_index;
+
+static int cmp_id_index(const void *a, const void *b)
+{
+    int32_t x = ((const id_index *)a)->id, y = ((const id_index *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* Index of the image record with that id, or -1; *last caches the previous hit (rows of one
+ * image are contiguous in every bank this library writes). */
+static int find_sorted(const id_index *ix, int n, int32_t id, int *last)
+{
+    if (*last >= 0 && ix[*last].id == id) return ix[*last].idx;
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (ix[mid].id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < n && ix[lo].id == id) {
+        *last = lo;
+        return ix[lo].idx;
+    }
+    return -1;
+}
+
 static ad_bank *load_fail(ad_bank *b, FILE *fp, ad_status st, const char *path, const char *why)
 {
     ad_bank_free(b);
@@ -302,7 +333,10 @@ ad_bank *ad_bank_load(const char *path)
             return load_fail(b, fp, AD_E_FORMAT, path, "corrupt bank (image record)");
         if (rec[16]) {
             uint64_t cells = (uint64_t)im->grid_h * (uint64_t)im->grid_w;
-            if (cells > r.left - tail)
+            /* what the file still holds beyond the tail and the records still to come (r.left
+             * may already be below that when earlier masks ate into it) */
+            uint64_t later = (uint64_t)(n_images - 1 - i) * BANK_IMAGE_BYTES;
+            if (r.left < tail || r.left - tail < later || cells > r.left - tail - later)
                 return load_fail(b, fp, AD_E_FORMAT, path, "truncated or corrupt bank (mask sizes)");
             im->keep_test = malloc((size_t)cells);
             if (!im->keep_test) return load_fail(b, fp, AD_E_NOMEM, path, "out of memory");
@@ -348,24 +382,35 @@ ad_bank *ad_bank_load(const char *path)
     swap4_inplace(b->side_feat, side * d);
 
     /* Cross references: a checksummed file can still come from a buggy writer. */
-    for (int i = 0; i < b->n_images; i++)
-        for (int j = 0; j < i; j++)
-            if (b->images[i].id == b->images[j].id)
-                return load_fail(b, NULL, AD_E_FORMAT, path, "corrupt bank (duplicate image id)");
-    for (size_t j = 0; j < b->rows; j++) {
-        int im = dt_bank_find_image(b, b->row_image[j]);
+    id_index *ix = malloc((size_t)(b->n_images ? b->n_images : 1) * sizeof *ix);
+    if (!ix) return load_fail(b, NULL, AD_E_NOMEM, path, "out of memory");
+    for (int i = 0; i < b->n_images; i++) ix[i] = (id_index){b->images[i].id, i};
+    qsort(ix, (size_t)b->n_images, sizeof *ix, cmp_id_index);
+    const char *bad = NULL;
+    for (int i = 1; i < b->n_images && !bad; i++)
+        if (ix[i].id == ix[i - 1].id) bad = "corrupt bank (duplicate image id)";
+    int last = -1;
+    for (size_t j = 0; j < b->rows && !bad; j++) {
+        int im = find_sorted(ix, b->n_images, b->row_image[j], &last);
         if (im < 0 || b->row_angle[j] >= b->images[im].n_inserts || b->row_cell[j] < 0 ||
             (b->row_angle[j] == 0 &&
              (size_t)b->row_cell[j] >= (size_t)b->images[im].grid_h * b->images[im].grid_w))
-            return load_fail(b, NULL, AD_E_FORMAT, path, "corrupt bank (row references)");
+            bad = "corrupt bank (row references)";
         b->norm2[j] = dt_norm2_row(b->feat + j * d, (int)d);
+        /* rows are unit vectors (or 0): a non-finite value would silently never match */
+        if (!bad && !isfinite(b->norm2[j])) bad = "corrupt bank (non-finite feature values)";
     }
-    for (size_t j = 0; j < b->side_rows; j++) {
-        int im = dt_bank_find_image(b, b->side_image[j]);
+    last = -1;
+    for (size_t j = 0; j < b->side_rows && !bad; j++) {
+        int im = find_sorted(ix, b->n_images, b->side_image[j], &last);
         if (im < 0 || b->side_cell[j] < 0 ||
             (size_t)b->side_cell[j] >= (size_t)b->images[im].grid_h * b->images[im].grid_w)
-            return load_fail(b, NULL, AD_E_FORMAT, path, "corrupt bank (side row references)");
+            bad = "corrupt bank (side row references)";
+        else if (!isfinite(dt_norm2_row(b->side_feat + j * d, (int)d)))
+            bad = "corrupt bank (non-finite feature values)";
     }
+    free(ix);
+    if (bad) return load_fail(b, NULL, AD_E_FORMAT, path, bad);
     return b;
 }
 

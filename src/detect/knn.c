@@ -216,6 +216,15 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
         if (keep && !keep[i]) continue;
         memcpy(qf + r * d, f->patch + i * d, d * sizeof *qf);
         qn[r] = dt_normalize_row(qf + r * d, (int)d);
+        if (!isfinite(qn[r])) { /* NaN or inf in the query: no distance would be meaningful */
+            free(runs);
+            ad_free(qf);
+            ad_free(qn);
+            ad_free(qcell);
+            ad_free(top);
+            ad_free(sim);
+            return ad_fail(AD_E_ARG, "bank query: non-finite feature value (patch %zu)", i);
+        }
         qcell[r++] = i;
     }
     for (size_t i = 0; i < q * (size_t)k; i++) top[i] = INFINITY;

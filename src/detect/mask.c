@@ -228,6 +228,10 @@ ad_status ad_mask_pca(const ad_features *f, uint8_t *keep)
         ad_mul_overflow(n, (size_t)f->dim, &nd) || f->dim > 65536)
         return ad_fail(AD_E_ARG, "ad_mask_pca: features too large (%d x %d x %d)", f->grid_h,
                        f->grid_w, f->dim);
+    for (size_t i = 0; i < nd; i++) /* NaN or inf would give an arbitrary mask */
+        if (!isfinite(f->patch[i]))
+            return ad_fail(AD_E_ARG, "ad_mask_pca: non-finite feature value (patch %zu)",
+                           i / (size_t)f->dim);
     double *pc = ad_alloc(n, sizeof *pc);
     uint8_t *scratch = ad_alloc(3 * n, 1);
     ad_status st = pc && scratch ? AD_OK : AD_E_NOMEM;

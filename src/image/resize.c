@@ -199,7 +199,9 @@ void ad_short_edge_size(int w, int h, int short_edge, int *out_w, int *out_h)
 {
     int s = w <= h ? w : h, l = w <= h ? h : w;
     /* Python's int(S * long / short): exact product, correctly rounded division, truncation */
-    int nl = (int)((double)short_edge * (double)l / (double)s);
+    double v = (double)short_edge * (double)l / (double)s;
+    /* saturated: beyond INT_MAX the cast would be undefined; callers refuse such sizes */
+    int nl = v >= 2147483647.0 ? 2147483647 : (int)v;
     if (w <= h) {
         *out_w = short_edge;
         *out_h = nl;

@@ -108,5 +108,22 @@ int main(void)
         ad_image none = {0, 0, NULL};
         CHECK(ad_preprocess(&none, 0, &in) == AD_E_ARG, "empty image accepted");
     }
+    /* A 1 x 65535 strip at resolution 65535: the long edge (4.3e9) does not fit an int. Refused
+     * by the size check with the real figure (the int conversion was undefined and reported
+     * -2147483648 as the size). */
+    {
+        ad_image strip;
+        CHECK_OK(ad_image_alloc(&strip, 1, 65535));
+        ad_input in = {0, 0, NULL};
+        ad_status st = ad_preprocess(&strip, 65535, &in);
+        CHECK(st == AD_E_ARG && in.data == NULL, "1 x 65535 at 65535: %s", ad_status_name(st));
+        CHECK(strstr(ad_errmsg(), "-2147483648") == NULL && strstr(ad_errmsg(), "out of range"),
+              "message: %s", ad_errmsg());
+        printf("1 x 65535 at resolution 65535: %s\n", ad_errmsg());
+        int ow = 0, oh = 0;
+        ad_short_edge_size(1, 65535, 65535, &ow, &oh);
+        CHECK(ow == 65535 && oh == 2147483647, "short-edge size %d x %d", ow, oh);
+        ad_image_free(&strip);
+    }
     return t_done("test_preprocess_imagenet");
 }
