@@ -142,6 +142,8 @@ ad_context_params ad_context_default_params(void);
 ad_context *ad_context_new(const ad_model *m, ad_context_params p);
 void ad_context_free(ad_context *ctx);
 int ad_context_threads(const ad_context *ctx);
+/* The model the context runs (valid while that model lives). */
+const ad_model *ad_context_model(const ad_context *ctx);
 
 /* Features of one image: final-LayerNorm patch tokens (CLS and registers dropped). */
 typedef struct {
@@ -249,7 +251,9 @@ typedef struct {
     uint8_t *keep;          /* the mask used (all 1 without masking) */
 } ad_result;
 
-/* Preprocess, extract, optional mask (mask: 1 on, 0 off, -1 the bank's mask_test), query, score. */
+/* Preprocess, extract, optional mask (mask: 1 on, 0 off, -1 the bank's mask_test), query, score.
+ * ad_predict and ad_bank_add_image refuse (AD_E_MISMATCH) a context whose
+ * model is not the bank's weights. */
 ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int mask,
                      ad_result *out);
 void ad_result_free(ad_result *r);

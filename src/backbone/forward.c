@@ -71,6 +71,8 @@ void ad_context_free(ad_context *c)
 
 int ad_context_threads(const ad_context *c) { return c ? c->n_threads : 0; }
 
+const ad_model *ad_context_model(const ad_context *c) { return c ? c->m : NULL; }
+
 void bb_context_set_impl(ad_context *c, bb_impl impl)
 {
     if (c) c->impl = impl == BB_AVX2 && !ad_cpu_has_avx2_fma() ? BB_PORTABLE : impl;

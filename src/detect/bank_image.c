@@ -45,11 +45,22 @@ static ad_status add_view(ad_bank *b, ad_context *ctx, const ad_image *view, int
     return st;
 }
 
+/* Features from another model would be silently compared with the bank's: refuse them. A bank
+ * filled through ad_bank_add_features without a model records no identity to check. */
+static ad_status check_context_model(const ad_bank *b, const ad_context *ctx, const char *fn)
+{
+    if (b->fingerprint == 0) return AD_OK;
+    ad_status st = ad_bank_check_model(b, ad_context_model(ctx));
+    if (st != AD_OK) ad_error_prefix("%s: the context's model", fn);
+    return st;
+}
+
 ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, int image_id)
 {
     if (!b || !ctx)
         return ad_fail(AD_E_ARG, "ad_bank_add_image: NULL %s", b ? "context" : "bank");
     ad_status st = check_image(img, "ad_bank_add_image");
+    if (st == AD_OK) st = check_context_model(b, ctx, "ad_bank_add_image");
     if (st != AD_OK) return st;
     if (image_id < 0) return ad_fail(AD_E_ARG, "ad_bank_add_image: image_id %d is negative", image_id);
     if (dt_bank_find_image(b, image_id) >= 0)
@@ -146,6 +157,7 @@ ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int
     if (!b || !ctx || !out)
         return ad_fail(AD_E_ARG, "ad_predict: NULL %s", !b ? "bank" : !ctx ? "context" : "result");
     ad_status st = check_image(img, "ad_predict");
+    if (st == AD_OK) st = check_context_model(b, ctx, "ad_predict");
     if (st != AD_OK) return st;
     if (mask < -1 || mask > 1) return ad_fail(AD_E_ARG, "ad_predict: mask %d is not -1, 0 or 1", mask);
     if (b->rows == 0) return ad_fail(AD_E_ARG, "ad_predict: the bank is empty");
