@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int cld_load_model(const char *cmd, const char *weights, int n_threads, ad_model **m,
                    ad_context **ctx)
@@ -119,6 +120,21 @@ int cld_prepare_dir(const char *cmd, const char *opt, const char *dir)
     if (!dir) return 0;
     if (ad_io_mkdirs(dir) != AD_OK) {
         cli_error(cmd, "%s: %s", opt, ad_errmsg());
+        return -1;
+    }
+    return 0;
+}
+
+int cld_distinct_npy_dirs(const char *cmd, const char *grids_dir, const char *maps_dir)
+{
+    if (!grids_dir || !maps_dir) return 0;
+    struct stat a, b;
+    int same = !strcmp(grids_dir, maps_dir) ||
+               (!stat(grids_dir, &a) && !stat(maps_dir, &b) && a.st_dev == b.st_dev &&
+                a.st_ino == b.st_ino);
+    if (same) {
+        cli_error(cmd, "--grids %s and --maps %s are the same folder: both write STEM.npy, the "
+                       "maps would overwrite the grids; give two folders", grids_dir, maps_dir);
         return -1;
     }
     return 0;

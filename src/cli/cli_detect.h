@@ -23,6 +23,10 @@ char **cld_unique_stems(char **paths, int n);
 
 /* DIR/STEM.EXT in a new string (malloc). */
 char *cld_out_path(const char *dir, const char *stem, const char *ext);
+/* --grids and --maps both write DIR/STEM.npy: the same folder for both would silently overwrite
+ * the grids with the maps. Call after cld_prepare_dir; prints the error and returns -1 if the two
+ * (non-NULL) folders are the same directory. */
+int cld_distinct_npy_dirs(const char *cmd, const char *grids_dir, const char *maps_dir);
 /* Creates the folder (and parents) if it is given; prints the error. */
 int cld_prepare_dir(const char *cmd, const char *opt, const char *dir);
 

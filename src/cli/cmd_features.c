@@ -157,6 +157,21 @@ int cmd_features(int argc, char **argv)
         ad_image_free(&img);
         return 1;
     }
+    /* Two entries naming the same block (e.g. 11 and -1 of a 12-block model) would write the
+     * same OUT_layerK.npy twice. */
+    int depth0 = ad_model_get_info(m).depth;
+    for (int i = 0; i < n_layers; i++)
+        for (int j = 0; j < i; j++) {
+            int ki = layers[i] < 0 ? depth0 + layers[i] : layers[i];
+            int kj = layers[j] < 0 ? depth0 + layers[j] : layers[j];
+            if (ki == kj && ki >= 0 && ki < depth0) {
+                cli_error(CMD, "--layers: %d and %d are the same block (%d of a %d-block model)",
+                          layers[j], layers[i], ki, depth0);
+                ad_model_free(m);
+                ad_image_free(&img);
+                return 2;
+            }
+        }
     ad_context_params cp = ad_context_default_params();
     cp.n_threads = threads;
     ad_context *ctx = ad_context_new(m, cp);

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CMD "fit"
 
@@ -59,6 +60,28 @@ static int parse_rule(const char *s, ad_thresh_rule *rule, double *q)
     }
     cli_error(CMD, "--threshold-rule '%s': expected max or quantile:Q", s);
     return -1;
+}
+
+/* The bank is written at the very end: refuse an output that cannot be written before the
+ * (possibly long) work, so that it is not lost. 0 or -1 (error printed). */
+static int check_out_writable(const char *out)
+{
+    if (ad_io_is_dir(out)) {
+        cli_error(CMD, "-o %s: is a directory (give the bank's file name)", out);
+        return -1;
+    }
+    const char *slash = strrchr(out, '/');
+    char *dir = slash ? strndup(out, slash == out ? 1 : (size_t)(slash - out)) : strdup(".");
+    if (!dir) {
+        cli_error(CMD, "out of memory");
+        return -1;
+    }
+    int ok = ad_io_is_dir(dir) && access(dir, W_OK | X_OK) == 0;
+    if (!ok)
+        cli_error(CMD, "-o %s: cannot write into %s: %s", out, dir,
+                  ad_io_is_dir(dir) ? "permission denied" : "no such directory");
+    free(dir);
+    return ok ? 0 : -1;
 }
 
 static int push_str(char ***v, int *n, const char *s)
@@ -154,6 +177,7 @@ int cmd_fit(int argc, char **argv)
 
     /* From here on failures are of the work, not of the usage. */
     rc = 1;
+    if (check_out_writable(out)) goto out;
     char **refs = NULL, **calib = NULL;
     int n_refs = cli_collect_images(CMD, argv + optind, argc - optind, &refs);
     if (n_refs < 0) goto out;

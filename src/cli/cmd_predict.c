@@ -139,6 +139,7 @@ int cmd_predict(int argc, char **argv)
         cli_error(CMD, "no images given (anomalydino predict --help)");
         return 2;
     }
+    if (cld_distinct_npy_dirs(CMD, grids_dir, maps_dir)) return 2;
 
     int rc = 1;
     char **paths = NULL, **stems = NULL;
@@ -159,7 +160,8 @@ int cmd_predict(int argc, char **argv)
         goto done;
     }
     if (cld_prepare_dir(CMD, "--grids", grids_dir) || cld_prepare_dir(CMD, "--maps", maps_dir) ||
-        cld_prepare_dir(CMD, "--overlays", ov_dir))
+        cld_prepare_dir(CMD, "--overlays", ov_dir) ||
+        cld_distinct_npy_dirs(CMD, grids_dir, maps_dir)) /* e.g. G and ./G, now both made */
         goto done;
     stems = cld_unique_stems(paths, n);
     if (!stems) {

@@ -106,6 +106,7 @@ int cmd_zeroshot(int argc, char **argv)
         cli_error(CMD, "no images given (anomalydino zeroshot --help)");
         return 2;
     }
+    if (cld_distinct_npy_dirs(CMD, grids_dir, maps_dir)) return 2;
     if (preset || dataset || category) {
         int pm, pr;
         if (cld_preset(CMD, preset ? preset : ZS_DEFAULT_PRESET, dataset, category, &pm, &pr))
@@ -133,7 +134,8 @@ int cmd_zeroshot(int argc, char **argv)
     }
     if (cld_load_model(CMD, weights, threads, &m, &ctx)) goto done;
     if (cld_prepare_dir(CMD, "--grids", grids_dir) || cld_prepare_dir(CMD, "--maps", maps_dir) ||
-        cld_prepare_dir(CMD, "--overlays", ov_dir))
+        cld_prepare_dir(CMD, "--overlays", ov_dir) ||
+        cld_distinct_npy_dirs(CMD, grids_dir, maps_dir)) /* e.g. G and ./G, now both made */
         goto done;
     stems = cld_unique_stems(paths, n);
     if (!stems || cld_table_begin(&t, format, 0, 0)) {

@@ -154,6 +154,25 @@ static void test_usage(void)
                 p("good")) == 2, "predict --vmax -1: exit 2");
     CHECK(t_run("%s fit -m %s -o %s %s 2> /dev/null", b, p("missing.safetensors"),
                 p("x.adbank"), p("good")) == 1, "fit with missing weights: exit 1");
+    /* an unwritable -o is refused before the work (not after fitting every reference) */
+    CHECK(t_run("ANOMALYDINO_QUIET=0 %s fit -m %s -o %s --resolution %d %s 2> %s", b, W,
+                p("no-such-dir/x.adbank"), RES, p("good"), p("fit_o.err")) == 1, "fit -o into a missing folder: exit 1");
+    h = slurp(p("fit_o.err"));
+    CHECK(strstr(h, "no-such-dir") && !strstr(h, "reference"),
+          "fit -o into a missing folder: refused before the references are read: %s", h);
+    free(h);
+    CHECK(t_run("%s fit -m %s -o %s --resolution %d %s 2> /dev/null", b, W, p("good"), RES,
+                p("good")) == 1,
+          "fit -o FOLDER: exit 1");
+    /* --grids and --maps in one folder: the maps would overwrite the grids (both STEM.npy) */
+    CHECK(t_run("%s predict -m %s -b %s --grids %s --maps %s %s > /dev/null 2> /dev/null", b, W,
+                p("bank.adbank"), p("same"), p("same"), p("test")) == 2,
+          "predict --grids D --maps D: exit 2");
+    CHECK(!ad_io_exists(p("same")), "predict --grids D --maps D: nothing written");
+    CHECK(t_run("%s predict -m %s -b %s --grids %s --maps %s/./ %s > /dev/null 2> /dev/null", b,
+                W, p("bank.adbank"), p("same2"), p("same2"), p("test")) == 1,
+          "predict --grids D --maps D/./: exit 1");
+    CHECK(!ad_io_exists(p("same2/part.npy")), "predict --grids D --maps D/./: no .npy written");
     CHECK(!ad_io_exists(p("x.adbank")), "no bank written by failed fits");
     printf("usage: --help 0, bad flags/values 2, missing weights 1\n");
 }

@@ -246,6 +246,11 @@ int main(void)
           "zeroshot --resolution big: exit 2");
     CHECK(t_run("%s zeroshot -m %s --resolution %d %s 2> /dev/null > /dev/null", b, W, RES,
                 paths[0]) == 1, "zeroshot with one image: exit 1");
+    /* --grids and --maps in one folder: the maps would overwrite the grids (both STEM.npy) */
+    CHECK(t_run("%s zeroshot -m %s --resolution %d --grids %s --maps %s %s 2> /dev/null "
+                "> /dev/null", b, W, RES, p("same"), p("same"), p("batch")) == 2,
+          "zeroshot --grids D --maps D: exit 2");
+    CHECK(!ad_io_exists(p("same")), "zeroshot --grids D --maps D: nothing written");
     printf("usage: --help 0, missing arguments 2, a single image 1\n");
 
     for (int i = 0; i < N_IMG; i++) free((void *)paths[i]);
