@@ -143,6 +143,10 @@ int cmd_features(int argc, char **argv)
         cli_error(CMD, "--no-norm applies to --layers only");
         return 2;
     }
+    if (cls && !strcmp(cls, out)) { /* the CLS file would overwrite the patch tokens */
+        cli_error(CMD, "-o and --cls name the same file '%s'", out);
+        return 2;
+    }
     const char *image = argv[optind];
     if (no_resize) resolution = 0;
 

@@ -25,7 +25,7 @@ static void usage(FILE *f)
             "  mask    ground-truth PNG, nonzero = anomalous; empty for a good image\n"
             "Paths are relative to the CSV's folder. Fields may be quoted (\"a,b\", \"\" for \").\n\n"
             "  --json-out FILE   also write the JSON to FILE\n"
-            "  --threads N       threads for sorting the pixels (default: all cores)\n"
+            "  --threads N       threads for sorting the pixels (default 0: all cores)\n"
             "  -h, --help        this help\n\n"
             "Exit status: 0 success, 1 bad input (missing file, bad row, one class only),\n"
             "2 wrong usage.\n");
@@ -412,7 +412,7 @@ int cmd_metrics(int argc, char **argv)
         switch (ch) {
         case 'j': json_out = optarg; break;
         case 't':
-            if (cli_parse_int(CMD, "--threads", optarg, 1, 1024, &threads)) return 2;
+            if (cli_parse_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2;
             break;
         case 'h': usage(stdout); return 0;
         case ':': cli_error(CMD, "%s needs a value (see --help)", argv[optind - 1]); return 2;

@@ -8,6 +8,7 @@
 
 char *ad_io_read_file(const char *path, size_t *len)
 {
+    if (ad_io_is_dir(path)) return ad_fail_null(AD_E_IO, "%s: is a directory, not a file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return ad_fail_null(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
     char *buf = NULL;

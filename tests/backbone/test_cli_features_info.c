@@ -120,6 +120,7 @@ int main(void)
         {"features -m W IMG -o OUT --layers 0,a", 2},
         {"features -m W IMG -o OUT --no-norm", 2},
         {"features -m W IMG -o OUT --bogus", 2},
+        {"features -m W IMG -o OUT --cls OUT", 2}, /* CLS would overwrite the patch tokens */
         {"features -m W IMG -o OUT --layers 5", 1}, /* 2-block model */
         /* 1 and -1 are the same block of a 2-block model: OUT_layer1.npy would be written twice */
         {"features -m W IMG -o OUT --layers 1,-1", 2},

@@ -102,7 +102,7 @@ int main(void)
 
     expect("no arguments", 2, "", "SCORES.csv");
     expect("unknown option", 2, "ok.csv --bogus", "--bogus");
-    expect("--threads 0", 2, "ok.csv --threads 0", "--threads");
+    expect("--threads -1", 2, "ok.csv --threads -1", "--threads");
     expect("--json-out without value", 2, "ok.csv --json-out", "--json-out");
     expect("two CSV files", 2, "ok.csv ok.csv", "unexpected");
     expect("--help", 0, "--help", NULL);

@@ -110,5 +110,9 @@ int main(void)
         run(cases[i], t_data(csv), t_data(exp), i < 4 ? 3 : 6);
     }
     quoted_variant();
+    /* 0 means all cores, as in every other command */
+    int rc = t_run("ANOMALYDINO_QUIET=1 '%s' metrics '%s' --threads 0 > /dev/null", t_bin(),
+                   t_data("metrics/pixel_small/image_scores.csv"));
+    CHECK(rc == 0, "metrics --threads 0 exited %d", rc);
     return t_done("test_metrics_cli_golden");
 }
