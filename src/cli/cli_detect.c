@@ -158,6 +158,47 @@ ad_status cld_write_map(const char *path, const float *map, int w, int h)
     return ad_npy_write(path, AD_NPY_F4, map, 2, shape);
 }
 
+ad_status cld_write_outputs(const cld_out_dirs *dirs, const char *stem, const double *grid,
+                            int gh, int gw, int w, int h, const ad_image *img,
+                            const char *img_path, const ad_overlay_params *op)
+{
+    ad_status st = AD_OK;
+    char *path = NULL;
+    float *map = NULL;
+    ad_image decoded = {0}, ov = {0};
+    if (dirs->grids) {
+        path = cld_out_path(dirs->grids, stem, "npy");
+        st = path ? cld_write_grid(path, grid, gh, gw) : ad_fail(AD_E_NOMEM, "out of memory");
+        free(path);
+    }
+    if (st == AD_OK && (dirs->maps || dirs->overlays)) {
+        map = ad_alloc((size_t)w * (size_t)h, sizeof *map);
+        st = map ? ad_anomaly_map(grid, gh, gw, w, h, map) : AD_E_NOMEM;
+    }
+    if (st == AD_OK && dirs->maps) {
+        path = cld_out_path(dirs->maps, stem, "npy");
+        st = path ? cld_write_map(path, map, w, h) : ad_fail(AD_E_NOMEM, "out of memory");
+        free(path);
+    }
+    if (st == AD_OK && dirs->overlays) {
+        if (!img) { /* a batch that did not keep the pixels: decode again */
+            st = ad_io_read_image(img_path, &decoded);
+            if (st == AD_OK && (decoded.width != w || decoded.height != h))
+                st = ad_fail(AD_E_IO, "%s: changed while the batch ran", img_path);
+            img = &decoded;
+        }
+        path = cld_out_path(dirs->overlays, stem, "png");
+        if (st == AD_OK && !path) st = ad_fail(AD_E_NOMEM, "out of memory");
+        if (st == AD_OK) st = ad_overlay_heatmap(img, map, op, &ov);
+        if (st == AD_OK) st = ad_io_write_png_rgb(path, ov.data, ov.width, ov.height);
+        free(path);
+    }
+    ad_image_free(&decoded);
+    ad_image_free(&ov);
+    ad_free(map);
+    return st;
+}
+
 int cld_parse_format(const char *cmd, const char *s, cld_format *out)
 {
     if (!strcmp(s, "csv")) *out = CLD_CSV;

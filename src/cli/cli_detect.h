@@ -4,6 +4,7 @@
 #define AD_CLI_DETECT_H
 
 #include "cli/cli.h"
+#include "image/image.h"
 
 #include <cjson/cJSON.h>
 
@@ -33,6 +34,17 @@ int cld_prepare_dir(const char *cmd, const char *opt, const char *dir);
 /* Grid (double, gh x gw) as .npy float32; map (float, h x w) as .npy float32. */
 ad_status cld_write_grid(const char *path, const double *grid, int gh, int gw);
 ad_status cld_write_map(const char *path, const float *map, int w, int h);
+
+/* The optional files of one image, each folder may be NULL: DIR/STEM.npy grid (gh x gw),
+ * DIR/STEM.npy full-resolution map (w x h, ad_anomaly_map) and DIR/STEM.png heat-map overlay
+ * with `op` over `img` (decoded again from img_path when img is NULL; it must still be w x h).
+ * Failure: status with the reason in ad_errmsg(). */
+typedef struct {
+    const char *grids, *maps, *overlays;
+} cld_out_dirs;
+ad_status cld_write_outputs(const cld_out_dirs *dirs, const char *stem, const double *grid,
+                            int gh, int gw, int w, int h, const ad_image *img,
+                            const char *img_path, const ad_overlay_params *op);
 
 /* Result table: CSV rows are printed as they come (header first), JSON is printed at the end. */
 typedef enum { CLD_CSV = 0, CLD_JSON = 1 } cld_format;

@@ -44,56 +44,6 @@ static void usage(FILE *f)
             VMAX_NO_THRESHOLD);
 }
 
-/* The optional files of one image; returns 0 or -1 (reason recorded with ad_fail). */
-static int write_outputs(const char *grids_dir, const char *maps_dir, const char *ov_dir,
-                         const char *stem, const ad_image *img, const ad_result *r, float vmax,
-                         int have_thr, double thr)
-{
-    int rc = 0;
-    char *path = NULL;
-    float *map = NULL;
-    if (grids_dir) {
-        path = cld_out_path(grids_dir, stem, "npy");
-        if (!path || cld_write_grid(path, r->grid, r->grid_h, r->grid_w) != AD_OK) goto fail;
-        free(path);
-        path = NULL;
-    }
-    if (maps_dir || ov_dir) {
-        map = ad_alloc((size_t)img->width * (size_t)img->height, sizeof *map);
-        if (!map ||
-            ad_anomaly_map(r->grid, r->grid_h, r->grid_w, img->width, img->height, map) != AD_OK)
-            goto fail;
-    }
-    if (maps_dir) {
-        path = cld_out_path(maps_dir, stem, "npy");
-        if (!path || cld_write_map(path, map, img->width, img->height) != AD_OK) goto fail;
-        free(path);
-        path = NULL;
-    }
-    if (ov_dir) {
-        ad_overlay_params op = ad_overlay_default_params();
-        op.vmax = vmax;
-        op.contour = have_thr;
-        op.threshold = (float)thr;
-        ad_image ov = {0};
-        path = cld_out_path(ov_dir, stem, "png");
-        if (!path || ad_overlay_heatmap(img, map, &op, &ov) != AD_OK) goto fail;
-        ad_status st = ad_io_write_png_rgb(path, ov.data, ov.width, ov.height);
-        ad_image_free(&ov);
-        if (st != AD_OK) goto fail;
-        free(path);
-        path = NULL;
-    }
-    goto done;
-fail:
-    if (!path) ad_fail(AD_E_NOMEM, "out of memory writing outputs");
-    rc = -1;
-done:
-    free(path);
-    ad_free(map);
-    return rc;
-}
-
 int cmd_predict(int argc, char **argv)
 {
     enum { O_MASK = 256, O_NOMASK, O_GRIDS, O_MAPS, O_OVERLAYS, O_VMAX, O_FORMAT, O_THREADS };
@@ -177,6 +127,11 @@ int cmd_predict(int argc, char **argv)
     else
         cli_progress("predict: threshold %.6f (NG above it)", thr);
     if (ov_dir) cli_progress("predict: overlay colour scale 0 .. %.6g", vmax);
+    const cld_out_dirs dirs = {grids_dir, maps_dir, ov_dir};
+    ad_overlay_params op = ad_overlay_default_params();
+    op.vmax = (float)vmax;
+    op.contour = have_thr;
+    op.threshold = (float)thr;
 
     cld_table t;
     if (cld_table_begin(&t, format, 1, 1)) {
@@ -206,8 +161,8 @@ int cmd_predict(int argc, char **argv)
         double ms = 1e3 * (cli_now() - t0);
         if (st != AD_OK) {
             cld_table_fail(&t, CMD, paths[i], ad_errmsg());
-        } else if (write_outputs(grids_dir, maps_dir, ov_dir, stems[i], &img, &r, (float)vmax,
-                                 have_thr, thr)) {
+        } else if (cld_write_outputs(&dirs, stems[i], r.grid, r.grid_h, r.grid_w, img.width,
+                                     img.height, &img, paths[i], &op) != AD_OK) {
             char why[600];
             snprintf(why, sizeof why, "writing outputs: %s", ad_errmsg());
             cld_table_fail(&t, CMD, paths[i], why);

@@ -206,44 +206,15 @@ int cmd_zeroshot(int argc, char **argv)
     cli_progress("zeroshot: %d images, features %.1f s, all-pairs scoring %.1f s", n_ok, t_feat,
                  t_score);
 
+    const cld_out_dirs dirs = {grids_dir, maps_dir, ov_dir};
+    ad_overlay_params op = ad_overlay_default_params();
+    op.vmax = (float)vmax; /* no threshold in zero-shot mode: nothing outlined */
     for (int j = 0; j < n_ok; j++) {
         zs_item *it = &items[j];
         const char *path = paths[it->path], *stem = stems[it->path];
         double score = ad_score_top1p(it->grid, (size_t)it->f.grid_h * (size_t)it->f.grid_w);
-        char *out = NULL;
-        float *map = NULL;
-        ad_status st = AD_OK;
-        if (grids_dir) {
-            out = cld_out_path(grids_dir, stem, "npy");
-            st = out ? cld_write_grid(out, it->grid, it->f.grid_h, it->f.grid_w) : AD_E_NOMEM;
-            free(out);
-        }
-        if (st == AD_OK && (maps_dir || ov_dir)) {
-            map = ad_alloc((size_t)it->w * (size_t)it->h, sizeof *map);
-            st = map ? ad_anomaly_map(it->grid, it->f.grid_h, it->f.grid_w, it->w, it->h, map)
-                     : AD_E_NOMEM;
-        }
-        if (st == AD_OK && maps_dir) {
-            out = cld_out_path(maps_dir, stem, "npy");
-            st = out ? cld_write_map(out, map, it->w, it->h) : AD_E_NOMEM;
-            free(out);
-        }
-        if (st == AD_OK && ov_dir) {
-            /* the pixels were not kept during the batch: decode again */
-            ad_image img = {0}, ov = {0};
-            ad_overlay_params op = ad_overlay_default_params();
-            op.vmax = (float)vmax;
-            out = cld_out_path(ov_dir, stem, "png");
-            st = out ? ad_io_read_image(path, &img) : AD_E_NOMEM;
-            if (st == AD_OK && (img.width != it->w || img.height != it->h))
-                st = ad_fail(AD_E_IO, "%s: changed while the batch ran", path);
-            if (st == AD_OK) st = ad_overlay_heatmap(&img, map, &op, &ov);
-            if (st == AD_OK) st = ad_io_write_png_rgb(out, ov.data, ov.width, ov.height);
-            ad_image_free(&img);
-            ad_image_free(&ov);
-            free(out);
-        }
-        ad_free(map);
+        ad_status st = cld_write_outputs(&dirs, stem, it->grid, it->f.grid_h, it->f.grid_w,
+                                         it->w, it->h, NULL, path, &op);
         if (st != AD_OK) {
             char why[600];
             snprintf(why, sizeof why, "writing outputs: %s", ad_errmsg());
