@@ -203,27 +203,18 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
     size_t *qcell = ad_alloc(q, sizeof *qcell);
     float *top = ad_alloc(q * (size_t)k, sizeof *top);
     float *sim = ad_alloc((size_t)nt * qt * blk, sizeof *sim);
+    ad_status st = AD_OK;
     if (!qf || !qn || !qcell || !top || !sim) {
-        free(runs);
-        ad_free(qf);
-        ad_free(qn);
-        ad_free(qcell);
-        ad_free(top);
-        ad_free(sim);
-        return ad_fail(AD_E_NOMEM, "bank query: out of memory (%zu queries, block %zu)", q, blk);
+        st = ad_fail(AD_E_NOMEM, "bank query: out of memory (%zu queries, block %zu)", q, blk);
+        goto out;
     }
     for (size_t i = 0, r = 0; i < n; i++) {
         if (keep && !keep[i]) continue;
         memcpy(qf + r * d, f->patch + i * d, d * sizeof *qf);
         qn[r] = dt_normalize_row(qf + r * d, (int)d);
         if (!isfinite(qn[r])) { /* NaN or inf in the query: no distance would be meaningful */
-            free(runs);
-            ad_free(qf);
-            ad_free(qn);
-            ad_free(qcell);
-            ad_free(top);
-            ad_free(sim);
-            return ad_fail(AD_E_ARG, "bank query: non-finite feature value (patch %zu)", i);
+            st = ad_fail(AD_E_ARG, "bank query: non-finite feature value (patch %zu)", i);
+            goto out; /* grid untouched: it is written only below */
         }
         qcell[r++] = i;
     }
@@ -271,13 +262,14 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
         }
         grid[qcell[r]] = (double)(v / 2.0f);
     }
+out:
     free(runs);
     ad_free(qf);
     ad_free(qn);
     ad_free(qcell);
     ad_free(top);
     ad_free(sim);
-    return AD_OK;
+    return st;
 }
 
 ad_status ad_bank_query(const ad_bank *b, ad_context *ctx, const ad_features *f,
