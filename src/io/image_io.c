@@ -355,17 +355,6 @@ ad_status ad_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
     return AD_OK;
 }
 
-typedef struct {
-    char msg[200];
-} png_wctx;
-
-static void png_werr_fn(png_structp png, png_const_charp msg)
-{
-    png_wctx *c = png_get_error_ptr(png);
-    snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "unknown libpng error");
-    png_longjmp(png, 1);
-}
-
 static ad_status write_png(const char *path, const uint8_t *px, int w, int h, int channels)
 {
     if (!path || !px) return ad_fail(AD_E_ARG, "ad_io_write_png: NULL argument");
@@ -373,8 +362,8 @@ static ad_status write_png(const char *path, const uint8_t *px, int w, int h, in
         return ad_fail(AD_E_ARG, "%s: bad image size %d x %d", path, w, h);
     FILE *f = fopen(path, "wb");
     if (!f) return ad_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
-    png_wctx ctx = {"unknown libpng error"};
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_werr_fn, png_warn_fn);
+    png_src ctx = {NULL, 0, 0, "unknown libpng error"}; /* only its message is used here */
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_err_fn, png_warn_fn);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_write_struct(&png, &info);
