@@ -6,8 +6,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <png.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -688,78 +686,6 @@ char *rep_tables_md(const rep_input *in)
 /* PNG and base64                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 
-typedef struct {
-    uint8_t *buf;
-    size_t len, cap;
-    int oom;
-} membuf;
-
-static void png_mem_write(png_structp p, png_bytep data, png_size_t n)
-{
-    membuf *m = png_get_io_ptr(p);
-    if (m->oom) return;
-    if (m->len + n > m->cap) {
-        size_t cap = m->cap ? m->cap : 8192;
-        while (cap < m->len + n) cap *= 2;
-        uint8_t *nb = realloc(m->buf, cap);
-        if (!nb) { m->oom = 1; return; }
-        m->buf = nb;
-        m->cap = cap;
-    }
-    memcpy(m->buf + m->len, data, n);
-    m->len += n;
-}
-
-static void png_mem_flush(png_structp p) { (void)p; }
-static void png_quiet_error(png_structp p, png_const_charp msg)
-{
-    (void)msg;
-    png_longjmp(p, 1);
-}
-static void png_quiet_warning(png_structp p, png_const_charp msg) { (void)p, (void)msg; }
-
-ad_status rep_png_encode(const uint8_t *px, int w, int h, int channels, uint8_t **out,
-                         size_t *len)
-{
-    if (!px || !out || !len || w <= 0 || h <= 0 || w > 65535 || h > 65535 ||
-        (channels != 1 && channels != 3))
-        return ad_fail(AD_E_ARG, "PNG encoder: bad image (%d x %d, %d channels)", w, h, channels);
-    membuf *m = calloc(1, sizeof *m);
-    if (!m) return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
-    png_structp png =
-        png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_quiet_error, png_quiet_warning);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!png || !info) {
-        png_destroy_write_struct(&png, &info);
-        free(m);
-        return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
-    }
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        free(m->buf);
-        free(m);
-        return ad_fail(AD_E_INTERNAL, "PNG encoder: libpng failed");
-    }
-    png_set_write_fn(png, m, png_mem_write, png_mem_flush);
-    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8,
-                 channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    for (int y = 0; y < h; y++)
-        png_write_row(png, (png_const_bytep)(px + (size_t)y * (size_t)w * (size_t)channels));
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    if (m->oom) {
-        free(m->buf);
-        free(m);
-        return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
-    }
-    *out = m->buf;
-    *len = m->len;
-    free(m);
-    return AD_OK;
-}
-
 char *rep_base64(const uint8_t *data, size_t len)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -808,13 +734,7 @@ void rep_colormap(float t, uint8_t rgb[3])
 
 static ad_status write_png_file(const char *path, const uint8_t *px, int w, int h, int ch)
 {
-    uint8_t *buf;
-    size_t len;
-    ad_status st = rep_png_encode(px, w, h, ch, &buf, &len);
-    if (st != AD_OK) return st;
-    st = rep_write_text(path, (const char *)buf, len);
-    free(buf);
-    return st;
+    return ch == 3 ? ad_io_write_png_rgb(path, px, w, h) : ad_io_write_png_gray(path, px, w, h);
 }
 
 ad_status rep_write_example(const char *prefix, const uint8_t *rgb, const uint8_t *mask,

@@ -56,9 +56,6 @@ ad_status rep_write_timing_csv(const char *path, const rep_input *in);
 char *rep_tables_md(const rep_input *in);
 ad_status rep_write_html(const char *path, const rep_input *in);
 
-/* PNG into memory (libpng, 8-bit grey (channels 1) or RGB (3)); *out is malloc'ed. */
-ad_status rep_png_encode(const uint8_t *px, int w, int h, int channels, uint8_t **out,
-                         size_t *len);
 /* Base64 (RFC 4648, with padding), malloc'ed, NUL-terminated. */
 char *rep_base64(const uint8_t *data, size_t len);
 

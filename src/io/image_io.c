@@ -355,39 +355,101 @@ ad_status ad_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
     return AD_OK;
 }
 
-static ad_status write_png(const char *path, const uint8_t *px, int w, int h, int channels)
+typedef struct {
+    png_src err; /* libpng's message on failure */
+    uint8_t *buf;
+    size_t len, cap;
+    int oom;
+} png_membuf;
+
+static void png_mem_write(png_structp png, png_bytep data, size_t n)
 {
-    if (!path || !px) return ad_fail(AD_E_ARG, "ad_io_write_png: NULL argument");
-    if (w <= 0 || h <= 0 || w > IO_MAX_SIDE || h > IO_MAX_SIDE)
-        return ad_fail(AD_E_ARG, "%s: bad image size %d x %d", path, w, h);
-    FILE *f = fopen(path, "wb");
-    if (!f) return ad_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
-    png_src ctx = {NULL, 0, 0, "unknown libpng error"}; /* only its message is used here */
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_err_fn, png_warn_fn);
+    png_membuf *m = png_get_io_ptr(png);
+    if (m->oom) return;
+    if (n > SIZE_MAX / 2 - m->len) {
+        m->oom = 1;
+        return;
+    }
+    if (m->len + n > m->cap) {
+        size_t cap = m->cap ? m->cap : 8192;
+        while (cap < m->len + n) cap *= 2;
+        uint8_t *nb = realloc(m->buf, cap);
+        if (!nb) {
+            m->oom = 1;
+            return;
+        }
+        m->buf = nb;
+        m->cap = cap;
+    }
+    memcpy(m->buf + m->len, data, n);
+    m->len += n;
+}
+
+static void png_mem_flush(png_structp png) { (void)png; }
+
+ad_status ad_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8_t **out,
+                           size_t *len)
+{
+    if (!px || !out || !len) return ad_fail(AD_E_ARG, "PNG encoder: NULL argument");
+    if (w <= 0 || h <= 0 || w > IO_MAX_SIDE || h > IO_MAX_SIDE || (channels != 1 && channels != 3))
+        return ad_fail(AD_E_ARG, "PNG encoder: bad image (%d x %d, %d channels)", w, h, channels);
+    /* on the heap: setjmp/longjmp must not leave it in an indeterminate local */
+    png_membuf *m = calloc(1, sizeof *m);
+    if (!m) return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
+    snprintf(m->err.msg, sizeof m->err.msg, "unknown libpng error");
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, &m->err, png_err_fn, png_warn_fn);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_write_struct(&png, &info);
-        fclose(f);
-        remove(path);
-        return ad_fail(AD_E_NOMEM, "%s: cannot create a PNG encoder", path);
+        free(m);
+        return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
-        fclose(f);
-        remove(path);
-        return ad_fail(AD_E_IO, "%s: PNG write failed: %s", path, ctx.msg);
+        ad_status st = ad_fail(AD_E_INTERNAL, "PNG encoder: %s", m->err.msg);
+        free(m->buf);
+        free(m);
+        return st;
     }
-    png_init_io(png, f);
+    png_set_write_fn(png, m, png_mem_write, png_mem_flush);
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8,
                  channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
-    for (int y = 0; y < h; y++) png_write_row(png, px + (size_t)y * w * channels);
+    for (int y = 0; y < h; y++)
+        png_write_row(png, (png_const_bytep)(px + (size_t)y * (size_t)w * (size_t)channels));
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
-    int e = 0;
-    if (ferror(f)) e = EIO;
-    if (fclose(f) != 0 && !e) e = errno;
+    if (m->oom) {
+        free(m->buf);
+        free(m);
+        return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
+    }
+    *out = m->buf;
+    *len = m->len;
+    free(m);
+    return AD_OK;
+}
+
+static ad_status write_png(const char *path, const uint8_t *px, int w, int h, int channels)
+{
+    if (!path || !px) return ad_fail(AD_E_ARG, "ad_io_write_png: NULL argument");
+    uint8_t *buf;
+    size_t len;
+    ad_status st = ad_io_encode_png(px, w, h, channels, &buf, &len);
+    if (st != AD_OK) {
+        ad_error_prefix("%s", path);
+        return st;
+    }
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        free(buf);
+        return ad_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
+    }
+    int e = fwrite(buf, 1, len, f) == len ? 0 : EIO;
+    free(buf);
+    if (fclose(f) != 0 && !e) e = errno ? errno : EIO;
     if (e) {
         remove(path);
         return ad_fail(AD_E_IO, "%s: write failed: %s", path, strerror(e));

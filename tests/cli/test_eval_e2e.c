@@ -63,7 +63,7 @@ static void write_png(const char *path, const uint8_t *px, int channels)
     uint8_t *buf;
     size_t len;
     mkparent(path);
-    if (rep_png_encode(px, W, H, channels, &buf, &len) != AD_OK) {
+    if (ad_io_encode_png(px, W, H, channels, &buf, &len) != AD_OK) {
         CHECK(0, "PNG encoder: %s", ad_errmsg());
         return;
     }
@@ -461,7 +461,7 @@ static void write_small_png(const char *path, int w, int h)
     uint8_t *buf;
     size_t len;
     mkparent(path);
-    if (rep_png_encode(px, w, h, 1, &buf, &len) != AD_OK) return;
+    if (ad_io_encode_png(px, w, h, 1, &buf, &len) != AD_OK) return;
     FILE *f = fopen(path, "wb");
     if (f) {
         fwrite(buf, 1, len, f);

@@ -234,7 +234,7 @@ static void test_base64_png(void)
     for (int ch = 1; ch <= 3; ch += 2) {
         uint8_t *buf = NULL;
         size_t n = 0;
-        CHECK_OK(rep_png_encode(ch == 3 ? rgb : grey, PW, PH, ch, &buf, &n));
+        CHECK_OK(ad_io_encode_png(ch == 3 ? rgb : grey, PW, PH, ch, &buf, &n));
         char path[1200];
         snprintf(path, sizeof path, "%s", t_tmp("report_tables"));
         ad_io_mkdirs(path);
@@ -259,8 +259,8 @@ static void test_base64_png(void)
     }
     uint8_t *buf = NULL;
     size_t n = 0;
-    CHECK(rep_png_encode(rgb, 0, 5, 3, &buf, &n) == AD_E_ARG, "empty image refused");
-    CHECK(rep_png_encode(rgb, 5, 5, 2, &buf, &n) == AD_E_ARG, "2 channels refused");
+    CHECK(ad_io_encode_png(rgb, 0, 5, 3, &buf, &n) == AD_E_ARG, "empty image refused");
+    CHECK(ad_io_encode_png(rgb, 5, 5, 2, &buf, &n) == AD_E_ARG, "2 channels refused");
 
     /* the colour scale: black at 0, saturating above vmax, NaN as 0 */
     uint8_t a[3], b[3], c[3];
