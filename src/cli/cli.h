@@ -32,6 +32,13 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo,
  * .png .jpg .jpeg, case-insensitive) into a NULL-free list. Returns count or -1 (error printed). */
 int cli_collect_images(const char *cmd, char **inputs, int n_inputs, char ***out_paths);
 void cli_free_list(char **list, int n);
+/* Sorted (byte order) names of the entries of `dir`, hidden ones (leading '.') left out: all of
+ * them, only sub-directories or only regular files. -1 when the directory cannot be read (errno
+ * set) or memory runs out. Free with cli_free_list. */
+typedef enum { CLI_LIST_ALL, CLI_LIST_DIRS, CLI_LIST_FILES } cli_list_kind;
+int cli_list_dir(const char *dir, cli_list_kind kind, char ***names);
+/* The name ends in .png, .jpg or .jpeg, in any case. */
+int cli_has_image_ext(const char *name);
 double cli_now(void);   /* monotonic seconds */
 
 #endif

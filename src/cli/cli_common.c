@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -57,15 +58,11 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo,
     return 0;
 }
 
-static int has_image_ext(const char *name)
+int cli_has_image_ext(const char *name)
 {
     const char *dot = strrchr(name, '.');
-    if (!dot) return 0;
-    char ext[8] = {0};
-    size_t n = strlen(dot + 1);
-    if (n >= sizeof ext) return 0;
-    for (size_t i = 0; i < n; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
-    return !strcmp(ext, "png") || !strcmp(ext, "jpg") || !strcmp(ext, "jpeg");
+    if (!dot || dot == name || strchr(dot, '/')) return 0;
+    return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg");
 }
 
 typedef struct {
@@ -91,32 +88,63 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int walk(const char *cmd, const char *dir, strlist *l)
+/* dir/name in a new string. */
+static char *join_path(const char *dir, const char *name)
+{
+    size_t len = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(len);
+    if (p) snprintf(p, len, "%s%s%s", dir, *dir && dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+    return p;
+}
+
+int cli_list_dir(const char *dir, cli_list_kind kind, char ***names)
 {
     DIR *d = opendir(dir);
-    if (!d) {
+    if (!d) return -1;
+    strlist l = {0};
+    int bad = 0;
+    struct dirent *e;
+    while (!bad && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (kind != CLI_LIST_ALL) {
+            char *p = join_path(dir, e->d_name);
+            struct stat st;
+            if (!p) { bad = 1; break; }
+            int ok = stat(p, &st) == 0 &&
+                     (kind == CLI_LIST_DIRS ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+            free(p);
+            if (!ok) continue;
+        }
+        bad = push(&l, e->d_name) != 0;
+    }
+    closedir(d);
+    if (bad) {
+        cli_free_list(l.v, l.n);
+        errno = ENOMEM;
+        return -1;
+    }
+    if (l.n) qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_str);
+    *names = l.v;
+    return l.n;
+}
+
+static int walk(const char *cmd, const char *dir, strlist *l)
+{
+    char **names = NULL;
+    int n = cli_list_dir(dir, CLI_LIST_ALL, &names);
+    if (n < 0) {
         cli_error(cmd, "%s: cannot open directory: %s", dir, strerror(errno));
         return -1;
     }
-    strlist names = {0};
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        if (push(&names, e->d_name)) { closedir(d); cli_free_list(names.v, names.n); return -1; }
-    }
-    closedir(d);
-    qsort(names.v, (size_t)names.n, sizeof *names.v, cmp_str);
     int rc = 0;
-    for (int i = 0; i < names.n && rc == 0; i++) {
-        size_t len = strlen(dir) + strlen(names.v[i]) + 2;
-        char *p = malloc(len);
+    for (int i = 0; i < n && rc == 0; i++) {
+        char *p = join_path(dir, names[i]);
         if (!p) { rc = -1; break; }
-        snprintf(p, len, "%s/%s", dir, names.v[i]);
         if (ad_io_is_dir(p)) rc = walk(cmd, p, l);
-        else if (has_image_ext(p)) rc = push(l, p);
+        else if (cli_has_image_ext(names[i])) rc = push(l, p);
         free(p);
     }
-    cli_free_list(names.v, names.n);
+    cli_free_list(names, n);
     return rc;
 }
 

@@ -1,6 +1,7 @@
 /* Benchmark dataset layouts (see dataset.h). */
 #include "cli/dataset.h"
 
+#include "cli/cli.h"
 #include "io/io.h"
 
 #include <ctype.h>
@@ -81,65 +82,12 @@ static int is_file(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Python's os.path.splitext extension, compared exactly or case-insensitively. */
+/* Python's os.path.splitext extension (the evaluation compares it exactly, as the original). */
 static const char *ext_of(const char *name)
 {
     const char *dot = strrchr(name, '.');
     if (!dot || dot == name) return "";
     return dot;
-}
-
-static int ext_is_image(const char *name)
-{
-    const char *e = ext_of(name);
-    return !strcasecmp(e, ".png") || !strcasecmp(e, ".jpg") || !strcasecmp(e, ".jpeg");
-}
-
-/* Sorted (byte order) names of the sub-directories (want_dirs) or regular files of `dir`, hidden
- * entries left out. -1 when the directory cannot be read. */
-static int list_dir(const char *dir, int want_dirs, char ***out)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    char **v = NULL;
-    int n = 0, cap = 0, bad = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char *p = join2(dir, e->d_name);
-        if (!p) { bad = 1; break; }
-        int keep = want_dirs ? ad_io_is_dir(p) : is_file(p);
-        free(p);
-        if (!keep) continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 32;
-            char **nv = realloc(v, (size_t)cap * sizeof *nv);
-            if (!nv) { bad = 1; break; }
-            v = nv;
-        }
-        if (!(v[n] = strdup(e->d_name))) { bad = 1; break; }
-        n++;
-    }
-    closedir(d);
-    if (bad) {
-        for (int i = 0; i < n; i++) free(v[i]);
-        free(v);
-        return -1;
-    }
-    if (n) qsort(v, (size_t)n, sizeof *v, cmp_str);
-    *out = v;
-    return n;
-}
-
-static void free_names(char **v, int n)
-{
-    for (int i = 0; i < n; i++) free(v[i]);
-    free(v);
 }
 
 /* The original keeps a test sub-folder only if its name without '_' is alphabetic (A11). */
@@ -302,7 +250,7 @@ static int test_ext_ok(ds_kind kind, const char *name)
     /* A11: the original evaluates exactly ".png" (MVTec) or ".JPG" (VisA) files. */
     if (kind == DS_MVTEC) return !strcmp(ext_of(name), ".png");
     if (kind == DS_VISA) return !strcmp(ext_of(name), ".JPG");
-    return ext_is_image(name);
+    return cli_has_image_ext(name);
 }
 
 static char *find_gt(ds_kind kind, const char *catdir, const char *type, const char *file,
@@ -345,7 +293,7 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
     if (!traindir || !testdir || !(c->name = strdup(name))) goto done;
 
     char **files = NULL;
-    int nf = list_dir(traindir, 0, &files);
+    int nf = cli_list_dir(traindir, CLI_LIST_FILES, &files);
     if (nf < 0) {
         ds_lines_add(&d->errors, "%s: cannot read the reference folder %s: %s", name, traindir,
                      strerror(errno ? errno : ENOENT));
@@ -355,13 +303,13 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
     c->train_names = calloc((size_t)(nf ? nf : 1), sizeof *c->train_names);
     int ignored = 0;
     for (int i = 0; i < nf && c->train && c->train_names; i++) {
-        if (!ext_is_image(files[i])) { ignored++; continue; }
+        if (!cli_has_image_ext(files[i])) { ignored++; continue; }
         c->train[c->n_train] = join2(traindir, files[i]);
         c->train_names[c->n_train] = strdup(files[i]);
         if (c->train[c->n_train] && c->train_names[c->n_train]) c->n_train++;
         else { free(c->train[c->n_train]); free(c->train_names[c->n_train]); }
     }
-    free_names(files, nf);
+    cli_free_list(files, nf);
     if (ignored)
         ds_lines_add(&d->warnings, "%s: %d file(s) in %s are not .png/.jpg images: ignored", name,
                      ignored, traindir);
@@ -370,7 +318,7 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
         goto done;
     }
 
-    n_types = list_dir(testdir, 1, &types);
+    n_types = cli_list_dir(testdir, CLI_LIST_DIRS, &types);
     if (n_types < 0) {
         ds_lines_add(&d->errors, "%s: cannot read the test folder %s", name, testdir);
         n_types = 0;
@@ -388,7 +336,7 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
         int defect = strcmp(type, "good") != 0;
         char *tdir = join2(testdir, type);
         char **tf = NULL;
-        int ntf = tdir ? list_dir(tdir, 0, &tf) : -1;
+        int ntf = tdir ? cli_list_dir(tdir, CLI_LIST_FILES, &tf) : -1;
         if (ntf < 0) {
             ds_lines_add(&d->errors, "%s: cannot read %s", name, tdir ? tdir : type);
             free(tdir);
@@ -411,7 +359,7 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
             char *nm = malloc(nl);
             if (nm) snprintf(nm, nl, "%s/%s", type, tf[i]);
             if (items_push(&items, join2(tdir, tf[i]), nm, strdup(type), mask, defect)) {
-                free_names(tf, ntf);
+                cli_free_list(tf, ntf);
                 free(tdir);
                 goto done;
             }
@@ -420,7 +368,7 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
             ds_lines_add(&d->warnings, "%s: %d file(s) in %s are not %s images: ignored", name,
                          other, tdir,
                          d->kind == DS_MVTEC ? ".png" : d->kind == DS_VISA ? ".JPG" : ".png/.jpg");
-        free_names(tf, ntf);
+        cli_free_list(tf, ntf);
         free(tdir);
     }
     flush_counts(d, &cc, name);
@@ -442,7 +390,7 @@ done:
         free(items.v[i].mask_path);
     }
     free(items.v);
-    free_names(types, n_types);
+    cli_free_list(types, n_types);
     free(traindir);
     free(testdir);
     if (rc) category_free(c);
@@ -519,7 +467,7 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
     }
 
     char **subs = NULL;
-    int ns = list_dir(d->root, 1, &subs);
+    int ns = cli_list_dir(d->root, CLI_LIST_DIRS, &subs);
     if (ns < 0) return ad_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
                                strerror(errno ? errno : EIO));
     char missing[1024] = "";
@@ -538,7 +486,7 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
     }
     for (int i = 0; i < ns; i++) {
         char *dir = join2(d->root, subs[i]);
-        if (!dir) { free_names(subs, ns); return ad_fail(AD_E_NOMEM, "out of memory"); }
+        if (!dir) { cli_free_list(subs, ns); return ad_fail(AD_E_NOMEM, "out of memory"); }
         if (has_train_good(dir) && category_name_ok(subs[i])) {
             if (standard && !in_list(standard, subs[i]))
                 ds_lines_add(&d->warnings, "%s: not a standard %s category (evaluated anyway)",
@@ -547,13 +495,13 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
             if (build_dir_category(d, dir, subs[i], &c) == 0 && push_category(d, &c)) {
                 category_free(&c);
                 free(dir);
-                free_names(subs, ns);
+                cli_free_list(subs, ns);
                 return ad_fail(AD_E_NOMEM, "out of memory");
             }
         }
         free(dir);
     }
-    free_names(subs, ns);
+    cli_free_list(subs, ns);
     if (n_missing && d->n_cats)
         ds_lines_add(&d->warnings, "%s: %d standard categor%s not found: %s", d->root, n_missing,
                      n_missing == 1 ? "y" : "ies", missing);
