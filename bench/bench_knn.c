@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     if (reps < 1) reps = 1;
     int nt = threads > 0 ? threads : omp_get_num_procs();
     printf("bench_knn: dim %d, query %d x %d patches, %d threads, %d reps, AVX2 scan %s\n", dim, gh,
-           gw, nt, reps, ad_cpu_has_avx2_fma() ? "on" : "off");
+           gw, nt, reps, adi_cpu_has_avx2_fma() ? "on" : "off");
 
     size_t n = (size_t)gh * gw;
     float *q = malloc(sizeof(float) * n * dim), *view = malloc(sizeof(float) * n * dim);

@@ -96,7 +96,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "need --images >= 2 and a positive size\n");
         return 2;
     }
-    ad_threads_apply(threads);
+    adi_threads_apply(threads);
     float *map = malloc((size_t)w * h * sizeof *map);
     uint8_t *mask = malloc((size_t)w * h);
     int *labels = malloc((size_t)n_img * sizeof *labels);
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("bench_metrics: %d images of %d x %d = %.1fM pixels, %d threads%s\n", n_img, w, h,
-           (double)n_img * w * h / 1e6, ad_threads_resolve(threads),
+           (double)n_img * w * h / 1e6, adi_threads_resolve(threads),
            narrow ? ", narrow score range" : "");
     printf("  image auroc %.6f ap %.6f f1max %.6f | pixel auroc %.6f f1max %.6f aupro %.6f\n",
            im.auroc, im.ap, im.f1max, pm.auroc, pm.f1max, pm.aupro);

@@ -85,7 +85,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_zeroshot: need --images >= 2, --patches >= 1, --dim >= 1\n");
         return 2;
     }
-    threads = ad_threads_resolve(threads);
+    threads = adi_threads_resolve(threads);
 
     /* The backbone first (the ratio's denominator), so its buffers are gone before the scoring. */
     double backbone_s = BACKBONE_S_PER_IMAGE_DEFAULT;
@@ -137,8 +137,8 @@ int main(int argc, char **argv)
         feats[i].grid_h = gh;
         feats[i].grid_w = gw;
         feats[i].dim = dim;
-        feats[i].patch = ad_alloc((size_t)patches * (size_t)dim, sizeof(float));
-        grids[i] = ad_alloc((size_t)patches, sizeof(double));
+        feats[i].patch = adi_alloc((size_t)patches * (size_t)dim, sizeof(float));
+        grids[i] = adi_alloc((size_t)patches, sizeof(double));
         if (!feats[i].patch || !grids[i]) {
             fprintf(stderr, "bench_zeroshot: out of memory\n");
             return 1;
@@ -150,7 +150,7 @@ int main(int argc, char **argv)
     double gflop = 2.0 * P * P * dim * (1.0 - 1.0 / n) / 2.0 * 1e-9;
 
     /* No context without a model: ad_zeroshot(NULL, ...) runs on the process-wide setting. */
-    ad_threads_apply(threads);
+    adi_threads_apply(threads);
     double best = 1e30;
     for (int r = 0; r < repeat; r++) {
         double t0 = now();
@@ -176,8 +176,8 @@ int main(int argc, char **argv)
     printf("  peak RSS        %ld MB (features alone %ld MB)\n", peak_rss_mb(), rss_features);
     printf("  checksum        %.6f (sum of image scores)\n", chk);
     for (int i = 0; i < n; i++) {
-        ad_free(feats[i].patch);
-        ad_free(grids[i]);
+        adi_free(feats[i].patch);
+        adi_free(grids[i]);
     }
     free(feats);
     free(grids);

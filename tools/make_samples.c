@@ -212,7 +212,7 @@ static int write(const char *dir, const char *name, const part *p, uint64_t seed
     uint8_t *rgb = malloc((size_t)SIZE * SIZE * 3);
     if (!rgb) return -1;
     render(p, seed, rgb);
-    ad_status st = ad_io_write_png_rgb(path, rgb, SIZE, SIZE);
+    ad_status st = adi_io_write_png_rgb(path, rgb, SIZE, SIZE);
     free(rgb);
     if (st != AD_OK) {
         fprintf(stderr, "make_samples: %s\n", ad_errmsg());
@@ -232,7 +232,7 @@ int main(int argc, char **argv)
     char good[4096], test[4096];
     snprintf(good, sizeof good, "%s/good", out);
     snprintf(test, sizeof test, "%s/test", out);
-    if (ad_io_mkdirs(good) != AD_OK || ad_io_mkdirs(test) != AD_OK) {
+    if (adi_io_mkdirs(good) != AD_OK || adi_io_mkdirs(test) != AD_OK) {
         fprintf(stderr, "make_samples: %s\n", ad_errmsg());
         return 1;
     }

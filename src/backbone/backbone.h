@@ -9,7 +9,7 @@
 #include "weights/weights.h"
 
 struct ad_model {
-    ad_weights w;
+    adi_weights w;
     ad_model_info info;
     char name[32];
 };
@@ -20,7 +20,7 @@ void bb_model_name(int dim, int depth, int n_registers, int patch, int pos_grid,
 
 /* Kernel implementations. PLAIN is the readable reference (libm erff/expf, double sums), never
  * used by the forward pass; PORTABLE is the fast scalar path for any x86-64; AVX2 needs
- * ad_cpu_has_avx2_fma(). */
+ * adi_cpu_has_avx2_fma(). */
 typedef enum { BB_PLAIN = 0, BB_PORTABLE = 1, BB_AVX2 = 2 } bb_impl;
 
 /* What the forward pass uses on this machine (AVX2 when the CPU has AVX2 + FMA). */

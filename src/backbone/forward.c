@@ -39,23 +39,23 @@ ad_context_params ad_context_default_params(void)
 
 ad_context *ad_context_new(const ad_model *m, ad_context_params p)
 {
-    if (!m) return ad_fail_null(AD_E_ARG, "ad_context_new: model is NULL");
-    ad_context *c = ad_calloc(1, sizeof *c);
+    if (!m) return adi_fail_null(AD_E_ARG, "ad_context_new: model is NULL");
+    ad_context *c = adi_calloc(1, sizeof *c);
     if (!c) return NULL;
     c->m = m;
-    c->n_threads = ad_threads_resolve(p.n_threads);
+    c->n_threads = adi_threads_resolve(p.n_threads);
     c->impl = bb_impl_auto();
     return c;
 }
 
 static void free_scratch(ad_context *c)
 {
-    ad_free(c->x);
-    ad_free(c->xn);
-    ad_free(c->ao);
-    ad_free(c->qkv);
-    ad_free(c->hid);
-    ad_free(c->scores);
+    adi_free(c->x);
+    adi_free(c->xn);
+    adi_free(c->ao);
+    adi_free(c->qkv);
+    adi_free(c->hid);
+    adi_free(c->scores);
     c->x = c->xn = c->ao = c->qkv = c->hid = c->scores = NULL;
     c->cap_tok = 0;
 }
@@ -64,9 +64,9 @@ void ad_context_free(ad_context *c)
 {
     if (!c) return;
     free_scratch(c);
-    ad_free(c->cols);
-    ad_free(c->pos);
-    ad_free(c);
+    adi_free(c->cols);
+    adi_free(c->pos);
+    adi_free(c);
 }
 
 int ad_context_threads(const ad_context *c) { return c ? c->n_threads : 0; }
@@ -75,35 +75,35 @@ const ad_model *ad_context_model(const ad_context *c) { return c ? c->m : NULL; 
 
 void bb_context_set_impl(ad_context *c, bb_impl impl)
 {
-    if (c) c->impl = impl == BB_AVX2 && !ad_cpu_has_avx2_fma() ? BB_PORTABLE : impl;
+    if (c) c->impl = impl == BB_AVX2 && !adi_cpu_has_avx2_fma() ? BB_PORTABLE : impl;
 }
 
 /* Grows the scratch buffers to T tokens (kept for later calls: no allocation per image). */
 static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
 {
-    const ad_weights *w = &c->m->w;
+    const adi_weights *w = &c->m->w;
     size_t D = (size_t)w->dim, H = (size_t)w->ffn_hidden * (w->swiglu ? 2 : 1);
     size_t K = 3 * (size_t)w->patch * (size_t)w->patch;
     if (T > c->cap_tok) {
         free_scratch(c);
         size_t rb = T < ATTN_RB ? T : ATTN_RB;
-        c->x = ad_alloc(T * D, sizeof(float));
-        c->xn = ad_alloc(T * D, sizeof(float));
-        c->ao = ad_alloc(T * D, sizeof(float));
-        c->qkv = ad_alloc(T * 3 * D, sizeof(float));
-        c->hid = ad_alloc(T * H, sizeof(float));
-        c->scores = ad_alloc((size_t)c->n_threads * rb * T, sizeof(float));
+        c->x = adi_alloc(T * D, sizeof(float));
+        c->xn = adi_alloc(T * D, sizeof(float));
+        c->ao = adi_alloc(T * D, sizeof(float));
+        c->qkv = adi_alloc(T * 3 * D, sizeof(float));
+        c->hid = adi_alloc(T * H, sizeof(float));
+        c->scores = adi_alloc((size_t)c->n_threads * rb * T, sizeof(float));
         if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores) {
             free_scratch(c);
-            return ad_fail(AD_E_NOMEM, "backbone: out of memory for %zu tokens", T);
+            return adi_fail(AD_E_NOMEM, "backbone: out of memory for %zu tokens", T);
         }
         c->cap_tok = T;
     }
     if (N * K > c->cap_cols) {
-        ad_free(c->cols);
+        adi_free(c->cols);
         c->cap_cols = 0;
-        c->cols = ad_alloc(N * K, sizeof(float));
-        if (!c->cols) return ad_fail(AD_E_NOMEM, "backbone: out of memory for %zu patches", N);
+        c->cols = adi_alloc(N * K, sizeof(float));
+        if (!c->cols) return adi_fail(AD_E_NOMEM, "backbone: out of memory for %zu patches", N);
         c->cap_cols = N * K;
     }
     return AD_OK;
@@ -112,16 +112,16 @@ static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
 static ad_status ensure_pos(ad_context *c, int gh, int gw)
 {
     if (c->pos && c->pos_gh == gh && c->pos_gw == gw) return AD_OK;
-    const ad_weights *w = &c->m->w;
-    ad_free(c->pos);
+    const adi_weights *w = &c->m->w;
+    adi_free(c->pos);
     c->pos_gh = c->pos_gw = 0;
-    c->pos = ad_alloc((size_t)gh * gw * w->dim, sizeof(float));
+    c->pos = adi_alloc((size_t)gh * gw * w->dim, sizeof(float));
     if (!c->pos) return AD_E_NOMEM;
     const float *grid = w->pos_embed + w->dim; /* row 0 is the CLS position */
     ad_status st =
         bb_posembed_interp(grid, w->pos_grid, w->dim, gh, gw, c->m->info.pos_interp, c->pos);
     if (st) {
-        ad_free(c->pos);
+        adi_free(c->pos);
         c->pos = NULL;
         return st;
     }
@@ -151,7 +151,7 @@ static void my_rows(int T, int *r0, int *r1)
  * row 0: CLS + pos_embed[0]; rows 1..R: registers (no positional embedding, B2 step 4). */
 static void embed(ad_context *c, const ad_input *in, int gh, int gw)
 {
-    const ad_weights *w = &c->m->w;
+    const adi_weights *w = &c->m->w;
     const int D = w->dim, P = w->patch, R = w->n_registers, K = 3 * P * P;
     const int N = gh * gw, W = in->width, Hh = in->height;
     float *cols = c->cols, *x = c->x;
@@ -202,9 +202,9 @@ static void residual_row(float *x, const float *y, int D, const float *bias, con
  *   barrier
  *   rows:      x += ls1 (ao Wproj^T + b); xn = norm2(x); x += ls2 ffn(xn)
  * Few barriers matter when the cores are shared: a waiting thread cannot run ahead. */
-static void block_forward(ad_context *c, const ad_block_weights *bw, int T)
+static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
 {
-    const ad_weights *w = &c->m->w;
+    const adi_weights *w = &c->m->w;
     const int D = w->dim, H = w->ffn_hidden, nh = w->heads, hd = D / nh, ld = 3 * D;
     const int swiglu = w->swiglu, Hw = swiglu ? 2 * H : H; /* width of the fc1 / w12 output */
     /* scale = head_dim^-0.5 (attention.py); 0.125 for the 64-wide heads of every DINOv2 */
@@ -264,7 +264,7 @@ static void block_forward(ad_context *c, const ad_block_weights *bw, int T)
 /* One requested output: patch rows and CLS of the current x, through the final norm or not. */
 static void emit(const ad_context *c, int N, int norm, ad_features *f)
 {
-    const ad_weights *w = &c->m->w;
+    const adi_weights *w = &c->m->w;
     const int D = w->dim, R = w->n_registers;
     const float *x = c->x;
     bb_impl impl = c->impl;
@@ -282,37 +282,37 @@ static void emit(const ad_context *c, int N, int norm, ad_features *f)
 void ad_features_free(ad_features *f)
 {
     if (!f) return;
-    ad_free(f->patch);
-    ad_free(f->cls);
+    adi_free(f->patch);
+    adi_free(f->cls);
     memset(f, 0, sizeof *f);
 }
 
 ad_status ad_extract_layers(ad_context *ctx, const ad_input *in, const int *layers, int n_layers,
                             int norm, ad_features *outs)
 {
-    if (!ctx) return ad_fail(AD_E_ARG, "ad_extract: NULL context");
-    if (!in || !outs) return ad_fail(AD_E_ARG, "ad_extract: NULL %s", in ? "output" : "input");
-    if (!layers || n_layers < 1) return ad_fail(AD_E_ARG, "ad_extract_layers: no layer requested");
-    const ad_weights *w = &ctx->m->w;
+    if (!ctx) return adi_fail(AD_E_ARG, "ad_extract: NULL context");
+    if (!in || !outs) return adi_fail(AD_E_ARG, "ad_extract: NULL %s", in ? "output" : "input");
+    if (!layers || n_layers < 1) return adi_fail(AD_E_ARG, "ad_extract_layers: no layer requested");
+    const adi_weights *w = &ctx->m->w;
     const int P = w->patch, depth = w->depth, D = w->dim;
-    if (!in->data) return ad_fail(AD_E_ARG, "ad_extract: input has no pixel data");
+    if (!in->data) return adi_fail(AD_E_ARG, "ad_extract: input has no pixel data");
     if (in->width < P || in->height < P || in->width % P || in->height % P)
-        return ad_fail(AD_E_ARG, "ad_extract: input %dx%d is not a positive multiple of %d",
+        return adi_fail(AD_E_ARG, "ad_extract: input %dx%d is not a positive multiple of %d",
                        in->width, in->height, P);
     const int gh = in->height / P, gw = in->width / P;
     if ((long long)gh * gw > MAX_TOKENS)
-        return ad_fail(AD_E_ARG, "ad_extract: input %dx%d has too many patches", in->width,
+        return adi_fail(AD_E_ARG, "ad_extract: input %dx%d has too many patches", in->width,
                        in->height);
     const int N = gh * gw, T = 1 + w->n_registers + N;
 
     int last = -1;
-    int *blk = ad_alloc((size_t)n_layers, sizeof(int));
+    int *blk = adi_alloc((size_t)n_layers, sizeof(int));
     if (!blk) return AD_E_NOMEM;
     for (int j = 0; j < n_layers; j++) {
         int l = layers[j] < 0 ? depth + layers[j] : layers[j];
         if (l < 0 || l >= depth) {
-            ad_free(blk);
-            return ad_fail(AD_E_ARG,
+            adi_free(blk);
+            return adi_fail(AD_E_ARG,
                            "ad_extract_layers: layer %d out of range for a %d-block model",
                            layers[j], depth);
         }
@@ -320,38 +320,38 @@ ad_status ad_extract_layers(ad_context *ctx, const ad_input *in, const int *laye
         if (l > last) last = l;
     }
 
-    ad_features *res = ad_calloc((size_t)n_layers, sizeof *res);
+    ad_features *res = adi_calloc((size_t)n_layers, sizeof *res);
     ad_status st = res ? AD_OK : AD_E_NOMEM;
     for (int j = 0; j < n_layers && !st; j++) {
         res[j].grid_h = gh;
         res[j].grid_w = gw;
         res[j].dim = D;
-        res[j].patch = ad_alloc((size_t)N * D, sizeof(float));
-        res[j].cls = ad_alloc((size_t)D, sizeof(float));
+        res[j].patch = adi_alloc((size_t)N * D, sizeof(float));
+        res[j].cls = adi_alloc((size_t)D, sizeof(float));
         if (!res[j].patch || !res[j].cls) st = AD_E_NOMEM;
     }
     if (!st) st = ensure_scratch(ctx, (size_t)T, (size_t)N);
     if (!st) st = ensure_pos(ctx, gh, gw);
     if (st) {
         for (int j = 0; res && j < n_layers; j++) ad_features_free(&res[j]);
-        ad_free(res);
-        ad_free(blk);
+        adi_free(res);
+        adi_free(blk);
         return st;
     }
 
     /* The OpenMP threads each call OpenBLAS on their own rows: BLAS itself single-threaded. */
-    ad_threads_apply(1);
+    adi_threads_apply(1);
     embed(ctx, in, gh, gw);
     for (int b = 0; b <= last; b++) {
         block_forward(ctx, &w->blocks[b], T);
         for (int j = 0; j < n_layers; j++)
             if (blk[j] == b) emit(ctx, N, norm, &res[j]);
     }
-    ad_threads_apply(ctx->n_threads);
+    adi_threads_apply(ctx->n_threads);
 
     memcpy(outs, res, (size_t)n_layers * sizeof *res);
-    ad_free(res);
-    ad_free(blk);
+    adi_free(res);
+    adi_free(blk);
     return AD_OK;
 }
 
@@ -363,7 +363,7 @@ ad_status ad_extract(ad_context *ctx, const ad_input *in, ad_features *out)
 
 ad_status ad_extract_image(ad_context *ctx, const ad_image *img, int resolution, ad_features *out)
 {
-    if (!ctx || !img || !out) return ad_fail(AD_E_ARG, "ad_extract_image: NULL argument");
+    if (!ctx || !img || !out) return adi_fail(AD_E_ARG, "ad_extract_image: NULL argument");
     ad_input in;
     memset(&in, 0, sizeof in);
     ad_status st = ad_preprocess(img, resolution, &in);

@@ -13,7 +13,7 @@
 #define BB_HAVE_X86 1
 #endif
 
-bb_impl bb_impl_auto(void) { return ad_cpu_has_avx2_fma() ? BB_AVX2 : BB_PORTABLE; }
+bb_impl bb_impl_auto(void) { return adi_cpu_has_avx2_fma() ? BB_AVX2 : BB_PORTABLE; }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Polynomial exp and erf                                                                      */
@@ -221,7 +221,7 @@ void bb_layernorm_row(bb_impl impl, const float *x, float *y, int d, const float
                       float eps)
 {
 #ifdef BB_HAVE_X86
-    if (impl == BB_AVX2 && ad_cpu_has_avx2_fma()) {
+    if (impl == BB_AVX2 && adi_cpu_has_avx2_fma()) {
         layernorm_avx2(x, y, d, w, b, eps);
         return;
     }
@@ -257,7 +257,7 @@ void bb_layernorm_row(bb_impl impl, const float *x, float *y, int d, const float
 void bb_softmax_row(bb_impl impl, float *s, int n)
 {
 #ifdef BB_HAVE_X86
-    if (impl == BB_AVX2 && ad_cpu_has_avx2_fma()) {
+    if (impl == BB_AVX2 && adi_cpu_has_avx2_fma()) {
         softmax_avx2(s, n);
         return;
     }
@@ -293,7 +293,7 @@ void bb_softmax_row(bb_impl impl, float *s, int n)
 void bb_gelu(bb_impl impl, float *x, size_t n)
 {
 #ifdef BB_HAVE_X86
-    if (impl == BB_AVX2 && ad_cpu_has_avx2_fma()) {
+    if (impl == BB_AVX2 && adi_cpu_has_avx2_fma()) {
         gelu_avx2(x, n);
         return;
     }
@@ -308,7 +308,7 @@ void bb_gelu(bb_impl impl, float *x, size_t n)
 void bb_swiglu(bb_impl impl, const float *a, const float *b, float *out, size_t n)
 {
 #ifdef BB_HAVE_X86
-    if (impl == BB_AVX2 && ad_cpu_has_avx2_fma()) {
+    if (impl == BB_AVX2 && adi_cpu_has_avx2_fma()) {
         swiglu_avx2(a, b, out, n);
         return;
     }

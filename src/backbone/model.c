@@ -31,20 +31,20 @@ void bb_model_name(int dim, int depth, int n_registers, int patch, int pos_grid,
 
 ad_model *ad_model_load(const char *path)
 {
-    if (!path) return ad_fail_null(AD_E_ARG, "ad_model_load: path is NULL");
-    ad_model *m = ad_calloc(1, sizeof *m);
+    if (!path) return adi_fail_null(AD_E_ARG, "ad_model_load: path is NULL");
+    ad_model *m = adi_calloc(1, sizeof *m);
     if (!m) return NULL;
-    if (ad_weights_load(path, &m->w) != AD_OK) {
-        ad_free(m);
+    if (adi_weights_load(path, &m->w) != AD_OK) {
+        adi_free(m);
         return NULL;
     }
-    const ad_weights *w = &m->w;
+    const adi_weights *w = &m->w;
     /* The loader checks shapes; these are the assumptions of the forward pass itself. */
     if (w->dim < 1 || w->heads < 1 || w->dim % w->heads || w->depth < 1 || w->patch < 1 ||
         w->pos_grid < 1 || w->ffn_hidden < 1 || w->n_registers < 0 || !w->blocks) {
-        ad_weights_free(&m->w);
-        ad_free(m);
-        return ad_fail_null(AD_E_FORMAT,
+        adi_weights_free(&m->w);
+        adi_free(m);
+        return adi_fail_null(AD_E_FORMAT,
                             "%s: unsupported configuration (dim %d, heads %d, depth %d)", path,
                             w->dim, w->heads, w->depth);
     }
@@ -73,8 +73,8 @@ ad_model *ad_model_load(const char *path)
 void ad_model_free(ad_model *m)
 {
     if (!m) return;
-    ad_weights_free(&m->w);
-    ad_free(m);
+    adi_weights_free(&m->w);
+    adi_free(m);
 }
 
 ad_model_info ad_model_get_info(const ad_model *m)

@@ -22,18 +22,18 @@ typedef struct {
 
 static void taps_free(axis_taps *a)
 {
-    ad_free(a->cnt);
-    ad_free(a->idx);
-    ad_free(a->w);
+    adi_free(a->cnt);
+    adi_free(a->idx);
+    adi_free(a->w);
 }
 
 static ad_status taps_alloc(axis_taps *a, int n_out, int max_taps)
 {
     a->n_out = n_out;
     a->max_taps = max_taps;
-    a->cnt = ad_alloc((size_t)n_out, sizeof(int));
-    a->idx = ad_alloc((size_t)n_out * (size_t)max_taps, sizeof(int));
-    a->w = ad_alloc((size_t)n_out * (size_t)max_taps, sizeof(float));
+    a->cnt = adi_alloc((size_t)n_out, sizeof(int));
+    a->idx = adi_alloc((size_t)n_out * (size_t)max_taps, sizeof(int));
+    a->w = adi_alloc((size_t)n_out * (size_t)max_taps, sizeof(float));
     if (!a->cnt || !a->idx || !a->w) {
         taps_free(a);
         return AD_E_NOMEM;
@@ -125,7 +125,7 @@ ad_status bb_posembed_interp(const float *grid, int G, int D, int gh, int gw, ad
                              float *out)
 {
     if (!grid || !out || G < 1 || D < 1 || gh < 1 || gw < 1)
-        return ad_fail(AD_E_ARG, "posembed: bad arguments (G %d, D %d, grid %dx%d)", G, D, gh, gw);
+        return adi_fail(AD_E_ARG, "posembed: bad arguments (G %d, D %d, grid %dx%d)", G, D, gh, gw);
     if (gh == G && gw == G) {
         memcpy(out, grid, (size_t)G * G * D * sizeof(float));
         return AD_OK;
@@ -139,7 +139,7 @@ ad_status bb_posembed_interp(const float *grid, int G, int D, int gh, int gw, ad
         st = taps_antialias(&ty, G, gh);
         if (!st) st = taps_antialias(&tx, G, gw);
     } else {
-        return ad_fail(AD_E_ARG, "posembed: unknown interpolation mode %d", (int)mode);
+        return adi_fail(AD_E_ARG, "posembed: unknown interpolation mode %d", (int)mode);
     }
     if (st) {
         taps_free(&ty);
@@ -149,7 +149,7 @@ ad_status bb_posembed_interp(const float *grid, int G, int D, int gh, int gw, ad
 
     if (mode == AD_POS_SCALE_FACTOR) {
         /* nested as aten's generic N-d kernel: out = sum_ky wy * (sum_kx wx * src) */
-        float *t = ad_alloc((size_t)D, sizeof(float));
+        float *t = adi_alloc((size_t)D, sizeof(float));
         if (!t) {
             st = AD_E_NOMEM;
             goto done;
@@ -179,10 +179,10 @@ ad_status bb_posembed_interp(const float *grid, int G, int D, int gh, int gw, ad
                 }
             }
         }
-        ad_free(t);
+        adi_free(t);
     } else {
         /* separable: width first into tmp (G x gw x D), then height */
-        float *tmp = ad_alloc((size_t)G * gw * D, sizeof(float));
+        float *tmp = adi_alloc((size_t)G * gw * D, sizeof(float));
         if (!tmp) {
             st = AD_E_NOMEM;
             goto done;
@@ -212,11 +212,11 @@ ad_status bb_posembed_interp(const float *grid, int G, int D, int gh, int gw, ad
                 }
             }
         }
-        ad_free(tmp);
+        adi_free(tmp);
     }
 done:
     taps_free(&ty);
     taps_free(&tx);
-    if (st) return ad_fail(st, "posembed: out of memory for a %dx%d grid", gh, gw);
+    if (st) return adi_fail(st, "posembed: out of memory for a %dx%d grid", gh, gw);
     return AD_OK;
 }

@@ -140,7 +140,7 @@ static int walk(const char *cmd, const char *dir, strlist *l)
     for (int i = 0; i < n && rc == 0; i++) {
         char *p = join_path(dir, names[i]);
         if (!p) { rc = -1; break; }
-        if (ad_io_is_dir(p)) rc = walk(cmd, p, l);
+        if (adi_io_is_dir(p)) rc = walk(cmd, p, l);
         else if (cli_has_image_ext(names[i])) rc = push(l, p);
         free(p);
     }
@@ -153,7 +153,7 @@ int cli_collect_images(const char *cmd, char **inputs, int n_inputs, char ***out
     strlist l = {0};
     for (int i = 0; i < n_inputs; i++) {
         int rc;
-        if (ad_io_is_dir(inputs[i])) {
+        if (adi_io_is_dir(inputs[i])) {
             int before = l.n;
             rc = walk(cmd, inputs[i], &l);
             if (rc == 0 && l.n == before) {

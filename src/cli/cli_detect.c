@@ -63,7 +63,7 @@ typedef struct {
 
 static int set_has(const stem_set *s, const char *k, size_t *pos)
 {
-    size_t i = (size_t)ad_fnv1a(AD_FNV_INIT, k, strlen(k)) & (s->cap - 1);
+    size_t i = (size_t)adi_fnv1a(AD_FNV_INIT, k, strlen(k)) & (s->cap - 1);
     while (s->slot[i]) {
         if (!strcmp(s->slot[i], k)) return 1;
         i = (i + 1) & (s->cap - 1);
@@ -118,7 +118,7 @@ char *cld_out_path(const char *dir, const char *stem, const char *ext)
 int cld_prepare_dir(const char *cmd, const char *opt, const char *dir)
 {
     if (!dir) return 0;
-    if (ad_io_mkdirs(dir) != AD_OK) {
+    if (adi_io_mkdirs(dir) != AD_OK) {
         cli_error(cmd, "%s: %s", opt, ad_errmsg());
         return -1;
     }
@@ -143,24 +143,24 @@ int cld_distinct_npy_dirs(const char *cmd, const char *grids_dir, const char *ma
 ad_status cld_write_grid(const char *path, const double *grid, int gh, int gw)
 {
     size_t n = (size_t)gh * (size_t)gw;
-    float *f = ad_alloc(n, sizeof *f);
+    float *f = adi_alloc(n, sizeof *f);
     if (!f) return AD_E_NOMEM;
     for (size_t i = 0; i < n; i++) f[i] = (float)grid[i];
     size_t shape[2] = {(size_t)gh, (size_t)gw};
-    ad_status st = ad_npy_write(path, AD_NPY_F4, f, 2, shape);
-    ad_free(f);
+    ad_status st = adi_npy_write(path, AD_NPY_F4, f, 2, shape);
+    adi_free(f);
     return st;
 }
 
 ad_status cld_write_map(const char *path, const float *map, int w, int h)
 {
     size_t shape[2] = {(size_t)h, (size_t)w};
-    return ad_npy_write(path, AD_NPY_F4, map, 2, shape);
+    return adi_npy_write(path, AD_NPY_F4, map, 2, shape);
 }
 
 ad_status cld_write_outputs(const cld_out_dirs *dirs, const char *stem, const double *grid,
                             int gh, int gw, int w, int h, const ad_image *img,
-                            const char *img_path, const ad_overlay_params *op)
+                            const char *img_path, const adi_overlay_params *op)
 {
     ad_status st = AD_OK;
     char *path = NULL;
@@ -168,34 +168,34 @@ ad_status cld_write_outputs(const cld_out_dirs *dirs, const char *stem, const do
     ad_image decoded = {0}, ov = {0};
     if (dirs->grids) {
         path = cld_out_path(dirs->grids, stem, "npy");
-        st = path ? cld_write_grid(path, grid, gh, gw) : ad_fail(AD_E_NOMEM, "out of memory");
+        st = path ? cld_write_grid(path, grid, gh, gw) : adi_fail(AD_E_NOMEM, "out of memory");
         free(path);
     }
     if (st == AD_OK && (dirs->maps || dirs->overlays)) {
-        map = ad_alloc((size_t)w * (size_t)h, sizeof *map);
+        map = adi_alloc((size_t)w * (size_t)h, sizeof *map);
         st = map ? ad_anomaly_map(grid, gh, gw, w, h, map) : AD_E_NOMEM;
     }
     if (st == AD_OK && dirs->maps) {
         path = cld_out_path(dirs->maps, stem, "npy");
-        st = path ? cld_write_map(path, map, w, h) : ad_fail(AD_E_NOMEM, "out of memory");
+        st = path ? cld_write_map(path, map, w, h) : adi_fail(AD_E_NOMEM, "out of memory");
         free(path);
     }
     if (st == AD_OK && dirs->overlays) {
         if (!img) { /* a batch that did not keep the pixels: decode again */
-            st = ad_io_read_image(img_path, &decoded);
+            st = adi_io_read_image(img_path, &decoded);
             if (st == AD_OK && (decoded.width != w || decoded.height != h))
-                st = ad_fail(AD_E_IO, "%s: changed while the batch ran", img_path);
+                st = adi_fail(AD_E_IO, "%s: changed while the batch ran", img_path);
             img = &decoded;
         }
         path = cld_out_path(dirs->overlays, stem, "png");
-        if (st == AD_OK && !path) st = ad_fail(AD_E_NOMEM, "out of memory");
-        if (st == AD_OK) st = ad_overlay_heatmap(img, map, op, &ov);
-        if (st == AD_OK) st = ad_io_write_png_rgb(path, ov.data, ov.width, ov.height);
+        if (st == AD_OK && !path) st = adi_fail(AD_E_NOMEM, "out of memory");
+        if (st == AD_OK) st = adi_overlay_heatmap(img, map, op, &ov);
+        if (st == AD_OK) st = adi_io_write_png_rgb(path, ov.data, ov.width, ov.height);
         free(path);
     }
     ad_image_free(&decoded);
     ad_image_free(&ov);
-    ad_free(map);
+    adi_free(map);
     return st;
 }
 

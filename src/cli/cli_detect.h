@@ -44,7 +44,7 @@ typedef struct {
 } cld_out_dirs;
 ad_status cld_write_outputs(const cld_out_dirs *dirs, const char *stem, const double *grid,
                             int gh, int gw, int w, int h, const ad_image *img,
-                            const char *img_path, const ad_overlay_params *op);
+                            const char *img_path, const adi_overlay_params *op);
 
 /* Result table: CSV rows are printed as they come (header first), JSON is printed at the end. */
 typedef enum { CLD_CSV = 0, CLD_JSON = 1 } cld_format;

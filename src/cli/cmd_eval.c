@@ -199,7 +199,7 @@ static void key_diff(const char *old, const char *now, char *out, size_t n)
 static cJSON *read_json(const char *path)
 {
     size_t len;
-    char *text = ad_io_read_file(path, &len);
+    char *text = adi_io_read_file(path, &len);
     if (!text) return NULL;
     cJSON *j = cJSON_ParseWithLength(text, len);
     free(text);
@@ -275,7 +275,7 @@ static void entries_free(test_entry *e, int n)
 {
     if (!e) return;
     for (int i = 0; i < n; i++) {
-        ad_free(e[i].gt);
+        adi_free(e[i].gt);
         ad_features_free(&e[i].f);
         free(e[i].keep);
     }
@@ -286,24 +286,24 @@ static ad_status extract_one(eval_env *env, const char *path, int mask, ad_featu
                              uint8_t **keep, int *w, int *h)
 {
     ad_image img = {0};
-    ad_status st = ad_io_read_image(path, &img);
+    ad_status st = adi_io_read_image(path, &img);
     if (st != AD_OK) return st;
     *w = img.width;
     *h = img.height;
     st = ad_extract_image(env->ctx, &img, env->o->resolution, f);
     ad_image_free(&img);
     /* decoding errors name the file already; these do not, and the summary must say which */
-    if (st != AD_OK) ad_error_prefix("%s", path);
+    if (st != AD_OK) adi_error_prefix("%s", path);
     if (st != AD_OK || !mask || !keep) return st;
     size_t n = (size_t)f->grid_h * (size_t)f->grid_w;
     uint8_t *k = malloc(n ? n : 1);
     if (!k) {
         ad_features_free(f);
-        return ad_fail(AD_E_NOMEM, "%s: out of memory", path);
+        return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
     }
     st = ad_mask_pca(f, k);
     if (st != AD_OK) {
-        ad_error_prefix("%s", path);
+        adi_error_prefix("%s", path);
         free(k);
         ad_features_free(f);
         return st;
@@ -322,7 +322,7 @@ static void load_ground_truth(eval_env *env, const ds_category *c, int i, test_e
     if (!it->defect || !it->mask_path) return;
     uint8_t *m = NULL;
     int mw = 0, mh = 0;
-    if (ad_io_read_mask(it->mask_path, &m, &mw, &mh) != AD_OK) {
+    if (adi_io_read_mask(it->mask_path, &m, &mw, &mh) != AD_OK) {
         char line[1200];
         snprintf(line, sizeof line,
                  "%s: ground truth unreadable (%s): labelled by its folder, left out of the "
@@ -350,7 +350,7 @@ static void load_ground_truth(eval_env *env, const ds_category *c, int i, test_e
             if (any) { e->gt = m; m = NULL; }
         }
     }
-    ad_free(m);
+    adi_free(m);
 }
 
 /* Decodes every test image once: size, ground truth, features and mask (cached up to the
@@ -523,7 +523,7 @@ static void write_examples(finish_ctx *fc, cJSON *run, example_slot *ex, int n_e
     char *dir = malloc(dl);
     if (!dir) return;
     snprintf(dir, dl, "%s/examples/%s", o->out, fc->c->name);
-    if (ad_io_mkdirs(dir) != AD_OK) {
+    if (adi_io_mkdirs(dir) != AD_OK) {
         ds_lines_add(fc->env->errors, "report examples: %s", ad_errmsg());
         free(dir);
         return;
@@ -535,7 +535,7 @@ static void write_examples(finish_ctx *fc, cJSON *run, example_slot *ex, int n_e
         const test_entry *e = &fc->e[i];
         if (!ex[k].map) continue;
         ad_image img = {0};
-        if (ad_io_read_image(fc->c->test[i].path, &img) != AD_OK || img.width != e->w ||
+        if (adi_io_read_image(fc->c->test[i].path, &img) != AD_OK || img.width != e->w ||
             img.height != e->h) {
             ad_image_free(&img);
             continue;
@@ -544,9 +544,9 @@ static void write_examples(finish_ctx *fc, cJSON *run, example_slot *ex, int n_e
         uint8_t *gt = NULL;
         int gw = 0, gh = 0;
         if (!e->gt && fc->c->test[i].mask_path &&
-            (ad_io_read_mask(fc->c->test[i].mask_path, &gt, &gw, &gh) != AD_OK || gw != e->w ||
+            (adi_io_read_mask(fc->c->test[i].mask_path, &gt, &gw, &gh) != AD_OK || gw != e->w ||
              gh != e->h)) {
-            ad_free(gt);
+            adi_free(gt);
             gt = NULL;
         }
         char prefix[1400], rel[3][600];
@@ -556,7 +556,7 @@ static void write_examples(finish_ctx *fc, cJSON *run, example_slot *ex, int n_e
         /* a defect image whose ground truth is missing, unreadable or of another size: its
          * black "ground truth" would claim there is no defect, so the report shows none */
         int gt_known = !fc->c->test[i].defect || e->gt || gt;
-        ad_free(gt);
+        adi_free(gt);
         ad_image_free(&img);
         if (st != AD_OK) {
             ds_lines_add(fc->env->errors, "report examples: %s", ad_errmsg());
@@ -669,14 +669,14 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
         if (!pe) goto done;
         for (int i = 0; i < n; i++) {
             if (!e[i].ok || !e[i].pixel_ok) continue;
-            float *map = ad_alloc((size_t)e[i].w * (size_t)e[i].h, sizeof *map);
+            float *map = adi_alloc((size_t)e[i].w * (size_t)e[i].h, sizeof *map);
             if (!map) goto done;
             ad_status st = ad_anomaly_map(grids[i], e[i].gh, e[i].gw, e[i].w, e[i].h, map);
             if (st == AD_OK) st = ad_pixel_eval_add(pe, map, e[i].gt, e[i].w, e[i].h);
             int kept = 0;
             for (int k = 0; k < n_ex && st == AD_OK; k++)
                 if (ex[k].idx == i) { ex[k].map = map; kept = 1; }
-            if (!kept) ad_free(map);
+            if (!kept) adi_free(map);
             if (st != AD_OK) {
                 ds_lines_add(env->errors, "%s %s: %s: %s", c->name, fc->run_tag,
                              c->test[i].path, ad_errmsg());
@@ -688,10 +688,10 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
     for (int k = 0; k < n_ex; k++) {
         int i = ex[k].idx;
         if (ex[k].map) continue;
-        float *map = ad_alloc((size_t)e[i].w * (size_t)e[i].h, sizeof *map);
+        float *map = adi_alloc((size_t)e[i].w * (size_t)e[i].h, sizeof *map);
         if (map && ad_anomaly_map(grids[i], e[i].gh, e[i].gw, e[i].w, e[i].h, map) == AD_OK)
             ex[k].map = map;
-        else ad_free(map);
+        else adi_free(map);
     }
 
     ad_image_metrics im;
@@ -713,7 +713,7 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
     rc = 0;
 done:
     if (rc && !scores) ds_lines_add(env->errors, "%s %s: out of memory", c->name, fc->run_tag);
-    for (int k = 0; k < n_ex; k++) ad_free(ex[k].map);
+    for (int k = 0; k < n_ex; k++) adi_free(ex[k].map);
     ad_pixel_eval_free(pe);
     if (grids)
         for (int i = 0; i < n; i++) free(grids[i]);
@@ -729,13 +729,13 @@ static ad_status reference_views(eval_env *env, const char *path, int rotate, ad
                                  int *n_out)
 {
     ad_image img = {0};
-    ad_status st = ad_io_read_image(path, &img);
+    ad_status st = adi_io_read_image(path, &img);
     if (st != AD_OK) return st;
     int nv = rotate ? ROT_VIEWS : 1;
     ad_features *v = calloc((size_t)nv, sizeof *v);
     if (!v) {
         ad_image_free(&img);
-        return ad_fail(AD_E_NOMEM, "%s: out of memory", path);
+        return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
     }
     for (int a = 0; a < nv && st == AD_OK; a++) {
         if (a == 0) {
@@ -746,7 +746,7 @@ static ad_status reference_views(eval_env *env, const char *path, int rotate, ad
             if (st == AD_OK) st = ad_extract_image(env->ctx, &rot, env->o->resolution, &v[a]);
             ad_image_free(&rot);
         }
-        if (st != AD_OK) ad_error_prefix("%s (rotation %g deg)", path, ROT_STEP_DEG * a);
+        if (st != AD_OK) adi_error_prefix("%s (rotation %g deg)", path, ROT_STEP_DEG * a);
     }
     ad_image_free(&img);
     if (st != AD_OK) {
@@ -804,7 +804,7 @@ static double build_bank(eval_env *env, const ds_category *c, int first, int cou
             }
         }
         if (st != AD_OK) {
-            /* the message names the file (reference_views / ad_io_read_image prefix it) */
+            /* the message names the file (reference_views / adi_io_read_image prefix it) */
             ds_lines_add(env->errors, "%s %s: reference %s (run skipped)", c->name, tag,
                          ad_errmsg());
             return -1;
@@ -882,7 +882,7 @@ static void eval_category(eval_env *env, int ci, const char *key, cJSON **runs,
                                  c->name, tag, count, k);
             }
             run_path(o, k, seed, c->name, dir, sizeof dir, path, sizeof path);
-            cJSON *old = ad_io_exists(path) ? read_json(path) : NULL;
+            cJSON *old = adi_io_exists(path) ? read_json(path) : NULL;
             const cJSON *ok = cJSON_GetObjectItemCaseSensitive(old, "settings_key");
             int same = old && cJSON_IsString(ok) && !strcmp(ok->valuestring, key) &&
                        string_array_equals(cJSON_GetObjectItemCaseSensitive(old, "references"),
@@ -987,7 +987,7 @@ static void eval_category(eval_env *env, int ci, const char *key, cJSON **runs,
                 continue;
             }
             first_run = 0;
-            ad_status st = ad_io_mkdirs(dir);
+            ad_status st = adi_io_mkdirs(dir);
             if (st == AD_OK) st = rep_write_json(path, run);
             if (st != AD_OK)
                 ds_lines_add(env->errors, "%s %s: not stored for resuming: %s", c->name, tag,
@@ -1221,7 +1221,7 @@ int cmd_eval(int argc, char **argv)
     ad_model_info mi = ad_model_get_info(model);
     settings_key(&o, &mi, key, sizeof key);
 
-    if (ad_io_mkdirs(o.out) != AD_OK) {
+    if (adi_io_mkdirs(o.out) != AD_OK) {
         cli_error(CMD, "%s", ad_errmsg());
         goto done;
     }
@@ -1230,7 +1230,7 @@ int cmd_eval(int argc, char **argv)
         char *sp = malloc(pl);
         if (!sp) goto done;
         snprintf(sp, pl, "%s/settings.json", o.out);
-        if (ad_io_exists(sp)) {
+        if (adi_io_exists(sp)) {
             cJSON *old = read_json(sp);
             const cJSON *ok = cJSON_GetObjectItemCaseSensitive(old, "key");
             if (!old || !cJSON_IsString(ok)) {
@@ -1283,7 +1283,7 @@ int cmd_eval(int argc, char **argv)
             for (int i = 0; i < o.n_seeds; i++)
                 cJSON_AddItemToArray(dl, cJSON_CreateNumber(o.seeds[i]));
         }
-        cJSON_AddNumberToObject(settings, "threads", ad_threads_resolve(o.threads));
+        cJSON_AddNumberToObject(settings, "threads", adi_threads_resolve(o.threads));
         cJSON_AddStringToObject(settings, "key", key);
         ad_status st = rep_write_json(sp, settings);
         free(sp);

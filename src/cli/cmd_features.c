@@ -70,7 +70,7 @@ static int parse_layers(const char *s, int *layers, int *n)
 static int write_features(const ad_features *f, const char *patch_path, const char *cls_path)
 {
     size_t shape[2] = {(size_t)f->grid_h * f->grid_w, (size_t)f->dim};
-    if (ad_npy_write(patch_path, AD_NPY_F4, f->patch, 2, shape) != AD_OK) {
+    if (adi_npy_write(patch_path, AD_NPY_F4, f->patch, 2, shape) != AD_OK) {
         cli_error(CMD, "%s", ad_errmsg());
         return -1;
     }
@@ -78,7 +78,7 @@ static int write_features(const ad_features *f, const char *patch_path, const ch
            f->grid_w);
     if (cls_path) {
         size_t cs = (size_t)f->dim;
-        if (ad_npy_write(cls_path, AD_NPY_F4, f->cls, 1, &cs) != AD_OK) {
+        if (adi_npy_write(cls_path, AD_NPY_F4, f->cls, 1, &cs) != AD_OK) {
             cli_error(CMD, "%s", ad_errmsg());
             return -1;
         }
@@ -151,7 +151,7 @@ int cmd_features(int argc, char **argv)
     if (no_resize) resolution = 0;
 
     ad_image img = {0};
-    if (ad_io_read_image(image, &img) != AD_OK) {
+    if (adi_io_read_image(image, &img) != AD_OK) {
         cli_error(CMD, "%s", ad_errmsg());
         return 1;
     }

@@ -66,7 +66,7 @@ static int parse_rule(const char *s, ad_thresh_rule *rule, double *q)
  * (possibly long) work, so that it is not lost. 0 or -1 (error printed). */
 static int check_out_writable(const char *out)
 {
-    if (ad_io_is_dir(out)) {
+    if (adi_io_is_dir(out)) {
         cli_error(CMD, "-o %s: is a directory (give the bank's file name)", out);
         return -1;
     }
@@ -76,10 +76,10 @@ static int check_out_writable(const char *out)
         cli_error(CMD, "out of memory");
         return -1;
     }
-    int ok = ad_io_is_dir(dir) && access(dir, W_OK | X_OK) == 0;
+    int ok = adi_io_is_dir(dir) && access(dir, W_OK | X_OK) == 0;
     if (!ok)
         cli_error(CMD, "-o %s: cannot write into %s: %s", out, dir,
-                  ad_io_is_dir(dir) ? "permission denied" : "no such directory");
+                  adi_io_is_dir(dir) ? "permission denied" : "no such directory");
     free(dir);
     return ok ? 0 : -1;
 }
@@ -212,10 +212,10 @@ int cmd_fit(int argc, char **argv)
     for (int i = 0; i < n_refs; i++) {
         double t0 = cli_now();
         ad_image img = {0};
-        ad_status st = ad_io_read_image(refs[i], &img);
+        ad_status st = adi_io_read_image(refs[i], &img);
         if (st == AD_OK) {
             st = ad_bank_add_image(bank, ctx, &img, i);
-            if (st != AD_OK) ad_error_prefix("%s", refs[i]);
+            if (st != AD_OK) adi_error_prefix("%s", refs[i]);
         }
         ad_image_free(&img);
         if (st != AD_OK) {
@@ -241,10 +241,10 @@ int cmd_fit(int argc, char **argv)
         for (int i = 0; i < n_calib; i++) {
             ad_image img = {0};
             ad_result r = {0};
-            ad_status st = ad_io_read_image(calib[i], &img);
+            ad_status st = adi_io_read_image(calib[i], &img);
             if (st == AD_OK) {
                 st = ad_predict(bank, ctx, &img, -1, &r);
-                if (st != AD_OK) ad_error_prefix("%s", calib[i]);
+                if (st != AD_OK) adi_error_prefix("%s", calib[i]);
             }
             ad_image_free(&img);
             if (st != AD_OK) {

@@ -231,7 +231,7 @@ static char *join_path(const char *dir, const char *rel)
 static int read_table(const char *path, table *t, int *has_maps)
 {
     size_t len;
-    char *text = ad_io_read_file(path, &len);
+    char *text = adi_io_read_file(path, &len);
     if (!text) {
         cli_error(CMD, "%s", ad_errmsg());
         return -1;
@@ -345,11 +345,11 @@ out:
 /* One map (+ mask) into the evaluation. 0 on success; on failure the error has been printed. */
 static int add_map(ad_pixel_eval *pe, const char *csv, const table *t, int i)
 {
-    ad_npy a;
+    adi_npy a;
     uint8_t *mask = NULL;
     float *conv = NULL;
     int rc = -1;
-    if (ad_npy_read(t->map[i], &a) != AD_OK) {
+    if (adi_npy_read(t->map[i], &a) != AD_OK) {
         cli_error(CMD, "%s: line %d: %s", csv, t->line[i], ad_errmsg());
         return -1;
     }
@@ -367,7 +367,7 @@ static int add_map(ad_pixel_eval *pe, const char *csv, const table *t, int i)
     int h = (int)a.shape[0], w = (int)a.shape[1];
     const float *map = a.data;
     if (a.dtype == AD_NPY_F8) {
-        conv = ad_npy_to_f32(&a);
+        conv = adi_npy_to_f32(&a);
         if (!conv) {
             cli_error(CMD, "%s: line %d: %s", csv, t->line[i], ad_errmsg());
             goto out;
@@ -376,7 +376,7 @@ static int add_map(ad_pixel_eval *pe, const char *csv, const table *t, int i)
     }
     if (t->mask[i]) {
         int mw, mh;
-        if (ad_io_read_mask(t->mask[i], &mask, &mw, &mh) != AD_OK) {
+        if (adi_io_read_mask(t->mask[i], &mask, &mw, &mh) != AD_OK) {
             cli_error(CMD, "%s: line %d: %s", csv, t->line[i], ad_errmsg());
             goto out;
         }
@@ -392,9 +392,9 @@ static int add_map(ad_pixel_eval *pe, const char *csv, const table *t, int i)
     }
     rc = 0;
 out:
-    ad_free(conv);
-    ad_free(mask);
-    ad_npy_free(&a);
+    adi_free(conv);
+    adi_free(mask);
+    adi_npy_free(&a);
     return rc;
 }
 
@@ -428,7 +428,7 @@ int cmd_metrics(int argc, char **argv)
         return 2;
     }
     const char *csv = argv[optind];
-    ad_threads_apply(threads);
+    adi_threads_apply(threads);
 
     table t = {0};
     int has_maps = 0, rc = 1;

@@ -128,7 +128,7 @@ int cmd_predict(int argc, char **argv)
         cli_progress("predict: threshold %.6f (NG above it)", thr);
     if (ov_dir) cli_progress("predict: overlay colour scale 0 .. %.6g", vmax);
     const cld_out_dirs dirs = {grids_dir, maps_dir, ov_dir};
-    ad_overlay_params op = ad_overlay_default_params();
+    adi_overlay_params op = adi_overlay_default_params();
     op.vmax = (float)vmax;
     op.contour = have_thr;
     op.threshold = (float)thr;
@@ -153,10 +153,10 @@ int cmd_predict(int argc, char **argv)
         double t0 = cli_now();
         ad_image img = {0};
         ad_result r = {0};
-        ad_status st = ad_io_read_image(paths[i], &img);
+        ad_status st = adi_io_read_image(paths[i], &img);
         if (st == AD_OK) {
             st = ad_predict(bank, ctx, &img, mask, &r);
-            if (st != AD_OK) ad_error_prefix("%s", paths[i]);
+            if (st != AD_OK) adi_error_prefix("%s", paths[i]);
         }
         double ms = 1e3 * (cli_now() - t0);
         if (st != AD_OK) {

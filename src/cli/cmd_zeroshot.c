@@ -155,24 +155,24 @@ int cmd_zeroshot(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         zs_item *it = &items[n_ok];
         ad_image img = {0};
-        ad_status st = ad_io_read_image(paths[i], &img);
+        ad_status st = adi_io_read_image(paths[i], &img);
         if (st == AD_OK) {
             it->w = img.width;
             it->h = img.height;
             st = ad_extract_image(ctx, &img, resolution, &it->f);
-            if (st != AD_OK) ad_error_prefix("%s", paths[i]);
+            if (st != AD_OK) adi_error_prefix("%s", paths[i]);
         }
         ad_image_free(&img);
         size_t cells = st == AD_OK ? (size_t)it->f.grid_h * (size_t)it->f.grid_w : 0;
         if (st == AD_OK && mask) {
             it->keep = malloc(cells);
-            if (!it->keep) st = ad_fail(AD_E_NOMEM, "%s: out of memory", paths[i]);
+            if (!it->keep) st = adi_fail(AD_E_NOMEM, "%s: out of memory", paths[i]);
             else if ((st = ad_mask_pca(&it->f, it->keep)) != AD_OK)
-                ad_error_prefix("%s: mask", paths[i]);
+                adi_error_prefix("%s: mask", paths[i]);
         }
         if (st == AD_OK) {
             it->grid = malloc(cells * sizeof *it->grid);
-            if (!it->grid) st = ad_fail(AD_E_NOMEM, "%s: out of memory", paths[i]);
+            if (!it->grid) st = adi_fail(AD_E_NOMEM, "%s: out of memory", paths[i]);
         }
         if (st != AD_OK) {
             cld_table_fail(&t, CMD, paths[i], ad_errmsg());
@@ -207,7 +207,7 @@ int cmd_zeroshot(int argc, char **argv)
                  t_score);
 
     const cld_out_dirs dirs = {grids_dir, maps_dir, ov_dir};
-    ad_overlay_params op = ad_overlay_default_params();
+    adi_overlay_params op = adi_overlay_default_params();
     op.vmax = (float)vmax; /* no threshold in zero-shot mode: nothing outlined */
     for (int j = 0; j < n_ok; j++) {
         zs_item *it = &items[j];

@@ -140,7 +140,7 @@ void ds_free(ds_dataset *d)
 
 ad_status ds_kind_parse(const char *s, ds_kind *out)
 {
-    if (!s) return ad_fail(AD_E_ARG, "--dataset: missing value");
+    if (!s) return adi_fail(AD_E_ARG, "--dataset: missing value");
     if (!strcasecmp(s, "mvtec") || !strcasecmp(s, "mvtec_ad") || !strcasecmp(s, "mvtec-ad") ||
         !strcasecmp(s, "mvtecad")) {
         *out = DS_MVTEC;
@@ -149,7 +149,7 @@ ad_status ds_kind_parse(const char *s, ds_kind *out)
     } else if (!strcasecmp(s, "folder")) {
         *out = DS_FOLDER;
     } else {
-        return ad_fail(AD_E_ARG, "--dataset '%s': expected mvtec, visa or folder", s);
+        return adi_fail(AD_E_ARG, "--dataset '%s': expected mvtec, visa or folder", s);
     }
     return AD_OK;
 }
@@ -409,7 +409,7 @@ static int push_category(ds_dataset *d, const ds_category *c)
 static int has_train_good(const char *catdir)
 {
     char *p = join3(catdir, "train", "good");
-    int r = p && ad_io_is_dir(p);
+    int r = p && adi_io_is_dir(p);
     free(p);
     return r;
 }
@@ -433,7 +433,7 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
                 continue;
             }
             char *dir = join2(d->root, cats[i]);
-            if (!dir) return ad_fail(AD_E_NOMEM, "out of memory");
+            if (!dir) return adi_fail(AD_E_NOMEM, "out of memory");
             if (!has_train_good(dir)) {
                 ds_lines_add(&d->errors, "%s: category not found (no folder %s/train/good)",
                              cats[i], dir);
@@ -442,7 +442,7 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
                 if (build_dir_category(d, dir, cats[i], &c) == 0 && push_category(d, &c)) {
                     category_free(&c);
                     free(dir);
-                    return ad_fail(AD_E_NOMEM, "out of memory");
+                    return adi_fail(AD_E_NOMEM, "out of memory");
                 }
             }
             free(dir);
@@ -461,14 +461,14 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
         ds_category c;
         if (build_dir_category(d, d->root, name, &c) == 0 && push_category(d, &c)) {
             category_free(&c);
-            return ad_fail(AD_E_NOMEM, "out of memory");
+            return adi_fail(AD_E_NOMEM, "out of memory");
         }
         return AD_OK;
     }
 
     char **subs = NULL;
     int ns = cli_list_dir(d->root, CLI_LIST_DIRS, &subs);
-    if (ns < 0) return ad_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
+    if (ns < 0) return adi_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
                                strerror(errno ? errno : EIO));
     char missing[1024] = "";
     int n_missing = 0;
@@ -486,7 +486,7 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
     }
     for (int i = 0; i < ns; i++) {
         char *dir = join2(d->root, subs[i]);
-        if (!dir) { cli_free_list(subs, ns); return ad_fail(AD_E_NOMEM, "out of memory"); }
+        if (!dir) { cli_free_list(subs, ns); return adi_fail(AD_E_NOMEM, "out of memory"); }
         if (has_train_good(dir) && category_name_ok(subs[i])) {
             if (standard && !in_list(standard, subs[i]))
                 ds_lines_add(&d->warnings, "%s: not a standard %s category (evaluated anyway)",
@@ -496,7 +496,7 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
                 category_free(&c);
                 free(dir);
                 cli_free_list(subs, ns);
-                return ad_fail(AD_E_NOMEM, "out of memory");
+                return adi_fail(AD_E_NOMEM, "out of memory");
             }
         }
         free(dir);
@@ -578,11 +578,11 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
                                int n_cats)
 {
     size_t len;
-    char *text = ad_io_read_file(csv_path, &len);
+    char *text = adi_io_read_file(csv_path, &len);
     if (!text) return AD_E_IO;
     if (strlen(text) != len) {
         free(text);
-        return ad_fail(AD_E_FORMAT, "%s: not a text file", csv_path);
+        return adi_fail(AD_E_FORMAT, "%s: not a text file", csv_path);
     }
     char *p = text;
     if ((unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
@@ -599,7 +599,7 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
     }
     if (col_obj < 0 || col_split < 0 || col_label < 0 || col_image < 0) {
         free(text);
-        return ad_fail(AD_E_FORMAT,
+        return adi_fail(AD_E_FORMAT,
                        "%s: the header must name the columns object,split,label,image[,mask]",
                        csv_path);
     }
@@ -640,15 +640,15 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
         for (k = 0; k < n_rc && strcmp(rc[k].name, obj); k++) {}
         if (k == n_rc) {
             raw_cat *nv = realloc(rc, (size_t)(n_rc + 1) * sizeof *nv);
-            if (!nv) { st = ad_fail(AD_E_NOMEM, "out of memory"); break; }
+            if (!nv) { st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
             rc = nv;
             memset(&rc[n_rc], 0, sizeof rc[n_rc]);
-            if (!(rc[n_rc].name = strdup(obj))) { st = ad_fail(AD_E_NOMEM, "out of memory"); break; }
+            if (!(rc[n_rc].name = strdup(obj))) { st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
             n_rc++;
         }
         raw_cat *r = &rc[k];
         char *path = join2(d->root, image);
-        if (!path) { st = ad_fail(AD_E_NOMEM, "out of memory"); break; }
+        if (!path) { st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
         if (!is_file(path)) {
             if (missing_files++ < DS_MAX_LINES_PER_KIND)
                 ds_lines_add(&d->errors, "%s: %s (listed in %s:%d) does not exist: left out", obj,
@@ -660,13 +660,13 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
             if (r->n_train == r->cap_train) {
                 int cap = r->cap_train ? r->cap_train * 2 : 64;
                 char **a = realloc(r->train, (size_t)cap * 2 * sizeof *a);
-                if (!a) { free(path); st = ad_fail(AD_E_NOMEM, "out of memory"); break; }
+                if (!a) { free(path); st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
                 r->train = a;
                 r->cap_train = cap;
             }
             /* pairs (path, name) side by side until the category is finished */
             char *nm = strdup(base_name(image));
-            if (!nm) { free(path); st = ad_fail(AD_E_NOMEM, "out of memory"); break; }
+            if (!nm) { free(path); st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
             r->train[2 * r->n_train] = path;
             r->train[2 * r->n_train + 1] = nm;
             r->n_train++;
@@ -689,7 +689,7 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
                 }
             }
             if (items_push(&r->test, path, nm, strdup(type), mp, !normal)) {
-                st = ad_fail(AD_E_NOMEM, "out of memory");
+                st = adi_fail(AD_E_NOMEM, "out of memory");
                 break;
             }
         }
@@ -701,7 +701,7 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
     /* categories in the order asked for, else in the standard order then the CSV's order */
     int *order = calloc((size_t)(n_rc + 1), sizeof *order);
     int n_order = 0;
-    if (!order && st == AD_OK) st = ad_fail(AD_E_NOMEM, "out of memory");
+    if (!order && st == AD_OK) st = adi_fail(AD_E_NOMEM, "out of memory");
     if (st == AD_OK) {
         if (cats) {
             for (int i = 0; i < n_cats; i++) {
@@ -753,7 +753,7 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
         if (!c.train || !c.train_names) {
             free(c.train);
             free(c.train_names);
-            st = ad_fail(AD_E_NOMEM, "out of memory");
+            st = adi_fail(AD_E_NOMEM, "out of memory");
             break;
         }
         qsort(r->train, (size_t)r->n_train, 2 * sizeof *r->train, cmp_train_pair);
@@ -769,7 +769,7 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
             c.name = NULL; /* still owned by r, freed below */
             free(c.train);
             free(c.train_names);
-            st = ad_fail(AD_E_NOMEM, "out of memory");
+            st = adi_fail(AD_E_NOMEM, "out of memory");
             break;
         }
         /* ownership moved into d */
@@ -803,25 +803,25 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
 ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n_categories,
                   ds_dataset *out)
 {
-    if (!root || !out) return ad_fail(AD_E_ARG, "ds_open: NULL argument");
-    if (!ad_io_is_dir(root)) return ad_fail(AD_E_IO, "%s: not a directory", root);
+    if (!root || !out) return adi_fail(AD_E_ARG, "ds_open: NULL argument");
+    if (!adi_io_is_dir(root)) return adi_fail(AD_E_IO, "%s: not a directory", root);
     ds_dataset d;
     memset(&d, 0, sizeof d);
     d.kind = kind;
     size_t rl = strlen(root);
     while (rl > 1 && root[rl - 1] == '/') rl--;
-    if (!(d.root = strndup(root, rl))) return ad_fail(AD_E_NOMEM, "out of memory");
+    if (!(d.root = strndup(root, rl))) return adi_fail(AD_E_NOMEM, "out of memory");
 
     ad_status st = AD_OK;
     char *csv = join3(d.root, "split_csv", "1cls.csv");
-    if (!csv) { ds_free(&d); return ad_fail(AD_E_NOMEM, "out of memory"); }
+    if (!csv) { ds_free(&d); return adi_fail(AD_E_NOMEM, "out of memory"); }
     if (kind == DS_VISA && is_file(csv)) {
         d.visa_raw = 1;
         st = open_visa_raw(&d, csv, categories, n_categories);
     } else {
         if (kind == DS_VISA) { /* the original's default root is VisA_pytorch/1cls */
             char *sub = join2(d.root, "1cls");
-            if (sub && ad_io_is_dir(sub) && !has_train_good(d.root)) {
+            if (sub && adi_io_is_dir(sub) && !has_train_good(d.root)) {
                 free(d.root);
                 d.root = sub;
                 sub = NULL;
@@ -834,7 +834,7 @@ ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n
     if (st == AD_OK && d.n_cats == 0) {
         char why[600] = "";
         if (d.errors.n) snprintf(why, sizeof why, " (%s)", d.errors.v[0]);
-        st = ad_fail(AD_E_IO, "%s: no usable %s categories%s", d.root, ds_kind_name(kind), why);
+        st = adi_fail(AD_E_IO, "%s: no usable %s categories%s", d.root, ds_kind_name(kind), why);
     }
     if (st != AD_OK) {
         ds_free(&d);

@@ -59,7 +59,7 @@ const char *ds_kind_name(ds_kind k);
 
 /* Builds the file lists. categories == NULL: every category found (mvtec/visa: the standard ones
  * present, in the original's order, a warning naming the missing ones). Otherwise exactly those
- * listed, in that order; a missing one is an error line and is left out. Fails (ad_fail) only when
+ * listed, in that order; a missing one is an error line and is left out. Fails (adi_fail) only when
  * the root cannot be read or nothing usable remains. */
 ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n_categories,
                   ds_dataset *out);

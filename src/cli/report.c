@@ -283,19 +283,19 @@ ad_status rep_write_text(const char *path, const char *text, size_t len)
 {
     size_t pl = strlen(path);
     char *tmp = malloc(pl + 5);
-    if (!tmp) return ad_fail(AD_E_NOMEM, "%s: out of memory", path);
+    if (!tmp) return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
     memcpy(tmp, path, pl);
     memcpy(tmp + pl, ".tmp", 5);
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        ad_status st = ad_fail(AD_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        ad_status st = adi_fail(AD_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
         free(tmp);
         return st;
     }
     int bad = fwrite(text, 1, len, f) != len;
     bad |= fclose(f) != 0;
     if (bad || rename(tmp, path) != 0) {
-        ad_status st = ad_fail(AD_E_IO, "%s: cannot write: %s", path, strerror(errno));
+        ad_status st = adi_fail(AD_E_IO, "%s: cannot write: %s", path, strerror(errno));
         remove(tmp);
         free(tmp);
         return st;
@@ -307,10 +307,10 @@ ad_status rep_write_text(const char *path, const char *text, size_t len)
 ad_status rep_write_json(const char *path, const cJSON *obj)
 {
     char *s = cJSON_Print(obj);
-    if (!s) return ad_fail(AD_E_NOMEM, "%s: out of memory formatting JSON", path);
+    if (!s) return adi_fail(AD_E_NOMEM, "%s: out of memory formatting JSON", path);
     size_t n = strlen(s);
     char *t = realloc(s, n + 2);
-    if (!t) { cJSON_free(s); return ad_fail(AD_E_NOMEM, "%s: out of memory", path); }
+    if (!t) { cJSON_free(s); return adi_fail(AD_E_NOMEM, "%s: out of memory", path); }
     t[n] = '\n';
     t[n + 1] = 0;
     ad_status st = rep_write_text(path, t, n + 1);
@@ -322,7 +322,7 @@ static ad_status write_sb(const char *path, sbuf *b)
 {
     if (b->oom) {
         free(b->s);
-        return ad_fail(AD_E_NOMEM, "%s: out of memory", path);
+        return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
     }
     ad_status st = rep_write_text(path, b->s ? b->s : "", b->len);
     free(b->s);
@@ -734,14 +734,14 @@ void rep_colormap(float t, uint8_t rgb[3])
 
 static ad_status write_png_file(const char *path, const uint8_t *px, int w, int h, int ch)
 {
-    return ch == 3 ? ad_io_write_png_rgb(path, px, w, h) : ad_io_write_png_gray(path, px, w, h);
+    return ch == 3 ? adi_io_write_png_rgb(path, px, w, h) : adi_io_write_png_gray(path, px, w, h);
 }
 
 ad_status rep_write_example(const char *prefix, const uint8_t *rgb, const uint8_t *mask,
                             const float *map, int w, int h, float vmax, int max_side)
 {
     if (!prefix || !rgb || !map || w <= 0 || h <= 0 || max_side <= 0)
-        return ad_fail(AD_E_ARG, "example image: bad arguments");
+        return adi_fail(AD_E_ARG, "example image: bad arguments");
     int ow = w, oh = h;
     if (w > max_side || h > max_side) {
         double s = (double)(w > h ? w : h) / max_side;
@@ -754,7 +754,7 @@ ad_status rep_write_example(const char *prefix, const uint8_t *rgb, const uint8_
     uint8_t *im = malloc(npx * 3), *gt = malloc(npx), *hm = malloc(npx * 3);
     if (!im || !gt || !hm) {
         free(im), free(gt), free(hm);
-        return ad_fail(AD_E_NOMEM, "example image: out of memory");
+        return adi_fail(AD_E_NOMEM, "example image: out of memory");
     }
     if (!(vmax > 0)) vmax = 1;
     /* box average over the source pixels of each output pixel */
@@ -780,7 +780,7 @@ ad_status rep_write_example(const char *prefix, const uint8_t *rgb, const uint8_
         }
     }
     char *path = malloc(strlen(prefix) + 16);
-    ad_status st = path ? AD_OK : ad_fail(AD_E_NOMEM, "example image: out of memory");
+    ad_status st = path ? AD_OK : adi_fail(AD_E_NOMEM, "example image: out of memory");
     if (st == AD_OK) {
         sprintf(path, "%s_image.png", prefix);
         st = write_png_file(path, im, ow, oh, 3);
@@ -933,7 +933,7 @@ static void html_img(sbuf *b, const rep_input *in, const char *rel, const char *
     if (!path) { b->oom = 1; return; }
     snprintf(path, pl, "%s/%s", in->out_dir, rel);
     size_t len = 0;
-    char *data = ad_io_read_file(path, &len);
+    char *data = adi_io_read_file(path, &len);
     free(path);
     if (!data) { sb_puts(b, "<td>(missing)</td>"); return; }
     char *b64 = rep_base64((const uint8_t *)data, len);

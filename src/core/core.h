@@ -13,29 +13,29 @@
 #define AD_PRINTF(a, b)
 #endif
 
-/* Records a one-line reason for the current thread and returns `s` (for `return ad_fail(...)`). */
-ad_status ad_fail(ad_status s, const char *fmt, ...) AD_PRINTF(2, 3);
+/* Records a one-line reason for the current thread and returns `s` (for `return adi_fail(...)`). */
+ad_status adi_fail(ad_status s, const char *fmt, ...) AD_PRINTF(2, 3);
 /* Same, for functions that return a pointer: records and returns NULL. */
-void *ad_fail_null(ad_status s, const char *fmt, ...) AD_PRINTF(2, 3);
+void *adi_fail_null(ad_status s, const char *fmt, ...) AD_PRINTF(2, 3);
 /* Prefixes the current message with "context: " (e.g. the file name). */
-void ad_error_prefix(const char *fmt, ...) AD_PRINTF(1, 2);
+void adi_error_prefix(const char *fmt, ...) AD_PRINTF(1, 2);
 
-/* 64-byte aligned allocation (free with ad_free); NULL on overflow or failure (error recorded). */
-void *ad_alloc(size_t n_elems, size_t elem_size);
-void *ad_calloc(size_t n_elems, size_t elem_size);
-void ad_free(void *p);
+/* 64-byte aligned allocation (free with adi_free); NULL on overflow or failure (error recorded). */
+void *adi_alloc(size_t n_elems, size_t elem_size);
+void *adi_calloc(size_t n_elems, size_t elem_size);
+void adi_free(void *p);
 /* a*b*c... overflow check: returns 0 and sets *out on success. */
-int ad_mul_overflow(size_t a, size_t b, size_t *out);
+int adi_mul_overflow(size_t a, size_t b, size_t *out);
 
 /* CPU features for run-time dispatch of hand-written kernels. */
-int ad_cpu_has_avx2_fma(void);
+int adi_cpu_has_avx2_fma(void);
 
 /* Sets OpenMP and OpenBLAS thread counts (process-global for BLAS); n <= 0 means all cores. */
-int ad_threads_resolve(int n);
-void ad_threads_apply(int n);
+int adi_threads_resolve(int n);
+void adi_threads_apply(int n);
 
 /* 64-bit FNV-1a over bytes, continuing from h (start with AD_FNV_INIT). */
 #define AD_FNV_INIT 0xcbf29ce484222325ULL
-uint64_t ad_fnv1a(uint64_t h, const void *data, size_t n);
+uint64_t adi_fnv1a(uint64_t h, const void *data, size_t n);
 
 #endif

@@ -15,7 +15,7 @@ static void set_msg(const char *fmt, va_list ap)
     memcpy(g_err, buf, sizeof g_err);
 }
 
-ad_status ad_fail(ad_status s, const char *fmt, ...)
+ad_status adi_fail(ad_status s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -24,7 +24,7 @@ ad_status ad_fail(ad_status s, const char *fmt, ...)
     return s;
 }
 
-void *ad_fail_null(ad_status s, const char *fmt, ...)
+void *adi_fail_null(ad_status s, const char *fmt, ...)
 {
     (void)s;
     va_list ap;
@@ -34,7 +34,7 @@ void *ad_fail_null(ad_status s, const char *fmt, ...)
     return NULL;
 }
 
-void ad_error_prefix(const char *fmt, ...)
+void adi_error_prefix(const char *fmt, ...)
 {
     char pre[256], old[sizeof g_err];
     va_list ap;

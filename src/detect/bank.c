@@ -24,10 +24,10 @@ ad_bank_params ad_bank_default_params(void)
 static ad_status check_params(const ad_bank_params *p)
 {
     if (p->resolution < 0 || p->resolution > BANK_MAX_RESOLUTION)
-        return ad_fail(AD_E_ARG, "bank: resolution %d out of range [0, %d]", p->resolution,
+        return adi_fail(AD_E_ARG, "bank: resolution %d out of range [0, %d]", p->resolution,
                        BANK_MAX_RESOLUTION);
     if (p->knn_k < 1 || p->knn_k > BANK_MAX_K)
-        return ad_fail(AD_E_ARG, "bank: knn_k %d out of range [1, %d]", p->knn_k, BANK_MAX_K);
+        return adi_fail(AD_E_ARG, "bank: knn_k %d out of range [1, %d]", p->knn_k, BANK_MAX_K);
     return AD_OK;
 }
 
@@ -39,13 +39,13 @@ ad_bank *ad_bank_new(const ad_model *m, const ad_bank_params *p)
     bp.mask_refs = !!bp.mask_refs;
     bp.mask_test = !!bp.mask_test;
     ad_bank *b = calloc(1, sizeof *b);
-    if (!b) return ad_fail_null(AD_E_NOMEM, "bank: out of memory");
+    if (!b) return adi_fail_null(AD_E_NOMEM, "bank: out of memory");
     b->p = bp;
     if (m) {
         ad_model_info info = ad_model_get_info(m);
         if (info.dim <= 0 || info.dim > BANK_MAX_DIM) {
             free(b);
-            return ad_fail_null(AD_E_ARG, "bank: model has feature width %d", info.dim);
+            return adi_fail_null(AD_E_ARG, "bank: model has feature width %d", info.dim);
         }
         b->dim = info.dim;
         b->fingerprint = info.fingerprint;
@@ -111,7 +111,7 @@ int dt_bank_find_image(const ad_bank *b, int image_id)
 static int grow(void **p, size_t need, size_t elem)
 {
     size_t bytes;
-    if (ad_mul_overflow(need, elem, &bytes)) return 0;
+    if (adi_mul_overflow(need, elem, &bytes)) return 0;
     void *q = realloc(*p, bytes ? bytes : 1);
     if (!q) return 0;
     *p = q;
@@ -129,7 +129,7 @@ static ad_status reserve_rows(ad_bank *b, size_t need)
         !grow((void **)&b->norm2, cap, sizeof(float)) ||
         !grow((void **)&b->row_image, cap, sizeof(int32_t)) ||
         !grow((void **)&b->row_angle, cap, 1) || !grow((void **)&b->row_cell, cap, sizeof(int32_t)))
-        return ad_fail(AD_E_NOMEM, "bank: out of memory for %zu rows of %d", need, b->dim);
+        return adi_fail(AD_E_NOMEM, "bank: out of memory for %zu rows of %d", need, b->dim);
     b->cap = cap;
     return AD_OK;
 }
@@ -142,7 +142,7 @@ static ad_status reserve_side(ad_bank *b, size_t need)
     if (!grow((void **)&b->side_feat, cap, d * sizeof(float)) ||
         !grow((void **)&b->side_image, cap, sizeof(int32_t)) ||
         !grow((void **)&b->side_cell, cap, sizeof(int32_t)))
-        return ad_fail(AD_E_NOMEM, "bank: out of memory for %zu side rows", need);
+        return adi_fail(AD_E_NOMEM, "bank: out of memory for %zu side rows", need);
     b->side_cap = cap;
     return AD_OK;
 }
@@ -160,13 +160,13 @@ void dt_bank_truncate(ad_bank *b, size_t rows, size_t side_rows, int n_images)
 
 static ad_status check_features(const ad_features *f, const char *who, int dim)
 {
-    if (!f || !f->patch) return ad_fail(AD_E_ARG, "%s: NULL features", who);
+    if (!f || !f->patch) return adi_fail(AD_E_ARG, "%s: NULL features", who);
     if (f->grid_h <= 0 || f->grid_w <= 0 || (size_t)f->grid_h * (size_t)f->grid_w > INT32_MAX)
-        return ad_fail(AD_E_ARG, "%s: bad patch grid %d x %d", who, f->grid_h, f->grid_w);
+        return adi_fail(AD_E_ARG, "%s: bad patch grid %d x %d", who, f->grid_h, f->grid_w);
     if (f->dim <= 0 || f->dim > BANK_MAX_DIM)
-        return ad_fail(AD_E_ARG, "%s: bad feature width %d", who, f->dim);
+        return adi_fail(AD_E_ARG, "%s: bad feature width %d", who, f->dim);
     if (dim > 0 && f->dim != dim)
-        return ad_fail(AD_E_MISMATCH, "%s: features have width %d, the bank %d", who, f->dim, dim);
+        return adi_fail(AD_E_MISMATCH, "%s: features have width %d, the bank %d", who, f->dim, dim);
     return AD_OK;
 }
 
@@ -175,17 +175,17 @@ ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
 {
     ad_status st = check_features(f, "bank", b->dim);
     if (st != AD_OK) return st;
-    if (image_id < 0) return ad_fail(AD_E_ARG, "bank: image_id %d is negative", image_id);
+    if (image_id < 0) return adi_fail(AD_E_ARG, "bank: image_id %d is negative", image_id);
     size_t n = (size_t)f->grid_h * (size_t)f->grid_w;
     int idx = dt_bank_find_image(b, image_id);
     if (idx >= 0 && b->images[idx].n_inserts >= DT_MAX_INSERTS)
-        return ad_fail(AD_E_ARG, "bank: image %d added more than %d times", image_id,
+        return adi_fail(AD_E_ARG, "bank: image %d added more than %d times", image_id,
                        DT_MAX_INSERTS);
     /* A non-finite value would make its row silently match nothing (every distance NaN). */
     const size_t nd = n * (size_t)f->dim;
     for (size_t i = 0; i < nd; i++)
         if (!isfinite(f->patch[i]))
-            return ad_fail(AD_E_ARG, "bank: image %d: non-finite feature value (patch %zu)",
+            return adi_fail(AD_E_ARG, "bank: image %d: non-finite feature value (patch %zu)",
                            image_id, i / (size_t)f->dim);
     int dim_was_unset = b->dim == 0;
     if (dim_was_unset) b->dim = f->dim;
@@ -198,7 +198,7 @@ ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
          * score that are not searched rows. */
         if (idx < 0 && !in_bank && (!keep_test || keep_test[i])) side_add++;
     }
-    if (b->rows + add < b->rows) return ad_fail(AD_E_ARG, "bank: too many rows");
+    if (b->rows + add < b->rows) return adi_fail(AD_E_ARG, "bank: too many rows");
     st = reserve_rows(b, b->rows + add);
     if (st == AD_OK && side_add) st = reserve_side(b, b->side_rows + side_add);
     dt_image rec = {image_id, f->grid_h, f->grid_w, 0, NULL};
@@ -206,13 +206,13 @@ ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
         if (b->n_images == b->images_cap) {
             int cap = b->images_cap ? 2 * b->images_cap : 16;
             if (!grow((void **)&b->images, (size_t)cap, sizeof *b->images))
-                st = ad_fail(AD_E_NOMEM, "bank: out of memory");
+                st = adi_fail(AD_E_NOMEM, "bank: out of memory");
             else
                 b->images_cap = cap;
         }
         if (st == AD_OK && keep_test) {
             rec.keep_test = malloc(n);
-            if (!rec.keep_test) st = ad_fail(AD_E_NOMEM, "bank: out of memory");
+            if (!rec.keep_test) st = adi_fail(AD_E_NOMEM, "bank: out of memory");
             else memcpy(rec.keep_test, keep_test, n);
         }
     }
@@ -253,7 +253,7 @@ ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
 
 ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *keep, int image_id)
 {
-    if (!b) return ad_fail(AD_E_ARG, "ad_bank_add_features: NULL bank");
+    if (!b) return adi_fail(AD_E_ARG, "ad_bank_add_features: NULL bank");
     ad_status st = check_features(f, "ad_bank_add_features", b->dim);
     if (st != AD_OK) return st;
     uint8_t *kt = NULL;
@@ -261,7 +261,7 @@ ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *
      * will score it with, as a test image of this bank would be masked. */
     if (b->p.mask_test && dt_bank_find_image(b, image_id) < 0) {
         kt = malloc((size_t)f->grid_h * (size_t)f->grid_w);
-        if (!kt) return ad_fail(AD_E_NOMEM, "ad_bank_add_features: out of memory");
+        if (!kt) return adi_fail(AD_E_NOMEM, "ad_bank_add_features: out of memory");
         st = ad_mask_pca(f, kt);
     }
     if (st == AD_OK) st = dt_bank_insert(b, f, keep, kt, image_id);
@@ -299,7 +299,7 @@ double ad_score_top1p(const double *grid, size_t n)
     /* A bounded min-heap of the `top` largest values: no copy of the whole grid. */
     double *h = malloc(top * sizeof *h);
     if (!h) {
-        ad_fail(AD_E_NOMEM, "ad_score_top1p: out of memory");
+        adi_fail(AD_E_NOMEM, "ad_score_top1p: out of memory");
         return NAN;
     }
     size_t cnt = 0;
@@ -337,10 +337,10 @@ double ad_score_top1p(const double *grid, size_t n)
 ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule rule, double q,
                                    double *thr)
 {
-    if (!scores || n < 1) return ad_fail(AD_E_ARG, "threshold: no scores");
+    if (!scores || n < 1) return adi_fail(AD_E_ARG, "threshold: no scores");
     for (int i = 0; i < n; i++)
         if (!isfinite(scores[i]))
-            return ad_fail(AD_E_ARG, "threshold: score %d is not finite", i);
+            return adi_fail(AD_E_ARG, "threshold: score %d is not finite", i);
     if (rule == AD_THRESH_MAX) {
         double m = scores[0];
         for (int i = 1; i < n; i++)
@@ -348,10 +348,10 @@ ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule r
         *thr = m;
         return AD_OK;
     }
-    if (rule != AD_THRESH_QUANTILE) return ad_fail(AD_E_ARG, "threshold: unknown rule %d", (int)rule);
-    if (!(q >= 0 && q <= 1)) return ad_fail(AD_E_ARG, "threshold: quantile %g not in [0, 1]", q);
+    if (rule != AD_THRESH_QUANTILE) return adi_fail(AD_E_ARG, "threshold: unknown rule %d", (int)rule);
+    if (!(q >= 0 && q <= 1)) return adi_fail(AD_E_ARG, "threshold: quantile %g not in [0, 1]", q);
     double *s = malloc((size_t)n * sizeof *s);
-    if (!s) return ad_fail(AD_E_NOMEM, "threshold: out of memory");
+    if (!s) return adi_fail(AD_E_NOMEM, "threshold: out of memory");
     memcpy(s, scores, (size_t)n * sizeof *s);
     qsort(s, (size_t)n, sizeof *s, cmp_asc);
     /* numpy.quantile, method 'linear': virtual index q*(n-1), and numpy's _lerp, which
@@ -369,7 +369,7 @@ ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule r
 ad_status ad_bank_calibrate_scores(ad_bank *b, const double *scores, int n, ad_thresh_rule rule,
                                    double q)
 {
-    if (!b) return ad_fail(AD_E_ARG, "ad_bank_calibrate_scores: NULL bank");
+    if (!b) return adi_fail(AD_E_ARG, "ad_bank_calibrate_scores: NULL bank");
     double thr;
     ad_status st = dt_threshold_from_scores(scores, n, rule, q, &thr);
     if (st != AD_OK) return st;
@@ -390,8 +390,8 @@ int ad_bank_threshold(const ad_bank *b, double *thr)
 void ad_result_free(ad_result *r)
 {
     if (!r) return;
-    ad_free(r->grid);
-    ad_free(r->keep);
+    adi_free(r->grid);
+    adi_free(r->keep);
     r->grid = NULL;
     r->keep = NULL;
     r->grid_h = r->grid_w = 0;

@@ -111,16 +111,16 @@ static void swap4_inplace(void *p, size_t count)
 
 ad_status ad_bank_save(const ad_bank *b, const char *path)
 {
-    if (!b || !path) return ad_fail(AD_E_ARG, "ad_bank_save: NULL %s", b ? "path" : "bank");
-    if (b->dim <= 0) return ad_fail(AD_E_ARG, "%s: the bank has no features yet", path);
+    if (!b || !path) return adi_fail(AD_E_ARG, "ad_bank_save: NULL %s", b ? "path" : "bank");
+    if (b->dim <= 0) return adi_fail(AD_E_ARG, "%s: the bank has no features yet", path);
     /* Written beside the target and renamed, so a failed save never leaves half a bank. */
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 32);
-    if (!tmp) return ad_fail(AD_E_NOMEM, "%s: out of memory", path);
+    if (!tmp) return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
     snprintf(tmp, plen + 32, "%s.tmp%ld", path, (long)getpid());
     FILE *fp = fopen(tmp, "wb");
     if (!fp) {
-        ad_status st = ad_fail(AD_E_IO, "%s: cannot create (as %s): %s", path, tmp, strerror(errno));
+        ad_status st = adi_fail(AD_E_IO, "%s: cannot create (as %s): %s", path, tmp, strerror(errno));
         free(tmp);
         return st;
     }
@@ -179,13 +179,13 @@ ad_status ad_bank_save(const ad_bank *b, const char *path)
     if (w.failed) {
         remove(tmp);
         free(tmp);
-        return ad_fail(AD_E_IO, "%s: write failed: %s", path, strerror(err));
+        return adi_fail(AD_E_IO, "%s: write failed: %s", path, strerror(err));
     }
     if (rename(tmp, path) != 0) {
         err = errno;
         remove(tmp);
         free(tmp);
-        return ad_fail(AD_E_IO, "%s: cannot replace: %s", path, strerror(err));
+        return adi_fail(AD_E_IO, "%s: cannot replace: %s", path, strerror(err));
     }
     free(tmp);
     return AD_OK;
@@ -258,14 +258,14 @@ static ad_bank *load_fail(ad_bank *b, FILE *fp, ad_status st, const char *path, 
 {
     ad_bank_free(b);
     if (fp) fclose(fp);
-    return ad_fail_null(st, "%s: %s", path, why);
+    return adi_fail_null(st, "%s: %s", path, why);
 }
 
 ad_bank *ad_bank_load(const char *path)
 {
-    if (!path) return ad_fail_null(AD_E_ARG, "ad_bank_load: NULL path");
+    if (!path) return adi_fail_null(AD_E_ARG, "ad_bank_load: NULL path");
     FILE *fp = fopen(path, "rb");
-    if (!fp) return ad_fail_null(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!fp) return adi_fail_null(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode))
         return load_fail(NULL, fp, AD_E_IO, path, "not a regular file");
@@ -277,7 +277,7 @@ ad_bank *ad_bank_load(const char *path)
     unsigned version = (unsigned)get_le(h + 6, 2);
     if (version > BANK_VERSION) {
         fclose(fp);
-        return ad_fail_null(AD_E_FORMAT,
+        return adi_fail_null(AD_E_FORMAT,
                             "%s: bank format version %u is newer than this build reads (%d)",
                             path, version, BANK_VERSION);
     }
@@ -416,12 +416,12 @@ ad_bank *ad_bank_load(const char *path)
 
 ad_status ad_bank_check_model(const ad_bank *b, const ad_model *m)
 {
-    if (!b || !m) return ad_fail(AD_E_ARG, "ad_bank_check_model: NULL %s", b ? "model" : "bank");
+    if (!b || !m) return adi_fail(AD_E_ARG, "ad_bank_check_model: NULL %s", b ? "model" : "bank");
     ad_model_info info = ad_model_get_info(m);
     if (b->fingerprint == 0)
-        return ad_fail(AD_E_MISMATCH, "bank records no weights' identity (made without a model)");
+        return adi_fail(AD_E_MISMATCH, "bank records no weights' identity (made without a model)");
     if (b->fingerprint != info.fingerprint || b->dim != info.dim)
-        return ad_fail(AD_E_MISMATCH,
+        return adi_fail(AD_E_MISMATCH,
                        "bank was made with other weights (%s, fingerprint %016llx, dim %d); "
                        "these are %s (fingerprint %016llx, dim %d)",
                        b->model_name[0] ? b->model_name : "?", (unsigned long long)b->fingerprint,

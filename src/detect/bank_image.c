@@ -13,14 +13,14 @@ static int use_threads(ad_context *ctx)
 {
     if (!ctx) return 0;
     int nt = ad_context_threads(ctx);
-    ad_threads_apply(nt);
+    adi_threads_apply(nt);
     return nt;
 }
 
 static ad_status check_image(const ad_image *img, const char *who)
 {
     if (!img || !img->data || img->width <= 0 || img->height <= 0)
-        return ad_fail(AD_E_ARG, "%s: empty image", who);
+        return adi_fail(AD_E_ARG, "%s: empty image", who);
     return AD_OK;
 }
 
@@ -35,7 +35,7 @@ static ad_status add_view(ad_bank *b, ad_context *ctx, const ad_image *view, int
     uint8_t *keep = NULL, *keep_test = NULL;
     if (b->p.mask_refs || (first && b->p.mask_test)) {
         keep = malloc(n ? n : 1);
-        if (!keep) st = ad_fail(AD_E_NOMEM, "out of memory");
+        if (!keep) st = adi_fail(AD_E_NOMEM, "out of memory");
         else st = ad_mask_pca(&f, keep);
     }
     if (st == AD_OK && first && b->p.mask_test) keep_test = keep;
@@ -51,20 +51,20 @@ static ad_status check_context_model(const ad_bank *b, const ad_context *ctx, co
 {
     if (b->fingerprint == 0) return AD_OK;
     ad_status st = ad_bank_check_model(b, ad_context_model(ctx));
-    if (st != AD_OK) ad_error_prefix("%s: the context's model", fn);
+    if (st != AD_OK) adi_error_prefix("%s: the context's model", fn);
     return st;
 }
 
 ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, int image_id)
 {
     if (!b || !ctx)
-        return ad_fail(AD_E_ARG, "ad_bank_add_image: NULL %s", b ? "context" : "bank");
+        return adi_fail(AD_E_ARG, "ad_bank_add_image: NULL %s", b ? "context" : "bank");
     ad_status st = check_image(img, "ad_bank_add_image");
     if (st == AD_OK) st = check_context_model(b, ctx, "ad_bank_add_image");
     if (st != AD_OK) return st;
-    if (image_id < 0) return ad_fail(AD_E_ARG, "ad_bank_add_image: image_id %d is negative", image_id);
+    if (image_id < 0) return adi_fail(AD_E_ARG, "ad_bank_add_image: image_id %d is negative", image_id);
     if (dt_bank_find_image(b, image_id) >= 0)
-        return ad_fail(AD_E_ARG, "ad_bank_add_image: image_id %d is already in the bank", image_id);
+        return adi_fail(AD_E_ARG, "ad_bank_add_image: image_id %d is already in the bank", image_id);
     const size_t rows0 = b->rows, side0 = b->side_rows;
     const int images0 = b->n_images, dim0 = b->dim;
     const int views = b->p.rotate ? ROT_COUNT : 1;
@@ -78,7 +78,7 @@ ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, in
             ad_image_free(&rot);
         }
         if (st != AD_OK)
-            ad_error_prefix("reference %d (rotation %g deg)", image_id, ROT_STEP_DEG * a);
+            adi_error_prefix("reference %d (rotation %g deg)", image_id, ROT_STEP_DEG * a);
     }
     if (st != AD_OK) { /* all or nothing */
         dt_bank_truncate(b, rows0, side0, images0);
@@ -93,7 +93,7 @@ static ad_status loo_features(const ad_bank *b, const dt_image *im, ad_features 
 {
     size_t n = (size_t)im->grid_h * (size_t)im->grid_w, d = (size_t)b->dim;
     uint8_t *have = calloc(n, 1);
-    if (!have) return ad_fail(AD_E_NOMEM, "out of memory");
+    if (!have) return adi_fail(AD_E_NOMEM, "out of memory");
     for (size_t j = 0; j < b->rows; j++)
         if (b->row_image[j] == im->id && b->row_angle[j] == 0) {
             memcpy(f->patch + (size_t)b->row_cell[j] * d, b->feat + j * d, d * sizeof(float));
@@ -111,40 +111,40 @@ static ad_status loo_features(const ad_bank *b, const dt_image *im, ad_features 
     }
     free(have);
     if (missing)
-        return ad_fail(AD_E_INTERNAL, "reference %d: %zu patches missing for leave-one-out", im->id,
+        return adi_fail(AD_E_INTERNAL, "reference %d: %zu patches missing for leave-one-out", im->id,
                        missing);
     return AD_OK;
 }
 
 ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule, double q)
 {
-    if (!b) return ad_fail(AD_E_ARG, "ad_bank_calibrate_loo: NULL bank");
+    if (!b) return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: NULL bank");
     if (b->n_images < 2)
-        return ad_fail(AD_E_ARG,
+        return adi_fail(AD_E_ARG,
                        "leave-one-out needs at least 2 reference images, the bank has %d",
                        b->n_images);
     if (rule != AD_THRESH_MAX && rule != AD_THRESH_QUANTILE)
-        return ad_fail(AD_E_ARG, "ad_bank_calibrate_loo: unknown rule %d", (int)rule);
+        return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: unknown rule %d", (int)rule);
     if (rule == AD_THRESH_QUANTILE && !(q >= 0 && q <= 1))
-        return ad_fail(AD_E_ARG, "ad_bank_calibrate_loo: quantile %g not in [0, 1]", q);
+        return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: quantile %g not in [0, 1]", q);
     int nt = use_threads(ctx);
     double *scores = malloc((size_t)b->n_images * sizeof *scores);
-    if (!scores) return ad_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
+    if (!scores) return adi_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
     ad_status st = AD_OK;
     for (int i = 0; i < b->n_images && st == AD_OK; i++) {
         const dt_image *im = &b->images[i];
         size_t n = (size_t)im->grid_h * (size_t)im->grid_w;
         ad_features f = {im->grid_h, im->grid_w, b->dim, NULL, NULL};
-        f.patch = ad_calloc(n * (size_t)b->dim, sizeof(float));
+        f.patch = adi_calloc(n * (size_t)b->dim, sizeof(float));
         uint8_t *keep = malloc(n);
-        double *grid = ad_alloc(n, sizeof *grid);
-        if (!f.patch || !keep || !grid) st = ad_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
+        double *grid = adi_alloc(n, sizeof *grid);
+        if (!f.patch || !keep || !grid) st = adi_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
         if (st == AD_OK) st = loo_features(b, im, &f, keep);
         if (st == AD_OK) st = dt_bank_search(b, nt, &f, keep, im->id, 0, grid);
         if (st == AD_OK) scores[i] = ad_score_top1p(grid, n);
-        ad_free(f.patch);
+        adi_free(f.patch);
         free(keep);
-        ad_free(grid);
+        adi_free(grid);
     }
     if (st == AD_OK) st = ad_bank_calibrate_scores(b, scores, b->n_images, rule, q);
     free(scores);
@@ -155,12 +155,12 @@ ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int
                      ad_result *out)
 {
     if (!b || !ctx || !out)
-        return ad_fail(AD_E_ARG, "ad_predict: NULL %s", !b ? "bank" : !ctx ? "context" : "result");
+        return adi_fail(AD_E_ARG, "ad_predict: NULL %s", !b ? "bank" : !ctx ? "context" : "result");
     ad_status st = check_image(img, "ad_predict");
     if (st == AD_OK) st = check_context_model(b, ctx, "ad_predict");
     if (st != AD_OK) return st;
-    if (mask < -1 || mask > 1) return ad_fail(AD_E_ARG, "ad_predict: mask %d is not -1, 0 or 1", mask);
-    if (b->rows == 0) return ad_fail(AD_E_ARG, "ad_predict: the bank is empty");
+    if (mask < -1 || mask > 1) return adi_fail(AD_E_ARG, "ad_predict: mask %d is not -1, 0 or 1", mask);
+    if (b->rows == 0) return adi_fail(AD_E_ARG, "ad_predict: the bank is empty");
     int use_mask = mask < 0 ? b->p.mask_test : mask;
     int nt = use_threads(ctx);
 
@@ -168,9 +168,9 @@ ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int
     st = ad_extract_image(ctx, img, b->p.resolution, &f);
     if (st != AD_OK) return st;
     size_t n = (size_t)f.grid_h * (size_t)f.grid_w;
-    uint8_t *keep = ad_alloc(n, 1);
-    double *grid = ad_alloc(n, sizeof *grid);
-    if (!keep || !grid) st = ad_fail(AD_E_NOMEM, "ad_predict: out of memory");
+    uint8_t *keep = adi_alloc(n, 1);
+    double *grid = adi_alloc(n, sizeof *grid);
+    if (!keep || !grid) st = adi_fail(AD_E_NOMEM, "ad_predict: out of memory");
     if (st == AD_OK) {
         if (use_mask) st = ad_mask_pca(&f, keep);
         else memset(keep, 1, n);
@@ -187,8 +187,8 @@ ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int
         out->grid = grid;
         out->keep = keep;
     } else {
-        ad_free(keep);
-        ad_free(grid);
+        adi_free(keep);
+        adi_free(grid);
     }
     ad_features_free(&f);
     return st;

@@ -111,7 +111,7 @@ typedef void (*scan_fn)(float, const float *, const float *, size_t, float *, in
 static scan_fn pick_scan(void)
 {
 #ifdef KNN_X86
-    if (ad_cpu_has_avx2_fma()) return scan_avx2;
+    if (adi_cpu_has_avx2_fma()) return scan_avx2;
 #endif
     return scan_portable;
 }
@@ -119,7 +119,7 @@ static scan_fn pick_scan(void)
 void dt_knn_scan(int avx2, float qn, const float *ip, const float *mn, size_t n, float *top, int k)
 {
 #ifdef KNN_X86
-    if (avx2 && ad_cpu_has_avx2_fma()) {
+    if (avx2 && adi_cpu_has_avx2_fma()) {
         scan_avx2(qn, ip, mn, n, top, k);
         return;
     }
@@ -132,14 +132,14 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
                          const uint8_t *keep, int exclude_image_id, size_t block_rows,
                          double *grid)
 {
-    if (!b) return ad_fail(AD_E_ARG, "bank query: NULL bank");
+    if (!b) return adi_fail(AD_E_ARG, "bank query: NULL bank");
     if (!f || !f->patch || !grid)
-        return ad_fail(AD_E_ARG, "bank query: NULL %s", !grid ? "grid" : "features");
+        return adi_fail(AD_E_ARG, "bank query: NULL %s", !grid ? "grid" : "features");
     if (f->grid_h <= 0 || f->grid_w <= 0 || (size_t)f->grid_h * (size_t)f->grid_w > INT32_MAX)
-        return ad_fail(AD_E_ARG, "bank query: bad patch grid %d x %d", f->grid_h, f->grid_w);
-    if (b->rows == 0) return ad_fail(AD_E_ARG, "bank query: the bank is empty");
+        return adi_fail(AD_E_ARG, "bank query: bad patch grid %d x %d", f->grid_h, f->grid_w);
+    if (b->rows == 0) return adi_fail(AD_E_ARG, "bank query: the bank is empty");
     if (f->dim != b->dim)
-        return ad_fail(AD_E_MISMATCH, "bank query: features have width %d, the bank %d", f->dim,
+        return adi_fail(AD_E_MISMATCH, "bank query: features have width %d, the bank %d", f->dim,
                        b->dim);
     const int k = b->p.knn_k;
     const size_t n = (size_t)f->grid_h * (size_t)f->grid_w, d = (size_t)b->dim;
@@ -153,7 +153,7 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
             for (size_t j = 1; j < b->rows; j++)
                 cap += b->row_image[j] != b->row_image[j - 1];
         runs = malloc(cap * sizeof *runs);
-        if (!runs) return ad_fail(AD_E_NOMEM, "bank query: out of memory");
+        if (!runs) return adi_fail(AD_E_NOMEM, "bank query: out of memory");
         if (exclude_image_id < 0) {
             runs[n_runs++] = (row_run){0, b->rows};
         } else {
@@ -172,7 +172,7 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
     }
     if (usable < (size_t)k) {
         free(runs);
-        return ad_fail(AD_E_ARG, "bank query: %zu usable bank rows, fewer than k = %d", usable, k);
+        return adi_fail(AD_E_ARG, "bank query: %zu usable bank rows, fewer than k = %d", usable, k);
     }
 
     size_t q = 0;
@@ -198,14 +198,14 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
     }
     if (blk > b->rows) blk = b->rows;
 
-    float *qf = ad_alloc(q * d, sizeof *qf);
-    float *qn = ad_alloc(q, sizeof *qn);
-    size_t *qcell = ad_alloc(q, sizeof *qcell);
-    float *top = ad_alloc(q * (size_t)k, sizeof *top);
-    float *sim = ad_alloc((size_t)nt * qt * blk, sizeof *sim);
+    float *qf = adi_alloc(q * d, sizeof *qf);
+    float *qn = adi_alloc(q, sizeof *qn);
+    size_t *qcell = adi_alloc(q, sizeof *qcell);
+    float *top = adi_alloc(q * (size_t)k, sizeof *top);
+    float *sim = adi_alloc((size_t)nt * qt * blk, sizeof *sim);
     ad_status st = AD_OK;
     if (!qf || !qn || !qcell || !top || !sim) {
-        st = ad_fail(AD_E_NOMEM, "bank query: out of memory (%zu queries, block %zu)", q, blk);
+        st = adi_fail(AD_E_NOMEM, "bank query: out of memory (%zu queries, block %zu)", q, blk);
         goto out;
     }
     for (size_t i = 0, r = 0; i < n; i++) {
@@ -213,7 +213,7 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
         memcpy(qf + r * d, f->patch + i * d, d * sizeof *qf);
         qn[r] = dt_normalize_row(qf + r * d, (int)d);
         if (!isfinite(qn[r])) { /* NaN or inf in the query: no distance would be meaningful */
-            st = ad_fail(AD_E_ARG, "bank query: non-finite feature value (patch %zu)", i);
+            st = adi_fail(AD_E_ARG, "bank query: non-finite feature value (patch %zu)", i);
             goto out; /* grid untouched: it is written only below */
         }
         qcell[r++] = i;
@@ -264,11 +264,11 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
     }
 out:
     free(runs);
-    ad_free(qf);
-    ad_free(qn);
-    ad_free(qcell);
-    ad_free(top);
-    ad_free(sim);
+    adi_free(qf);
+    adi_free(qn);
+    adi_free(qcell);
+    adi_free(top);
+    adi_free(sim);
     return st;
 }
 
@@ -276,6 +276,6 @@ ad_status ad_bank_query(const ad_bank *b, ad_context *ctx, const ad_features *f,
                         const uint8_t *keep, int exclude_image_id, double *grid)
 {
     int nt = ctx ? ad_context_threads(ctx) : 0;
-    if (ctx) ad_threads_apply(nt);
+    if (ctx) adi_threads_apply(nt);
     return dt_bank_search(b, nt, f, keep, exclude_image_id, 0, grid);
 }

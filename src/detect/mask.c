@@ -32,9 +32,9 @@ int dt_have_lapack(void) { return dsyevr_ != NULL; }
 static ad_status eig_lapack(const double *c, int d, double *v)
 {
     int lwork = 26 * d, liwork = 10 * d; /* dsyevr's documented minimum workspace */
-    double *a = ad_alloc((size_t)d * d, sizeof *a);
-    double *work = ad_alloc((size_t)lwork, sizeof *work);
-    int *iwork = ad_alloc((size_t)liwork, sizeof *iwork);
+    double *a = adi_alloc((size_t)d * d, sizeof *a);
+    double *work = adi_alloc((size_t)lwork, sizeof *work);
+    int *iwork = adi_alloc((size_t)liwork, sizeof *iwork);
     ad_status st = AD_OK;
     if (!a || !work || !iwork) {
         st = AD_E_NOMEM;
@@ -46,11 +46,11 @@ static ad_status eig_lapack(const double *c, int d, double *v)
     dsyevr_("V", "I", "L", &d, a, &d, &vl, &vu, &il, &iu, &abstol, &m, w, v, &d, isuppz, work,
             &lwork, iwork, &liwork, &info, 1, 1, 1);
     if (info != 0 || m != 1)
-        st = ad_fail(AD_E_INTERNAL, "mask: eigensolver dsyevr failed (info %d, %d values)", info, m);
+        st = adi_fail(AD_E_INTERNAL, "mask: eigensolver dsyevr failed (info %d, %d values)", info, m);
 done:
-    ad_free(a);
-    ad_free(work);
-    ad_free(iwork);
+    adi_free(a);
+    adi_free(work);
+    adi_free(iwork);
     return st;
 }
 
@@ -59,10 +59,10 @@ done:
 static ad_status eig_jacobi(const double *c, int d, double *v)
 {
     size_t dd = (size_t)d * d;
-    double *a = ad_alloc(dd, sizeof *a), *vec = ad_alloc(dd, sizeof *vec);
+    double *a = adi_alloc(dd, sizeof *a), *vec = adi_alloc(dd, sizeof *vec);
     if (!a || !vec) {
-        ad_free(a);
-        ad_free(vec);
+        adi_free(a);
+        adi_free(vec);
         return AD_E_NOMEM;
     }
     for (int i = 0; i < d; i++)
@@ -110,14 +110,14 @@ static ad_status eig_jacobi(const double *c, int d, double *v)
     for (int k = 0; k < d; k++) nrm += vec[(size_t)k * d + best] * vec[(size_t)k * d + best];
     nrm = sqrt(nrm);
     for (int k = 0; k < d; k++) v[k] = vec[(size_t)k * d + best] / nrm;
-    ad_free(a);
-    ad_free(vec);
+    adi_free(a);
+    adi_free(vec);
     return AD_OK;
 }
 
 ad_status dt_top_eigvec(dt_eig_impl impl, const double *c, int d, double *v)
 {
-    if (!c || !v || d <= 0) return ad_fail(AD_E_ARG, "mask: bad eigenproblem (d = %d)", d);
+    if (!c || !v || d <= 0) return adi_fail(AD_E_ARG, "mask: bad eigenproblem (d = %d)", d);
     if (impl == DT_EIG_AUTO && dt_have_lapack()) return eig_lapack(c, d, v);
     return eig_jacobi(c, d, v);
 }
@@ -125,10 +125,10 @@ ad_status dt_top_eigvec(dt_eig_impl impl, const double *c, int d, double *v)
 ad_status dt_pca_first(dt_eig_impl impl, const float *x, int n, int d, double *pc)
 {
     size_t nd = (size_t)n * d;
-    double *xc = ad_alloc(nd, sizeof *xc);
-    double *cov = ad_alloc((size_t)d * d, sizeof *cov);
-    double *mean = ad_calloc((size_t)d, sizeof *mean);
-    double *v = ad_alloc((size_t)d, sizeof *v);
+    double *xc = adi_alloc(nd, sizeof *xc);
+    double *cov = adi_alloc((size_t)d * d, sizeof *cov);
+    double *mean = adi_calloc((size_t)d, sizeof *mean);
+    double *v = adi_alloc((size_t)d, sizeof *v);
     ad_status st = AD_OK;
     if (!xc || !cov || !mean || !v) {
         st = AD_E_NOMEM;
@@ -151,10 +151,10 @@ ad_status dt_pca_first(dt_eig_impl impl, const float *x, int n, int d, double *p
     if (pc[big] < 0)
         for (int i = 0; i < n; i++) pc[i] = -pc[i];
 done:
-    ad_free(xc);
-    ad_free(cov);
-    ad_free(mean);
-    ad_free(v);
+    adi_free(xc);
+    adi_free(cov);
+    adi_free(mean);
+    adi_free(v);
     return st;
 }
 
@@ -210,38 +210,38 @@ static void mask_from_pc_scratch(const double *pc, int gh, int gw, uint8_t *keep
 ad_status dt_mask_from_pc(const double *pc, int gh, int gw, uint8_t *keep)
 {
     size_t n = (size_t)gh * gw;
-    uint8_t *m = ad_alloc(2 * n, 1);
+    uint8_t *m = adi_alloc(2 * n, 1);
     if (!m) return AD_E_NOMEM;
     mask_from_pc_scratch(pc, gh, gw, keep, m, m + n);
-    ad_free(m);
+    adi_free(m);
     return AD_OK;
 }
 
 ad_status ad_mask_pca(const ad_features *f, uint8_t *keep)
 {
-    if (!f || !keep) return ad_fail(AD_E_ARG, "ad_mask_pca: NULL %s", f ? "keep" : "features");
+    if (!f || !keep) return adi_fail(AD_E_ARG, "ad_mask_pca: NULL %s", f ? "keep" : "features");
     if (!f->patch || f->grid_h <= 0 || f->grid_w <= 0 || f->dim <= 0)
-        return ad_fail(AD_E_ARG, "ad_mask_pca: empty features (%d x %d patches, dim %d)",
+        return adi_fail(AD_E_ARG, "ad_mask_pca: empty features (%d x %d patches, dim %d)",
                        f->grid_h, f->grid_w, f->dim);
     size_t n, nd;
-    if (ad_mul_overflow((size_t)f->grid_h, (size_t)f->grid_w, &n) || n > INT32_MAX ||
-        ad_mul_overflow(n, (size_t)f->dim, &nd) || f->dim > 65536)
-        return ad_fail(AD_E_ARG, "ad_mask_pca: features too large (%d x %d x %d)", f->grid_h,
+    if (adi_mul_overflow((size_t)f->grid_h, (size_t)f->grid_w, &n) || n > INT32_MAX ||
+        adi_mul_overflow(n, (size_t)f->dim, &nd) || f->dim > 65536)
+        return adi_fail(AD_E_ARG, "ad_mask_pca: features too large (%d x %d x %d)", f->grid_h,
                        f->grid_w, f->dim);
     for (size_t i = 0; i < nd; i++) /* NaN or inf would give an arbitrary mask */
         if (!isfinite(f->patch[i]))
-            return ad_fail(AD_E_ARG, "ad_mask_pca: non-finite feature value (patch %zu)",
+            return adi_fail(AD_E_ARG, "ad_mask_pca: non-finite feature value (patch %zu)",
                            i / (size_t)f->dim);
-    double *pc = ad_alloc(n, sizeof *pc);
-    uint8_t *scratch = ad_alloc(3 * n, 1);
+    double *pc = adi_alloc(n, sizeof *pc);
+    uint8_t *scratch = adi_alloc(3 * n, 1);
     ad_status st = pc && scratch ? AD_OK : AD_E_NOMEM;
     if (st == AD_OK) st = dt_pca_first(DT_EIG_AUTO, f->patch, (int)n, f->dim, pc);
     if (st == AD_OK) {
         mask_from_pc_scratch(pc, f->grid_h, f->grid_w, scratch, scratch + n, scratch + 2 * n);
         memcpy(keep, scratch, n);
     }
-    ad_free(pc);
-    ad_free(scratch);
-    if (st == AD_E_NOMEM) return ad_fail(st, "ad_mask_pca: out of memory (%zu patches)", n);
+    adi_free(pc);
+    adi_free(scratch);
+    if (st == AD_E_NOMEM) return adi_fail(st, "ad_mask_pca: out of memory (%zu patches)", n);
     return st;
 }

@@ -53,11 +53,11 @@ static const struct {
 ad_status ad_preset_lookup(const char *preset, const char *dataset, const char *category,
                            int *mask, int *rotate)
 {
-    if (!preset) return ad_fail(AD_E_ARG, "preset: NULL name");
+    if (!preset) return adi_fail(AD_E_ARG, "preset: NULL name");
     size_t p = 0;
     while (p < N_OF(presets) && strcmp(presets[p].name, preset) != 0) p++;
     if (p == N_OF(presets))
-        return ad_fail(AD_E_ARG,
+        return adi_fail(AD_E_ARG,
                        "unknown preset '%s' (valid: agnostic, informed, masking_only, "
                        "informed_no_mask, agnostic_no_mask, force_no_mask_no_rotation, "
                        "force_mask_no_rotation, force_no_mask_rotation, force_mask_rotation)",

@@ -185,7 +185,7 @@ __attribute__((target("avx2,fma"))) static void zs_div_avx2(const float *x, floa
 static int zs_avx2(void)
 {
 #if ZS_HAVE_AVX2
-    return ad_cpu_has_avx2_fma();
+    return adi_cpu_has_avx2_fma();
 #else
     return 0;
 #endif
@@ -305,37 +305,37 @@ static int cmp_float(const void *a, const void *b)
 ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *const *keeps,
                       int n_images, double *const *grids)
 {
-    if (!feats || !grids) return ad_fail(AD_E_ARG, "ad_zeroshot: feats and grids must not be NULL");
+    if (!feats || !grids) return adi_fail(AD_E_ARG, "ad_zeroshot: feats and grids must not be NULL");
     if (n_images < 2)
-        return ad_fail(AD_E_ARG, "ad_zeroshot: needs at least 2 images (got %d): each image is "
+        return adi_fail(AD_E_ARG, "ad_zeroshot: needs at least 2 images (got %d): each image is "
                                  "scored against the others", n_images);
     const int dim = feats[0].dim;
-    if (dim <= 0) return ad_fail(AD_E_ARG, "ad_zeroshot: image 0: feature width %d", dim);
+    if (dim <= 0) return adi_fail(AD_E_ARG, "ad_zeroshot: image 0: feature width %d", dim);
     size_t P = 0;
     for (int i = 0; i < n_images; i++) {
         const ad_features *f = &feats[i];
         if (!f->patch || f->grid_h <= 0 || f->grid_w <= 0)
-            return ad_fail(AD_E_ARG, "ad_zeroshot: image %d: no patch features (%d x %d grid)", i,
+            return adi_fail(AD_E_ARG, "ad_zeroshot: image %d: no patch features (%d x %d grid)", i,
                            f->grid_h, f->grid_w);
         if (f->dim != dim)
-            return ad_fail(AD_E_MISMATCH, "ad_zeroshot: image %d: feature width %d, image 0 has %d",
+            return adi_fail(AD_E_MISMATCH, "ad_zeroshot: image %d: feature width %d, image 0 has %d",
                            i, f->dim, dim);
-        if (!grids[i]) return ad_fail(AD_E_ARG, "ad_zeroshot: grids[%d] is NULL", i);
+        if (!grids[i]) return adi_fail(AD_E_ARG, "ad_zeroshot: grids[%d] is NULL", i);
         if ((size_t)f->grid_h * (size_t)f->grid_w > (size_t)INT32_MAX - P)
-            return ad_fail(AD_E_ARG, "ad_zeroshot: too many patches (image %d)", i);
+            return adi_fail(AD_E_ARG, "ad_zeroshot: too many patches (image %d)", i);
         P += (size_t)f->grid_h * (size_t)f->grid_w;
     }
 
     /* ctx == NULL: the process's current OpenMP/BLAS setting (scoring stored features needs
      * no model) */
-    if (ctx) ad_threads_apply(ad_context_threads(ctx));
+    if (ctx) adi_threads_apply(ad_context_threads(ctx));
     const int n_threads = omp_get_max_threads();
     const int pairs_per_round = n_images / 2;
     const int parallel_pairs = n_threads > 1 && pairs_per_round >= n_threads;
     const int n_work = parallel_pairs ? n_threads : 1;
 
-    size_t *off = ad_alloc((size_t)n_images + 1, sizeof *off);
-    size_t *kimg = ad_alloc((size_t)n_images, sizeof *kimg);
+    size_t *off = adi_alloc((size_t)n_images + 1, sizeof *off);
+    size_t *kimg = adi_alloc((size_t)n_images, sizeof *kimg);
     zs_select z = {0};
     float *norm = NULL, *tmp = NULL;
     zs_work *work = NULL;
@@ -355,29 +355,29 @@ ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *
         kimg[i] = k;
         if (k > kmax) kmax = k;
         size_t add;
-        if (ad_mul_overflow(n, k, &add) || heap_total + add < heap_total) {
-            st = ad_fail(AD_E_NOMEM, "ad_zeroshot: selection state too large");
+        if (adi_mul_overflow(n, k, &add) || heap_total + add < heap_total) {
+            st = adi_fail(AD_E_NOMEM, "ad_zeroshot: selection state too large");
             goto done;
         }
         heap_total += add;
     }
 
-    norm = ad_alloc(P, sizeof *norm);
-    z.heap = ad_alloc(heap_total, sizeof *z.heap);
-    z.hoff = ad_alloc(P, sizeof *z.hoff);
-    z.cnt = ad_calloc(P, sizeof *z.cnt);
-    z.cap = ad_alloc(P, sizeof *z.cap);
-    z.thr = ad_alloc(P, sizeof *z.thr);
-    tmp = ad_alloc((size_t)n_threads * kmax, sizeof *tmp);
-    work = ad_calloc((size_t)n_work, sizeof *work);
+    norm = adi_alloc(P, sizeof *norm);
+    z.heap = adi_alloc(heap_total, sizeof *z.heap);
+    z.hoff = adi_alloc(P, sizeof *z.hoff);
+    z.cnt = adi_calloc(P, sizeof *z.cnt);
+    z.cap = adi_alloc(P, sizeof *z.cap);
+    z.thr = adi_alloc(P, sizeof *z.thr);
+    tmp = adi_alloc((size_t)n_threads * kmax, sizeof *tmp);
+    work = adi_calloc((size_t)n_work, sizeof *work);
     if (!norm || !z.heap || !z.hoff || !z.cnt || !z.cap || !z.thr || !tmp || !work) {
         st = AD_E_NOMEM;
         goto done;
     }
     for (int t = 0; t < n_work; t++) {
-        work[t].A = ad_alloc((size_t)ZS_TILE * (size_t)dim, sizeof(float));
-        work[t].B = ad_alloc((size_t)ZS_TILE * (size_t)dim, sizeof(float));
-        work[t].S = ad_alloc((size_t)ZS_SUB * ZS_TILE, sizeof(float));
+        work[t].A = adi_alloc((size_t)ZS_TILE * (size_t)dim, sizeof(float));
+        work[t].B = adi_alloc((size_t)ZS_TILE * (size_t)dim, sizeof(float));
+        work[t].S = adi_alloc((size_t)ZS_SUB * ZS_TILE, sizeof(float));
         if (!work[t].A || !work[t].B || !work[t].S) {
             st = AD_E_NOMEM;
             goto done;
@@ -409,7 +409,7 @@ ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *
         if (bad && bad_image < 0) bad_image = i;
     }
     if (bad_image >= 0) {
-        st = ad_fail(AD_E_ARG, "ad_zeroshot: image %d: non-finite feature values", bad_image);
+        st = adi_fail(AD_E_ARG, "ad_zeroshot: image %d: non-finite feature values", bad_image);
         goto done;
     }
     for (size_t g = 0, h = 0; g < P; g++) {
@@ -477,19 +477,19 @@ ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *
 done:
     if (work)
         for (int t = 0; t < n_work; t++) {
-            ad_free(work[t].A);
-            ad_free(work[t].B);
-            ad_free(work[t].S);
+            adi_free(work[t].A);
+            adi_free(work[t].B);
+            adi_free(work[t].S);
         }
-    ad_free(work);
-    ad_free(norm);
-    ad_free(z.heap);
-    ad_free(z.hoff);
-    ad_free(z.cnt);
-    ad_free(z.cap);
-    ad_free(z.thr);
-    ad_free(tmp);
-    ad_free(off);
-    ad_free(kimg);
+    adi_free(work);
+    adi_free(norm);
+    adi_free(z.heap);
+    adi_free(z.hoff);
+    adi_free(z.cnt);
+    adi_free(z.cap);
+    adi_free(z.thr);
+    adi_free(tmp);
+    adi_free(off);
+    adi_free(kimg);
     return st;
 }

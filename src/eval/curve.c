@@ -7,14 +7,14 @@
 #include <math.h>
 #include <string.h>
 
-void ad_curve_init(ad_curve_acc *a, uint64_t n_pos, uint64_t n_neg)
+void adi_curve_init(adi_curve_acc *a, uint64_t n_pos, uint64_t n_neg)
 {
     memset(a, 0, sizeof *a);
     a->n_pos = n_pos;
     a->n_neg = n_neg;
 }
 
-void ad_curve_enable_pro(ad_curve_acc *a, double n_regions, double fpr_limit)
+void adi_curve_enable_pro(adi_curve_acc *a, double n_regions, double fpr_limit)
 {
     a->pro = 1;
     a->n_regions = n_regions;
@@ -33,7 +33,7 @@ static void neumaier_add(double *sum, double *comp, double v)
 }
 
 /* trapezoid(x, y, x_max) of the original, one sample at a time (x never decreases). */
-static void pro_point(ad_curve_acc *a, double x, double y)
+static void pro_point(adi_curve_acc *a, double x, double y)
 {
     if (a->pro_done) return;
     if (x <= a->pro_limit) {
@@ -52,14 +52,14 @@ static void pro_point(ad_curve_acc *a, double x, double y)
     a->pro_done = 1;
 }
 
-void ad_curve_step(ad_curve_acc *a, uint64_t d_neg, uint64_t d_pos, double d_pro)
+void adi_curve_step(adi_curve_acc *a, uint64_t d_neg, uint64_t d_pos, double d_pro)
 {
     uint64_t tp_prev = a->tp;
     a->tp += d_pos;
     a->fp += d_neg;
     /* Trapezoid of the ROC in counts: the area does not depend on which collinear points
      * roc_curve's drop_intermediate removes, and integers make it exact. */
-    a->roc2 += (ad_u128)d_neg * (ad_u128)(a->tp + tp_prev);
+    a->roc2 += (adi_u128)d_neg * (adi_u128)(a->tp + tp_prev);
 
     /* precision_recall_curve point. With tp == 0 precision and recall are 0: F1 is 0/0 (ignored
      * as non-finite) and the AP term is 0. */
@@ -82,7 +82,7 @@ void ad_curve_step(ad_curve_acc *a, uint64_t d_neg, uint64_t d_pos, double d_pro
     }
 }
 
-void ad_curve_finish(ad_curve_acc *a, double *auroc, double *ap, double *f1max, double *aupro)
+void adi_curve_finish(adi_curve_acc *a, double *auroc, double *ap, double *f1max, double *aupro)
 {
     if (auroc) *auroc = (double)a->roc2 / (2.0 * (double)a->n_pos * (double)a->n_neg);
     if (ap) *ap = a->ap + a->ap_comp;

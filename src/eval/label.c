@@ -26,16 +26,16 @@ static uint32_t uf_union(uint32_t *parent, uint32_t a, uint32_t b)
     return b;
 }
 
-ad_status ad_label8(const uint8_t *mask, int w, int h, uint32_t *labels, uint32_t *n_regions,
+ad_status adi_label8(const uint8_t *mask, int w, int h, uint32_t *labels, uint32_t *n_regions,
                     uint32_t **sizes)
 {
     if (!mask || !labels || !n_regions || !sizes || w <= 0 || h <= 0)
-        return ad_fail(AD_E_ARG, "ad_label8: invalid arguments");
+        return adi_fail(AD_E_ARG, "adi_label8: invalid arguments");
     /* A new provisional label needs a background pixel on its left, so a row starts at most
      * ceil(w/2) of them. */
     size_t max_prov = ((size_t)w + 1) / 2 * (size_t)h + 1;
-    if (max_prov > UINT32_MAX) return ad_fail(AD_E_ARG, "mask of %d x %d is too large", w, h);
-    uint32_t *parent = ad_alloc(max_prov, sizeof *parent);
+    if (max_prov > UINT32_MAX) return adi_fail(AD_E_ARG, "mask of %d x %d is too large", w, h);
+    uint32_t *parent = adi_alloc(max_prov, sizeof *parent);
     if (!parent) return AD_E_NOMEM;
     uint32_t next = 1;
     parent[0] = 0;
@@ -78,9 +78,9 @@ ad_status ad_label8(const uint8_t *mask, int w, int h, uint32_t *labels, uint32_
     }
     uint32_t *sz = NULL;
     if (n) {
-        sz = ad_calloc(n, sizeof *sz);
+        sz = adi_calloc(n, sizeof *sz);
         if (!sz) {
-            ad_free(parent);
+            adi_free(parent);
             return AD_E_NOMEM;
         }
     }
@@ -91,7 +91,7 @@ ad_status ad_label8(const uint8_t *mask, int w, int h, uint32_t *labels, uint32_
         labels[i] = f;
         sz[f - 1]++;
     }
-    ad_free(parent);
+    adi_free(parent);
     *n_regions = n;
     *sizes = sz;
     return AD_OK;

@@ -23,25 +23,25 @@ ad_status ad_metrics_image(const int *labels, const double *scores, size_t n,
                            ad_image_metrics *out)
 {
     if (!labels || !scores || !out)
-        return ad_fail(AD_E_ARG, "ad_metrics_image: labels, scores and out must not be NULL");
+        return adi_fail(AD_E_ARG, "ad_metrics_image: labels, scores and out must not be NULL");
     uint64_t n_pos = 0;
     for (size_t i = 0; i < n; i++) {
         if (labels[i] != 0 && labels[i] != 1)
-            return ad_fail(AD_E_ARG, "ad_metrics_image: label %zu is %d (expected 0 or 1)", i,
+            return adi_fail(AD_E_ARG, "ad_metrics_image: label %zu is %d (expected 0 or 1)", i,
                            labels[i]);
         /* scikit-learn rejects NaN and infinity (check_array) */
         if (!isfinite(scores[i]))
-            return ad_fail(AD_E_ARG, "ad_metrics_image: score %zu is not finite (%g)", i,
+            return adi_fail(AD_E_ARG, "ad_metrics_image: score %zu is not finite (%g)", i,
                            scores[i]);
         n_pos += (uint64_t)labels[i];
     }
     uint64_t n_neg = (uint64_t)n - n_pos;
     if (n_pos == 0 || n_neg == 0)
-        return ad_fail(AD_E_ARG,
+        return adi_fail(AD_E_ARG,
                        "ad_metrics_image: both classes are needed (%llu anomalous, %llu normal)",
                        (unsigned long long)n_pos, (unsigned long long)n_neg);
 
-    scored *v = ad_alloc(n, sizeof *v);
+    scored *v = adi_alloc(n, sizeof *v);
     if (!v) return AD_E_NOMEM;
     for (size_t i = 0; i < n; i++) {
         v[i].score = scores[i];
@@ -49,8 +49,8 @@ ad_status ad_metrics_image(const int *labels, const double *scores, size_t n,
     }
     qsort(v, n, sizeof *v, cmp_desc);
 
-    ad_curve_acc acc;
-    ad_curve_init(&acc, n_pos, n_neg);
+    adi_curve_acc acc;
+    adi_curve_init(&acc, n_pos, n_neg);
     size_t i = 0;
     while (i < n) {
         /* one distinct threshold: scikit-learn splits where np.diff(y_score) != 0, so -0.0 and
@@ -62,12 +62,12 @@ ad_status ad_metrics_image(const int *labels, const double *scores, size_t n,
             else dn++;
             j++;
         }
-        ad_curve_step(&acc, dn, dp, 0.0);
+        adi_curve_step(&acc, dn, dp, 0.0);
         i = j;
     }
-    ad_free(v);
+    adi_free(v);
     ad_image_metrics m;
-    ad_curve_finish(&acc, &m.auroc, &m.ap, &m.f1max, NULL);
+    adi_curve_finish(&acc, &m.auroc, &m.ap, &m.f1max, NULL);
     *out = m;
     return AD_OK;
 }

@@ -28,7 +28,7 @@ struct ad_pixel_eval {
 ad_pixel_eval *ad_pixel_eval_new(void)
 {
     ad_pixel_eval *pe = calloc(1, sizeof *pe);
-    if (!pe) return ad_fail_null(AD_E_NOMEM, "ad_pixel_eval_new: out of memory");
+    if (!pe) return adi_fail_null(AD_E_NOMEM, "ad_pixel_eval_new: out of memory");
     return pe;
 }
 
@@ -42,7 +42,7 @@ void ad_pixel_eval_free(ad_pixel_eval *pe)
 }
 
 /* Makes room for `extra` more elements; the array is untouched when it fails. realloc (not
- * ad_alloc) so that glibc can grow the large blocks with mremap instead of copying. */
+ * adi_alloc) so that glibc can grow the large blocks with mremap instead of copying. */
 static int reserve(void **p, size_t *cap, size_t used, size_t extra, size_t elem)
 {
     if (extra <= *cap - used) return 0;
@@ -50,7 +50,7 @@ static int reserve(void **p, size_t *cap, size_t used, size_t extra, size_t elem
     size_t need = used + extra, c = *cap ? *cap : 1u << 16;
     while (c < need) c = c > SIZE_MAX / 2 ? need : c * 2;
     size_t bytes;
-    if (ad_mul_overflow(c, elem, &bytes)) return -1;
+    if (adi_mul_overflow(c, elem, &bytes)) return -1;
     void *q = realloc(*p, bytes);
     if (!q) return -1;
     *p = q;
@@ -60,13 +60,13 @@ static int reserve(void **p, size_t *cap, size_t used, size_t extra, size_t elem
 
 ad_status ad_pixel_eval_add(ad_pixel_eval *pe, const float *map, const uint8_t *mask, int w, int h)
 {
-    if (!pe || !map) return ad_fail(AD_E_ARG, "ad_pixel_eval_add: pe and map must not be NULL");
+    if (!pe || !map) return adi_fail(AD_E_ARG, "ad_pixel_eval_add: pe and map must not be NULL");
     if (w <= 0 || h <= 0)
-        return ad_fail(AD_E_ARG, "ad_pixel_eval_add: invalid map size %d x %d", w, h);
+        return adi_fail(AD_E_ARG, "ad_pixel_eval_add: invalid map size %d x %d", w, h);
     size_t n = (size_t)w * (size_t)h;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(map[i]))
-            return ad_fail(AD_E_ARG,
+            return adi_fail(AD_E_ARG,
                            "ad_pixel_eval_add: image %zu: map value at (x %zu, y %zu) is not "
                            "finite (%g)",
                            pe->n_images, i % (size_t)w, i / (size_t)w, (double)map[i]);
@@ -74,40 +74,40 @@ ad_status ad_pixel_eval_add(ad_pixel_eval *pe, const float *map, const uint8_t *
     uint32_t *labels = NULL, *sizes = NULL, n_reg = 0;
     size_t n_anom = 0;
     if (mask) {
-        labels = ad_alloc(n, sizeof *labels);
+        labels = adi_alloc(n, sizeof *labels);
         if (!labels) return AD_E_NOMEM;
-        ad_status st = ad_label8(mask, w, h, labels, &n_reg, &sizes);
+        ad_status st = adi_label8(mask, w, h, labels, &n_reg, &sizes);
         if (st != AD_OK) {
-            ad_free(labels);
+            adi_free(labels);
             return st;
         }
         for (uint32_t k = 0; k < n_reg; k++) n_anom += sizes[k];
     }
     ad_status st = AD_OK;
     if ((uint64_t)pe->n_regions + n_reg > UINT32_MAX) {
-        st = ad_fail(AD_E_ARG, "ad_pixel_eval_add: more than 2^32 ground-truth regions");
+        st = adi_fail(AD_E_ARG, "ad_pixel_eval_add: more than 2^32 ground-truth regions");
     } else if (reserve((void **)&pe->neg, &pe->cap_neg, pe->n_neg, n - n_anom, sizeof *pe->neg) ||
                reserve((void **)&pe->pos, &pe->cap_pos, pe->n_pos, n_anom, sizeof *pe->pos) ||
                reserve((void **)&pe->region_size, &pe->cap_regions, pe->n_regions, n_reg,
                        sizeof *pe->region_size)) {
-        st = ad_fail(AD_E_NOMEM, "ad_pixel_eval_add: out of memory storing %zu pixels", n);
+        st = adi_fail(AD_E_NOMEM, "ad_pixel_eval_add: out of memory storing %zu pixels", n);
     }
     if (st != AD_OK) {
-        ad_free(labels);
-        ad_free(sizes);
+        adi_free(labels);
+        adi_free(sizes);
         return st;
     }
 
     uint32_t *neg = pe->neg + pe->n_neg;
     if (!labels) {
-        for (size_t i = 0; i < n; i++) neg[i] = ad_f32_key(map[i]);
+        for (size_t i = 0; i < n; i++) neg[i] = adi_f32_key(map[i]);
     } else {
         uint64_t *pos = pe->pos + pe->n_pos;
         /* labels are 1-based per image; regions are numbered globally from 0 */
         uint64_t base = (uint64_t)pe->n_regions;
         size_t a = 0, b = 0;
         for (size_t i = 0; i < n; i++) {
-            uint32_t key = ad_f32_key(map[i]);
+            uint32_t key = adi_f32_key(map[i]);
             if (labels[i]) pos[a++] = (uint64_t)key << 32 | (base + labels[i] - 1);
             else neg[b++] = key;
         }
@@ -117,30 +117,30 @@ ad_status ad_pixel_eval_add(ad_pixel_eval *pe, const float *map, const uint8_t *
     pe->n_pos += n_anom;
     pe->n_regions += n_reg;
     pe->n_images++;
-    ad_free(labels);
-    ad_free(sizes);
+    adi_free(labels);
+    adi_free(sizes);
     return AD_OK;
 }
 
 ad_status ad_pixel_eval_finish(ad_pixel_eval *pe, ad_pixel_metrics *out)
 {
-    if (!pe || !out) return ad_fail(AD_E_ARG, "ad_pixel_eval_finish: pe and out must not be NULL");
+    if (!pe || !out) return adi_fail(AD_E_ARG, "ad_pixel_eval_finish: pe and out must not be NULL");
     if (!pe->n_pos || !pe->n_neg)
-        return ad_fail(AD_E_ARG,
+        return adi_fail(AD_E_ARG,
                        "ad_pixel_eval_finish: both classes are needed (%zu anomalous, %zu normal "
                        "pixels over %zu images)",
                        pe->n_pos, pe->n_neg, pe->n_images);
     /* pro_change = 1. / region_size in float64 */
-    double *weight = ad_alloc(pe->n_regions, sizeof *weight);
+    double *weight = adi_alloc(pe->n_regions, sizeof *weight);
     if (!weight) return AD_E_NOMEM;
     for (size_t k = 0; k < pe->n_regions; k++) weight[k] = 1.0 / (double)pe->region_size[k];
 
-    ad_sort_u32(pe->neg, pe->n_neg);
-    ad_sort_u64(pe->pos, pe->n_pos);
+    adi_sort_u32(pe->neg, pe->n_neg);
+    adi_sort_u64(pe->pos, pe->n_pos);
 
-    ad_curve_acc acc;
-    ad_curve_init(&acc, pe->n_pos, pe->n_neg);
-    ad_curve_enable_pro(&acc, (double)pe->n_regions, AD_PRO_FPR_LIMIT);
+    adi_curve_acc acc;
+    adi_curve_init(&acc, pe->n_pos, pe->n_neg);
+    adi_curve_enable_pro(&acc, (double)pe->n_regions, AD_PRO_FPR_LIMIT);
     const uint32_t *neg = pe->neg;
     const uint64_t *pos = pe->pos;
     size_t i = pe->n_neg, j = pe->n_pos;
@@ -163,11 +163,11 @@ ad_status ad_pixel_eval_finish(ad_pixel_eval *pe, ad_pixel_metrics *out)
             acc.pro_cum += weight[(uint32_t)pos[j]];
             dp++;
         }
-        ad_curve_step(&acc, dn, dp, 0.0);
+        adi_curve_step(&acc, dn, dp, 0.0);
     }
-    ad_free(weight);
+    adi_free(weight);
     ad_pixel_metrics m;
-    ad_curve_finish(&acc, &m.auroc, NULL, &m.f1max, &m.aupro);
+    adi_curve_finish(&acc, &m.auroc, NULL, &m.f1max, &m.aupro);
     *out = m;
     return AD_OK;
 }

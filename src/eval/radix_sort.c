@@ -57,7 +57,7 @@
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
-    void ad_sort_##SUFFIX(T *a, size_t n)                                                        \
+    void adi_sort_##SUFFIX(T *a, size_t n)                                                        \
     {                                                                                            \
         const int top_shift = (KEY_BITS) - AD_TOP_BITS;                                          \
         if (n <= 4096) {                                                                         \

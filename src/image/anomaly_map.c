@@ -55,26 +55,26 @@ static inline int reflect_half(int p, int n)
 ad_status ad_anomaly_map(const double *grid, int grid_h, int grid_w, int out_w, int out_h,
                          float *map)
 {
-    if (!grid || !map) return ad_fail(AD_E_ARG, "ad_anomaly_map: NULL %s", grid ? "map" : "grid");
+    if (!grid || !map) return adi_fail(AD_E_ARG, "ad_anomaly_map: NULL %s", grid ? "map" : "grid");
     if (grid_h <= 0 || grid_w <= 0 || grid_h > AD_IMAGE_MAX_SIDE || grid_w > AD_IMAGE_MAX_SIDE)
-        return ad_fail(AD_E_ARG, "ad_anomaly_map: grid size %d x %d is out of range", grid_h,
+        return adi_fail(AD_E_ARG, "ad_anomaly_map: grid size %d x %d is out of range", grid_h,
                        grid_w);
     if (out_w <= 0 || out_h <= 0 || out_w > AD_IMAGE_MAX_SIDE || out_h > AD_IMAGE_MAX_SIDE ||
         (size_t)out_w * (size_t)out_h > AD_IMAGE_MAX_PIXELS)
-        return ad_fail(AD_E_ARG, "ad_anomaly_map: output size %d x %d is out of range", out_w,
+        return adi_fail(AD_E_ARG, "ad_anomaly_map: output size %d x %d is out of range", out_w,
                        out_h);
     const size_t npix = (size_t)out_w * out_h;
-    int *xofs = ad_alloc((size_t)out_w + (size_t)out_h * 2, sizeof(int));
-    float *alpha = ad_alloc((size_t)out_w * 2 + (size_t)out_h * 2, sizeof(float));
-    double *hrows = ad_alloc((size_t)grid_h * out_w, sizeof(double));
-    double *a = ad_alloc(npix, sizeof(double));
-    double *b = ad_alloc(npix, sizeof(double));
+    int *xofs = adi_alloc((size_t)out_w + (size_t)out_h * 2, sizeof(int));
+    float *alpha = adi_alloc((size_t)out_w * 2 + (size_t)out_h * 2, sizeof(float));
+    double *hrows = adi_alloc((size_t)grid_h * out_w, sizeof(double));
+    double *a = adi_alloc(npix, sizeof(double));
+    double *b = adi_alloc(npix, sizeof(double));
     if (!xofs || !alpha || !hrows || !a || !b) {
-        ad_free(xofs);
-        ad_free(alpha);
-        ad_free(hrows);
-        ad_free(a);
-        ad_free(b);
+        adi_free(xofs);
+        adi_free(alpha);
+        adi_free(hrows);
+        adi_free(a);
+        adi_free(b);
         return AD_E_NOMEM;
     }
     int *yrow = xofs + out_w; /* two clamped source rows per output row */
@@ -167,10 +167,10 @@ ad_status ad_anomaly_map(const double *grid, int grid_h, int grid_w, int out_w, 
         }
         for (int x = 0; x < out_w; x++) o[x] = (float)acc[x];
     }
-    ad_free(xofs);
-    ad_free(alpha);
-    ad_free(hrows);
-    ad_free(a);
-    ad_free(b);
+    adi_free(xofs);
+    adi_free(alpha);
+    adi_free(hrows);
+    adi_free(a);
+    adi_free(b);
     return AD_OK;
 }

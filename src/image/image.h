@@ -12,11 +12,11 @@
 
 /* Validates an input image (non-NULL, data present, sizes in range); records an error naming
  * `what` and returns AD_E_ARG otherwise. */
-ad_status ad_image_check(const ad_image *img, const char *what);
+ad_status adi_image_check(const ad_image *img, const char *what);
 
 /* Output size of the smaller-edge resize: torchvision's rule, short side -> short_edge, long
  * side -> int(short_edge * long / short) (float product truncated), orientation kept. */
-void ad_short_edge_size(int w, int h, int short_edge, int *out_w, int *out_h);
+void adi_short_edge_size(int w, int h, int short_edge, int *out_w, int *out_h);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Heat-map overlay (what the CLI writes next to the raw .npy maps)                            */
@@ -42,18 +42,18 @@ typedef struct {
     int contour;     /* 1: outline the region map >= threshold; default 0 */
     float threshold; /* map value of the outline */
     uint8_t contour_rgb[3]; /* outline colour; default 00ffff (cyan, absent from the scale) */
-} ad_overlay_params;
+} adi_overlay_params;
 
-ad_overlay_params ad_overlay_default_params(void);
+adi_overlay_params adi_overlay_default_params(void);
 
 /* Colour of scale position t (clamped to [0, 1]; NaN -> 0). */
-void ad_colormap_inferno9(float t, uint8_t rgb[3]);
+void adi_colormap_inferno9(float t, uint8_t rgb[3]);
 
 /* out = (1 - alpha) * img + alpha * colour(map / vmax), rounded half up, per channel; map is
  * img->height x img->width. With contour set, pixels where map >= threshold and at least one of
  * the 4 neighbours inside the image is below it are painted contour_rgb. out is allocated
  * (ad_image_free); untouched on failure. */
-ad_status ad_overlay_heatmap(const ad_image *img, const float *map, const ad_overlay_params *p,
+ad_status adi_overlay_heatmap(const ad_image *img, const float *map, const adi_overlay_params *p,
                              ad_image *out);
 
 #endif

@@ -12,9 +12,9 @@ static const uint8_t INFERNO9[9][3] = {
     {0xfc, 0xff, 0xa4},
 };
 
-ad_overlay_params ad_overlay_default_params(void)
+adi_overlay_params adi_overlay_default_params(void)
 {
-    ad_overlay_params p;
+    adi_overlay_params p;
     memset(&p, 0, sizeof p);
     p.vmax = 0.5f;
     p.alpha = 0.5f;
@@ -26,7 +26,7 @@ ad_overlay_params ad_overlay_default_params(void)
     return p;
 }
 
-void ad_colormap_inferno9(float t, uint8_t rgb[3])
+void adi_colormap_inferno9(float t, uint8_t rgb[3])
 {
     if (!(t > 0.0f)) t = 0.0f; /* also NaN */
     if (t > 1.0f) t = 1.0f;
@@ -40,20 +40,20 @@ void ad_colormap_inferno9(float t, uint8_t rgb[3])
     }
 }
 
-ad_status ad_overlay_heatmap(const ad_image *img, const float *map, const ad_overlay_params *p,
+ad_status adi_overlay_heatmap(const ad_image *img, const float *map, const adi_overlay_params *p,
                              ad_image *out)
 {
-    ad_status st = ad_image_check(img, "ad_overlay_heatmap");
+    ad_status st = adi_image_check(img, "adi_overlay_heatmap");
     if (st) return st;
-    if (!map || !p || !out) return ad_fail(AD_E_ARG, "ad_overlay_heatmap: NULL argument");
+    if (!map || !p || !out) return adi_fail(AD_E_ARG, "adi_overlay_heatmap: NULL argument");
     if (!(p->vmax > 0.0f) || !isfinite(p->vmax))
-        return ad_fail(AD_E_ARG, "ad_overlay_heatmap: vmax %g must be positive and finite",
+        return adi_fail(AD_E_ARG, "adi_overlay_heatmap: vmax %g must be positive and finite",
                        (double)p->vmax);
     if (!(p->alpha >= 0.0f && p->alpha <= 1.0f))
-        return ad_fail(AD_E_ARG, "ad_overlay_heatmap: alpha %g is outside [0, 1]",
+        return adi_fail(AD_E_ARG, "adi_overlay_heatmap: alpha %g is outside [0, 1]",
                        (double)p->alpha);
     if (p->contour && !isfinite(p->threshold))
-        return ad_fail(AD_E_ARG, "ad_overlay_heatmap: contour threshold is not finite");
+        return adi_fail(AD_E_ARG, "adi_overlay_heatmap: contour threshold is not finite");
     int w = img->width, h = img->height;
     ad_image o = {0, 0, NULL};
     if ((st = ad_image_alloc(&o, w, h)) != AD_OK) return st;
@@ -63,7 +63,7 @@ ad_status ad_overlay_heatmap(const ad_image *img, const float *map, const ad_ove
         for (int x = 0; x < w; x++) {
             size_t i = (size_t)y * w + x;
             uint8_t col[3];
-            ad_colormap_inferno9(map[i] * inv, col);
+            adi_colormap_inferno9(map[i] * inv, col);
             const uint8_t *s = img->data + 3 * i;
             uint8_t *d = o.data + 3 * i;
             for (int c = 0; c < 3; c++) d[c] = (uint8_t)(b * s[c] + a * col[c] + 0.5f);

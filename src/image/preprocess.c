@@ -14,19 +14,19 @@ static const float IMAGENET_STD[3] = {0.229f, 0.224f, 0.225f};
 
 ad_status ad_preprocess(const ad_image *img, int resolution, ad_input *out)
 {
-    ad_status st = ad_image_check(img, "ad_preprocess");
+    ad_status st = adi_image_check(img, "ad_preprocess");
     if (st) return st;
-    if (!out) return ad_fail(AD_E_ARG, "ad_preprocess: NULL output");
+    if (!out) return adi_fail(AD_E_ARG, "ad_preprocess: NULL output");
     if (resolution < 0 || resolution > AD_IMAGE_MAX_SIDE)
-        return ad_fail(AD_E_ARG, "ad_preprocess: resolution %d is out of range", resolution);
+        return adi_fail(AD_E_ARG, "ad_preprocess: resolution %d is out of range", resolution);
     ad_image resized = {0, 0, NULL};
     const ad_image *src = img;
     if (resolution > 0) {
         int ow, oh;
-        ad_short_edge_size(img->width, img->height, resolution, &ow, &oh);
+        adi_short_edge_size(img->width, img->height, resolution, &ow, &oh);
         int hc = oh - oh % PATCH, wc = ow - ow % PATCH;
         if (hc < PATCH || wc < PATCH)
-            return ad_fail(AD_E_ARG, "ad_preprocess: %d x %d at resolution %d gives %d x %d, "
+            return adi_fail(AD_E_ARG, "ad_preprocess: %d x %d at resolution %d gives %d x %d, "
                            "smaller than one %d x %d patch", img->width, img->height, resolution,
                            ow, oh, PATCH, PATCH);
         if ((st = ad_resize_short_edge(img, resolution, &resized)) != AD_OK) return st;
@@ -36,10 +36,10 @@ ad_status ad_preprocess(const ad_image *img, int resolution, ad_input *out)
     int hc = h - h % PATCH, wc = w - w % PATCH;
     if (hc < PATCH || wc < PATCH) {
         ad_image_free(&resized);
-        return ad_fail(AD_E_ARG, "ad_preprocess: image %d x %d is smaller than one %d x %d patch",
+        return adi_fail(AD_E_ARG, "ad_preprocess: image %d x %d is smaller than one %d x %d patch",
                        w, h, PATCH, PATCH);
     }
-    float *x = ad_alloc((size_t)3 * hc * wc, sizeof(float));
+    float *x = adi_alloc((size_t)3 * hc * wc, sizeof(float));
     if (!x) {
         ad_image_free(&resized);
         return AD_E_NOMEM;
@@ -68,7 +68,7 @@ ad_status ad_preprocess(const ad_image *img, int resolution, ad_input *out)
 void ad_input_free(ad_input *in)
 {
     if (!in) return;
-    ad_free(in->data);
+    adi_free(in->data);
     in->data = NULL;
     in->width = in->height = 0;
 }

@@ -52,7 +52,7 @@ static ad_status precompute(int in, int out, coeffs *c)
         free(kk);
         free(bounds);
         free(ik);
-        return ad_fail(AD_E_NOMEM, "resize: out of memory for %d x %d coefficients", out, ksize);
+        return adi_fail(AD_E_NOMEM, "resize: out of memory for %d x %d coefficients", out, ksize);
     }
     for (int xx = 0; xx < out; xx++) {
         double center = (xx + 0.5) * scale;
@@ -144,11 +144,11 @@ static int size_ok(int w, int h)
 
 ad_status ad_resize_pillow(const ad_image *src, int out_w, int out_h, ad_image *dst)
 {
-    ad_status st = ad_image_check(src, "ad_resize_pillow");
+    ad_status st = adi_image_check(src, "ad_resize_pillow");
     if (st) return st;
-    if (!dst) return ad_fail(AD_E_ARG, "ad_resize_pillow: NULL output");
+    if (!dst) return adi_fail(AD_E_ARG, "ad_resize_pillow: NULL output");
     if (!size_ok(out_w, out_h))
-        return ad_fail(AD_E_ARG, "ad_resize_pillow: output size %d x %d is out of range", out_w,
+        return adi_fail(AD_E_ARG, "ad_resize_pillow: output size %d x %d is out of range", out_w,
                        out_h);
     int in_w = src->width, in_h = src->height;
     /* Pillow skips a pass whose dimension does not change */
@@ -171,7 +171,7 @@ ad_status ad_resize_pillow(const ad_image *src, int out_w, int out_h, ad_image *
         if (!need_v) {
             pass_horizontal(src->data, in_w, 0, in_h, out_w, &ch, out.data);
         } else {
-            tmp = ad_alloc((size_t)(last - first) * out_w, 3);
+            tmp = adi_alloc((size_t)(last - first) * out_w, 3);
             if (!tmp) {
                 st = AD_E_NOMEM;
                 goto fail;
@@ -184,18 +184,18 @@ ad_status ad_resize_pillow(const ad_image *src, int out_w, int out_h, ad_image *
     }
     coeffs_free(&cv);
     coeffs_free(&ch);
-    ad_free(tmp);
+    adi_free(tmp);
     *dst = out;
     return AD_OK;
 fail:
     coeffs_free(&cv);
     coeffs_free(&ch);
-    ad_free(tmp);
+    adi_free(tmp);
     ad_image_free(&out);
     return st;
 }
 
-void ad_short_edge_size(int w, int h, int short_edge, int *out_w, int *out_h)
+void adi_short_edge_size(int w, int h, int short_edge, int *out_w, int *out_h)
 {
     int s = w <= h ? w : h, l = w <= h ? h : w;
     /* Python's int(S * long / short): exact product, correctly rounded division, truncation */
@@ -213,20 +213,20 @@ void ad_short_edge_size(int w, int h, int short_edge, int *out_w, int *out_h)
 
 ad_status ad_resize_short_edge(const ad_image *src, int short_edge, ad_image *dst)
 {
-    ad_status st = ad_image_check(src, "ad_resize_short_edge");
+    ad_status st = adi_image_check(src, "ad_resize_short_edge");
     if (st) return st;
-    if (!dst) return ad_fail(AD_E_ARG, "ad_resize_short_edge: NULL output");
+    if (!dst) return adi_fail(AD_E_ARG, "ad_resize_short_edge: NULL output");
     if (short_edge <= 0 || short_edge > AD_IMAGE_MAX_SIDE)
-        return ad_fail(AD_E_ARG, "ad_resize_short_edge: short edge %d is out of range",
+        return adi_fail(AD_E_ARG, "ad_resize_short_edge: short edge %d is out of range",
                        short_edge);
     int ow, oh;
     double long_edge = (double)short_edge *
                        (double)(src->width > src->height ? src->width : src->height) /
                        (double)(src->width < src->height ? src->width : src->height);
     if (long_edge >= AD_IMAGE_MAX_SIDE + 1.0)
-        return ad_fail(AD_E_ARG, "ad_resize_short_edge: %d x %d to short edge %d gives a long edge "
+        return adi_fail(AD_E_ARG, "ad_resize_short_edge: %d x %d to short edge %d gives a long edge "
                        "of %.0f, out of range", src->width, src->height, short_edge, long_edge);
-    ad_short_edge_size(src->width, src->height, short_edge, &ow, &oh);
+    adi_short_edge_size(src->width, src->height, short_edge, &ow, &oh);
     /* torchvision returns the image unchanged when the size already matches; ad_resize_pillow
      * copies in that case too */
     return ad_resize_pillow(src, ow, oh, dst);

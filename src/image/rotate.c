@@ -106,14 +106,14 @@ static inline int sat16(int v)
 
 ad_status ad_rotate(const ad_image *src, double angle_deg, ad_image *dst)
 {
-    ad_status st = ad_image_check(src, "ad_rotate");
+    ad_status st = adi_image_check(src, "ad_rotate");
     if (st) return st;
-    if (!dst) return ad_fail(AD_E_ARG, "ad_rotate: NULL output");
-    if (!isfinite(angle_deg)) return ad_fail(AD_E_ARG, "ad_rotate: angle is not finite");
+    if (!dst) return adi_fail(AD_E_ARG, "ad_rotate: NULL output");
+    if (!isfinite(angle_deg)) return adi_fail(AD_E_ARG, "ad_rotate: angle is not finite");
     int w = src->width, h = src->height;
     ad_image out = {0, 0, NULL};
     if ((st = ad_image_alloc(&out, w, h)) != AD_OK) return st;
-    int *adelta = ad_alloc((size_t)w * 2, sizeof(int));
+    int *adelta = adi_alloc((size_t)w * 2, sizeof(int));
     if (!adelta) {
         ad_image_free(&out);
         return AD_E_NOMEM;
@@ -155,7 +155,7 @@ ad_status ad_rotate(const ad_image *src, double angle_deg, ad_image *dst)
             }
         }
     }
-    ad_free(adelta);
+    adi_free(adelta);
     *dst = out;
     return AD_OK;
 }

@@ -6,11 +6,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-char *ad_io_read_file(const char *path, size_t *len)
+char *adi_io_read_file(const char *path, size_t *len)
 {
-    if (ad_io_is_dir(path)) return ad_fail_null(AD_E_IO, "%s: is a directory, not a file", path);
+    if (adi_io_is_dir(path)) return adi_fail_null(AD_E_IO, "%s: is a directory, not a file", path);
     FILE *f = fopen(path, "rb");
-    if (!f) return ad_fail_null(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return adi_fail_null(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
     char *buf = NULL;
     size_t n = 0, cap = 0;
     for (;;) {
@@ -20,7 +20,7 @@ char *ad_io_read_file(const char *path, size_t *len)
             if (!nb) {
                 free(buf);
                 fclose(f);
-                return ad_fail_null(AD_E_NOMEM, "%s: out of memory reading the file", path);
+                return adi_fail_null(AD_E_NOMEM, "%s: out of memory reading the file", path);
             }
             buf = nb;
             cap = ncap;
@@ -33,39 +33,39 @@ char *ad_io_read_file(const char *path, size_t *len)
     fclose(f);
     if (err) {
         free(buf);
-        return ad_fail_null(AD_E_IO, "%s: read error", path);
+        return adi_fail_null(AD_E_IO, "%s: read error", path);
     }
     buf[n] = 0;
     if (len) *len = n;
     return buf;
 }
 
-ad_status ad_io_mkdirs(const char *path)
+ad_status adi_io_mkdirs(const char *path)
 {
     char tmp[4096];
     size_t n = strlen(path);
-    if (n == 0 || n >= sizeof tmp) return ad_fail(AD_E_ARG, "bad directory path '%s'", path);
+    if (n == 0 || n >= sizeof tmp) return adi_fail(AD_E_ARG, "bad directory path '%s'", path);
     memcpy(tmp, path, n + 1);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = 0;
         if (mkdir(tmp, 0777) && errno != EEXIST)
-            return ad_fail(AD_E_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
+            return adi_fail(AD_E_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
         *p = '/';
     }
     if (mkdir(tmp, 0777) && errno != EEXIST)
-        return ad_fail(AD_E_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
-    if (!ad_io_is_dir(tmp)) return ad_fail(AD_E_IO, "%s: exists and is not a directory", tmp);
+        return adi_fail(AD_E_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
+    if (!adi_io_is_dir(tmp)) return adi_fail(AD_E_IO, "%s: exists and is not a directory", tmp);
     return AD_OK;
 }
 
-int ad_io_is_dir(const char *path)
+int adi_io_is_dir(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-int ad_io_exists(const char *path)
+int adi_io_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;

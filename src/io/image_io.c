@@ -28,9 +28,9 @@
 static ad_status check_dims(const char *path, size_t w, size_t h)
 {
     if (w == 0 || h == 0)
-        return ad_fail(AD_E_FORMAT, "%s: image has zero size (%zu x %zu)", path, w, h);
+        return adi_fail(AD_E_FORMAT, "%s: image has zero size (%zu x %zu)", path, w, h);
     if (w > IO_MAX_SIDE || h > IO_MAX_SIDE || w * h > IO_MAX_PIXELS)
-        return ad_fail(AD_E_FORMAT, "%s: image size %zu x %zu is out of range (max %d per side, "
+        return adi_fail(AD_E_FORMAT, "%s: image size %zu x %zu is out of range (max %d per side, "
                        "%zu pixels)", path, w, h, IO_MAX_SIDE, IO_MAX_PIXELS);
     return AD_OK;
 }
@@ -70,11 +70,11 @@ static ad_status decode_png(const char *path, const unsigned char *buf, size_t l
 {
     png_src src = {buf, len, 0, "unknown libpng error"};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_err_fn, png_warn_fn);
-    if (!png) return ad_fail(AD_E_NOMEM, "%s: cannot create a PNG decoder", path);
+    if (!png) return adi_fail(AD_E_NOMEM, "%s: cannot create a PNG decoder", path);
     png_infop info = png_create_info_struct(png);
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
-        return ad_fail(AD_E_NOMEM, "%s: cannot create a PNG decoder", path);
+        return adi_fail(AD_E_NOMEM, "%s: cannot create a PNG decoder", path);
     }
     /* written after setjmp and needed after longjmp */
     unsigned char *volatile pix = NULL;
@@ -82,10 +82,10 @@ static ad_status decode_png(const char *path, const unsigned char *buf, size_t l
     volatile ad_status st = AD_OK;
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
-        ad_free(pix);
+        adi_free(pix);
         free(rows);
         if (st) return st;
-        return ad_fail(AD_E_FORMAT, "%s: corrupt PNG: %s", path, src.msg);
+        return adi_fail(AD_E_FORMAT, "%s: corrupt PNG: %s", path, src.msg);
     }
     png_set_read_fn(png, &src, png_read_mem);
     png_read_info(png, info);
@@ -104,14 +104,14 @@ static ad_status decode_png(const char *path, const unsigned char *buf, size_t l
     png_read_update_info(png, info);
     if (png_get_channels(png, info) != 3 || png_get_bit_depth(png, info) != 8 ||
         png_get_rowbytes(png, info) != (size_t)w * 3) {
-        st = ad_fail(AD_E_FORMAT, "%s: unsupported PNG layout (colour type %d, %d bits)", path,
+        st = adi_fail(AD_E_FORMAT, "%s: unsupported PNG layout (colour type %d, %d bits)", path,
                      ctype, depth);
         png_longjmp(png, 1);
     }
-    pix = ad_alloc((size_t)w * h, 3);
+    pix = adi_alloc((size_t)w * h, 3);
     rows = malloc(sizeof(png_bytep) * h);
     if (!pix || !rows) {
-        st = ad_fail(AD_E_NOMEM, "%s: out of memory for a %u x %u image", path, (unsigned)w,
+        st = adi_fail(AD_E_NOMEM, "%s: out of memory for a %u x %u image", path, (unsigned)w,
                      (unsigned)h);
         png_longjmp(png, 1);
     }
@@ -205,9 +205,9 @@ static ad_status apply_orientation(const char *path, int o, ad_image *img)
     int w = img->width, h = img->height;
     int tr = o >= 5;
     int ow = tr ? h : w, oh = tr ? w : h;
-    uint8_t *dst = ad_alloc((size_t)ow * oh, 3);
+    uint8_t *dst = adi_alloc((size_t)ow * oh, 3);
     if (!dst) {
-        ad_error_prefix("%s", path);
+        adi_error_prefix("%s", path);
         return AD_E_NOMEM;
     }
     int fx = o == 2 || o == 3 || o == 6 || o == 7;
@@ -219,7 +219,7 @@ static ad_status apply_orientation(const char *path, int o, ad_image *img)
             memcpy(dst + ((size_t)y * ow + x) * 3, img->data + ((size_t)sy * w + sx) * 3, 3);
         }
     }
-    ad_free(img->data);
+    adi_free(img->data);
     img->data = dst;
     img->width = ow;
     img->height = oh;
@@ -243,10 +243,10 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     volatile int created = 0;
     if (setjmp(jerr.jb)) {
         if (created) jpeg_destroy_decompress(&cinfo);
-        ad_free(pix);
+        adi_free(pix);
         free(row4);
         if (st) return st;
-        return ad_fail(AD_E_FORMAT, "%s: corrupt JPEG: %s", path, jerr.msg);
+        return adi_fail(AD_E_FORMAT, "%s: corrupt JPEG: %s", path, jerr.msg);
     }
     jpeg_create_decompress(&cinfo);
     created = 1;
@@ -269,14 +269,14 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     size_t w = cinfo.output_width, h = cinfo.output_height;
     if (w != cinfo.image_width || h != cinfo.image_height ||
         cinfo.output_components != (cmyk ? 4 : 3)) {
-        st = ad_fail(AD_E_FORMAT, "%s: unsupported JPEG layout (%d components)", path,
+        st = adi_fail(AD_E_FORMAT, "%s: unsupported JPEG layout (%d components)", path,
                      cinfo.num_components);
         longjmp(jerr.jb, 1);
     }
-    pix = ad_alloc(w * h, 3);
+    pix = adi_alloc(w * h, 3);
     if (cmyk) row4 = malloc(w * 4);
     if (!pix || (cmyk && !row4)) {
-        st = ad_fail(AD_E_NOMEM, "%s: out of memory for a %zu x %zu image", path, w, h);
+        st = adi_fail(AD_E_NOMEM, "%s: out of memory for a %zu x %zu image", path, w, h);
         longjmp(jerr.jb, 1);
     }
     while (cinfo.output_scanline < h) {
@@ -303,7 +303,7 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     ad_image img = {(int)w, (int)h, pix};
     ad_status s = apply_orientation(path, orient, &img);
     if (s) {
-        ad_free(img.data);
+        adi_free(img.data);
         return s;
     }
     *out = img;
@@ -312,11 +312,11 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
 
 /* ------------------------------------------------------------------------------------------ */
 
-ad_status ad_io_read_image(const char *path, ad_image *out)
+ad_status adi_io_read_image(const char *path, ad_image *out)
 {
-    if (!path || !out) return ad_fail(AD_E_ARG, "ad_io_read_image: NULL argument");
+    if (!path || !out) return adi_fail(AD_E_ARG, "adi_io_read_image: NULL argument");
     size_t len;
-    unsigned char *buf = (unsigned char *)ad_io_read_file(path, &len);
+    unsigned char *buf = (unsigned char *)adi_io_read_file(path, &len);
     if (!buf) return AD_E_IO;
     static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     ad_image img = {0, 0, NULL};
@@ -326,32 +326,32 @@ ad_status ad_io_read_image(const char *path, ad_image *out)
     else if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
         st = decode_jpeg(path, buf, len, &img);
     else if (len == 0)
-        st = ad_fail(AD_E_FORMAT, "%s: empty file", path);
+        st = adi_fail(AD_E_FORMAT, "%s: empty file", path);
     else
-        st = ad_fail(AD_E_FORMAT, "%s: not a PNG or JPEG file", path);
+        st = adi_fail(AD_E_FORMAT, "%s: not a PNG or JPEG file", path);
     free(buf);
     if (st == AD_OK) *out = img;
     return st;
 }
 
-ad_status ad_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
+ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
 {
-    if (!path || !out || !w || !h) return ad_fail(AD_E_ARG, "ad_io_read_mask: NULL argument");
+    if (!path || !out || !w || !h) return adi_fail(AD_E_ARG, "adi_io_read_mask: NULL argument");
     ad_image img;
-    ad_status st = ad_io_read_image(path, &img);
+    ad_status st = adi_io_read_image(path, &img);
     if (st) return st;
     size_t n = (size_t)img.width * img.height;
-    uint8_t *m = ad_alloc(n, 1);
+    uint8_t *m = adi_alloc(n, 1);
     if (!m) {
-        ad_free(img.data);
-        ad_error_prefix("%s", path);
+        adi_free(img.data);
+        adi_error_prefix("%s", path);
         return AD_E_NOMEM;
     }
     for (size_t i = 0; i < n; i++) m[i] = img.data[3 * i];
     *out = m;
     *w = img.width;
     *h = img.height;
-    ad_free(img.data);
+    adi_free(img.data);
     return AD_OK;
 }
 
@@ -387,15 +387,15 @@ static void png_mem_write(png_structp png, png_bytep data, size_t n)
 
 static void png_mem_flush(png_structp png) { (void)png; }
 
-ad_status ad_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8_t **out,
+ad_status adi_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8_t **out,
                            size_t *len)
 {
-    if (!px || !out || !len) return ad_fail(AD_E_ARG, "PNG encoder: NULL argument");
+    if (!px || !out || !len) return adi_fail(AD_E_ARG, "PNG encoder: NULL argument");
     if (w <= 0 || h <= 0 || w > IO_MAX_SIDE || h > IO_MAX_SIDE || (channels != 1 && channels != 3))
-        return ad_fail(AD_E_ARG, "PNG encoder: bad image (%d x %d, %d channels)", w, h, channels);
+        return adi_fail(AD_E_ARG, "PNG encoder: bad image (%d x %d, %d channels)", w, h, channels);
     /* on the heap: setjmp/longjmp must not leave it in an indeterminate local */
     png_membuf *m = calloc(1, sizeof *m);
-    if (!m) return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
+    if (!m) return adi_fail(AD_E_NOMEM, "PNG encoder: out of memory");
     snprintf(m->err.msg, sizeof m->err.msg, "unknown libpng error");
     png_structp png =
         png_create_write_struct(PNG_LIBPNG_VER_STRING, &m->err, png_err_fn, png_warn_fn);
@@ -403,11 +403,11 @@ ad_status ad_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8_
     if (!png || !info) {
         png_destroy_write_struct(&png, &info);
         free(m);
-        return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
+        return adi_fail(AD_E_NOMEM, "PNG encoder: out of memory");
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
-        ad_status st = ad_fail(AD_E_INTERNAL, "PNG encoder: %s", m->err.msg);
+        ad_status st = adi_fail(AD_E_INTERNAL, "PNG encoder: %s", m->err.msg);
         free(m->buf);
         free(m);
         return st;
@@ -424,7 +424,7 @@ ad_status ad_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8_
     if (m->oom) {
         free(m->buf);
         free(m);
-        return ad_fail(AD_E_NOMEM, "PNG encoder: out of memory");
+        return adi_fail(AD_E_NOMEM, "PNG encoder: out of memory");
     }
     *out = m->buf;
     *len = m->len;
@@ -434,35 +434,35 @@ ad_status ad_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8_
 
 static ad_status write_png(const char *path, const uint8_t *px, int w, int h, int channels)
 {
-    if (!path || !px) return ad_fail(AD_E_ARG, "ad_io_write_png: NULL argument");
+    if (!path || !px) return adi_fail(AD_E_ARG, "adi_io_write_png: NULL argument");
     uint8_t *buf;
     size_t len;
-    ad_status st = ad_io_encode_png(px, w, h, channels, &buf, &len);
+    ad_status st = adi_io_encode_png(px, w, h, channels, &buf, &len);
     if (st != AD_OK) {
-        ad_error_prefix("%s", path);
+        adi_error_prefix("%s", path);
         return st;
     }
     FILE *f = fopen(path, "wb");
     if (!f) {
         free(buf);
-        return ad_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
+        return adi_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
     }
     int e = fwrite(buf, 1, len, f) == len ? 0 : EIO;
     free(buf);
     if (fclose(f) != 0 && !e) e = errno ? errno : EIO;
     if (e) {
         remove(path);
-        return ad_fail(AD_E_IO, "%s: write failed: %s", path, strerror(e));
+        return adi_fail(AD_E_IO, "%s: write failed: %s", path, strerror(e));
     }
     return AD_OK;
 }
 
-ad_status ad_io_write_png_rgb(const char *path, const uint8_t *rgb, int w, int h)
+ad_status adi_io_write_png_rgb(const char *path, const uint8_t *rgb, int w, int h)
 {
     return write_png(path, rgb, w, h, 3);
 }
 
-ad_status ad_io_write_png_gray(const char *path, const uint8_t *g, int w, int h)
+ad_status adi_io_write_png_gray(const char *path, const uint8_t *g, int w, int h)
 {
     return write_png(path, g, w, h, 1);
 }

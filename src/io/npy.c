@@ -22,7 +22,7 @@
  * headers over 10000 bytes by default since 1.24). */
 #define NPY_MAX_HEADER 65536
 
-static size_t dtype_size(ad_npy_dtype t)
+static size_t dtype_size(adi_npy_dtype t)
 {
     switch (t) {
     case AD_NPY_F4: return 4;
@@ -33,7 +33,7 @@ static size_t dtype_size(ad_npy_dtype t)
     return 0;
 }
 
-static const char *dtype_descr(ad_npy_dtype t)
+static const char *dtype_descr(adi_npy_dtype t)
 {
     switch (t) {
     case AD_NPY_F4: return "<f4";
@@ -109,20 +109,20 @@ static int read_size(cursor *c, size_t *out)
     return 1;
 }
 
-static ad_status parse_header(const char *path, const char *h, size_t n, ad_npy *a)
+static ad_status parse_header(const char *path, const char *h, size_t n, adi_npy *a)
 {
     cursor c = {h, h + n};
     int have_descr = 0, have_order = 0, have_shape = 0;
-    if (!eat(&c, '{')) return ad_fail(AD_E_FORMAT, "%s: npy header is not a dict", path);
+    if (!eat(&c, '{')) return adi_fail(AD_E_FORMAT, "%s: npy header is not a dict", path);
     for (;;) {
         if (eat(&c, '}')) break;
         char key[32];
         if (!read_str(&c, key, sizeof key) || !eat(&c, ':'))
-            return ad_fail(AD_E_FORMAT, "%s: npy header: bad dict entry", path);
+            return adi_fail(AD_E_FORMAT, "%s: npy header: bad dict entry", path);
         if (strcmp(key, "descr") == 0) {
             char d[32];
             if (!read_str(&c, d, sizeof d))
-                return ad_fail(AD_E_FORMAT, "%s: npy header: descr is not a simple dtype string",
+                return adi_fail(AD_E_FORMAT, "%s: npy header: descr is not a simple dtype string",
                                path);
             /* one-byte types have no byte order: NumPy writes '|', accept '<' and '=' too */
             if (strcmp(d, "<f4") == 0) a->dtype = AD_NPY_F4;
@@ -132,10 +132,10 @@ static ad_status parse_header(const char *path, const char *h, size_t n, ad_npy 
             else if (strcmp(d, "|b1") == 0 || strcmp(d, "<b1") == 0 || strcmp(d, "=b1") == 0)
                 a->dtype = AD_NPY_B1;
             else if (d[0] == '>')
-                return ad_fail(AD_E_FORMAT, "%s: big-endian npy dtype '%s' is not supported", path,
+                return adi_fail(AD_E_FORMAT, "%s: big-endian npy dtype '%s' is not supported", path,
                                d);
             else
-                return ad_fail(AD_E_FORMAT,
+                return adi_fail(AD_E_FORMAT,
                                "%s: npy dtype '%s' is not supported (need <f4, <f8, |u1, |b1)",
                                path, d);
             have_descr = 1;
@@ -143,36 +143,36 @@ static ad_status parse_header(const char *path, const char *h, size_t n, ad_npy 
             if (read_word(&c, "False")) {
                 have_order = 1;
             } else if (read_word(&c, "True")) {
-                return ad_fail(AD_E_FORMAT, "%s: Fortran-order npy arrays are not supported", path);
+                return adi_fail(AD_E_FORMAT, "%s: Fortran-order npy arrays are not supported", path);
             } else {
-                return ad_fail(AD_E_FORMAT, "%s: npy header: bad fortran_order value", path);
+                return adi_fail(AD_E_FORMAT, "%s: npy header: bad fortran_order value", path);
             }
         } else if (strcmp(key, "shape") == 0) {
-            if (!eat(&c, '(')) return ad_fail(AD_E_FORMAT, "%s: npy header: bad shape", path);
+            if (!eat(&c, '(')) return adi_fail(AD_E_FORMAT, "%s: npy header: bad shape", path);
             a->ndim = 0;
             for (;;) {
                 if (eat(&c, ')')) break;
                 size_t v;
                 if (!read_size(&c, &v))
-                    return ad_fail(AD_E_FORMAT, "%s: npy header: bad shape entry", path);
+                    return adi_fail(AD_E_FORMAT, "%s: npy header: bad shape entry", path);
                 if (a->ndim >= NPY_MAX_DIMS)
-                    return ad_fail(AD_E_FORMAT, "%s: npy array has more than %d dimensions", path,
+                    return adi_fail(AD_E_FORMAT, "%s: npy array has more than %d dimensions", path,
                                    NPY_MAX_DIMS);
                 a->shape[a->ndim++] = v;
                 if (eat(&c, ')')) break;
-                if (!eat(&c, ',')) return ad_fail(AD_E_FORMAT, "%s: npy header: bad shape", path);
+                if (!eat(&c, ',')) return adi_fail(AD_E_FORMAT, "%s: npy header: bad shape", path);
             }
             have_shape = 1;
         } else {
-            return ad_fail(AD_E_FORMAT, "%s: npy header: unexpected key '%s'", path, key);
+            return adi_fail(AD_E_FORMAT, "%s: npy header: unexpected key '%s'", path, key);
         }
         if (eat(&c, '}')) break;
-        if (!eat(&c, ',')) return ad_fail(AD_E_FORMAT, "%s: npy header: missing ','", path);
+        if (!eat(&c, ',')) return adi_fail(AD_E_FORMAT, "%s: npy header: missing ','", path);
     }
     skip_ws(&c);
-    if (c.p != c.end) return ad_fail(AD_E_FORMAT, "%s: npy header: garbage after the dict", path);
+    if (c.p != c.end) return adi_fail(AD_E_FORMAT, "%s: npy header: garbage after the dict", path);
     if (!have_descr || !have_order || !have_shape)
-        return ad_fail(AD_E_FORMAT, "%s: npy header lacks %s", path,
+        return adi_fail(AD_E_FORMAT, "%s: npy header lacks %s", path,
                        !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
     return AD_OK;
 }
@@ -184,20 +184,20 @@ static uint32_t rd_le(const unsigned char *p, int n)
     return v;
 }
 
-ad_status ad_npy_read(const char *path, ad_npy *out)
+ad_status adi_npy_read(const char *path, adi_npy *out)
 {
-    if (!path || !out) return ad_fail(AD_E_ARG, "ad_npy_read: NULL argument");
+    if (!path || !out) return adi_fail(AD_E_ARG, "adi_npy_read: NULL argument");
     FILE *f = fopen(path, "rb");
-    if (!f) return ad_fail(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return adi_fail(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
     ad_status st = AD_OK;
     char *hdr = NULL;
     void *data = NULL;
-    ad_npy a;
+    adi_npy a;
     memset(&a, 0, sizeof a);
 
     unsigned char pre[12];
     if (fread(pre, 1, 10, f) != 10 || memcmp(pre, NPY_MAGIC, 6) != 0) {
-        st = ad_fail(AD_E_FORMAT, "%s: not a .npy file (bad magic)", path);
+        st = adi_fail(AD_E_FORMAT, "%s: not a .npy file (bad magic)", path);
         goto done;
     }
     size_t hlen, pre_len;
@@ -206,32 +206,32 @@ ad_status ad_npy_read(const char *path, ad_npy *out)
         pre_len = 10;
     } else if (pre[6] == 2) {
         if (fread(pre + 10, 1, 2, f) != 2) {
-            st = ad_fail(AD_E_FORMAT, "%s: truncated .npy header", path);
+            st = adi_fail(AD_E_FORMAT, "%s: truncated .npy header", path);
             goto done;
         }
         hlen = rd_le(pre + 8, 4);
         pre_len = 12;
     } else {
-        st = ad_fail(AD_E_FORMAT, "%s: .npy format version %d.%d is not supported", path, pre[6],
+        st = adi_fail(AD_E_FORMAT, "%s: .npy format version %d.%d is not supported", path, pre[6],
                      pre[7]);
         goto done;
     }
     if (hlen == 0 || hlen > NPY_MAX_HEADER) {
-        st = ad_fail(AD_E_FORMAT, "%s: .npy header length %zu is out of range", path, hlen);
+        st = adi_fail(AD_E_FORMAT, "%s: .npy header length %zu is out of range", path, hlen);
         goto done;
     }
     hdr = malloc(hlen + 1);
     if (!hdr) {
-        st = ad_fail(AD_E_NOMEM, "%s: out of memory", path);
+        st = adi_fail(AD_E_NOMEM, "%s: out of memory", path);
         goto done;
     }
     if (fread(hdr, 1, hlen, f) != hlen) {
-        st = ad_fail(AD_E_FORMAT, "%s: truncated .npy header", path);
+        st = adi_fail(AD_E_FORMAT, "%s: truncated .npy header", path);
         goto done;
     }
     hdr[hlen] = 0;
     if (memchr(hdr, 0, hlen)) {
-        st = ad_fail(AD_E_FORMAT, "%s: .npy header contains a NUL byte", path);
+        st = adi_fail(AD_E_FORMAT, "%s: .npy header contains a NUL byte", path);
         goto done;
     }
     st = parse_header(path, hdr, hlen, &a);
@@ -239,13 +239,13 @@ ad_status ad_npy_read(const char *path, ad_npy *out)
 
     size_t count = 1, bytes;
     for (int i = 0; i < a.ndim; i++) {
-        if (ad_mul_overflow(count, a.shape[i], &count)) {
-            st = ad_fail(AD_E_FORMAT, "%s: .npy shape overflows", path);
+        if (adi_mul_overflow(count, a.shape[i], &count)) {
+            st = adi_fail(AD_E_FORMAT, "%s: .npy shape overflows", path);
             goto done;
         }
     }
-    if (ad_mul_overflow(count, dtype_size(a.dtype), &bytes)) {
-        st = ad_fail(AD_E_FORMAT, "%s: .npy shape overflows", path);
+    if (adi_mul_overflow(count, dtype_size(a.dtype), &bytes)) {
+        st = adi_fail(AD_E_FORMAT, "%s: .npy shape overflows", path);
         goto done;
     }
     /* Compare with the file size before allocating, so a corrupt shape cannot ask for an absurd
@@ -254,19 +254,19 @@ ad_status ad_npy_read(const char *path, ad_npy *out)
     if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)) {
         size_t avail = (size_t)sb.st_size > pre_len + hlen ? (size_t)sb.st_size - pre_len - hlen : 0;
         if (avail < bytes) {
-            st = ad_fail(AD_E_FORMAT, "%s: truncated .npy data (%zu of %zu bytes)", path, avail,
+            st = adi_fail(AD_E_FORMAT, "%s: truncated .npy data (%zu of %zu bytes)", path, avail,
                          bytes);
             goto done;
         }
     }
-    data = ad_alloc(bytes ? bytes : 1, 1);
+    data = adi_alloc(bytes ? bytes : 1, 1);
     if (!data) {
         st = AD_E_NOMEM;
-        ad_error_prefix("%s", path);
+        adi_error_prefix("%s", path);
         goto done;
     }
     if (bytes && fread(data, 1, bytes, f) != bytes) {
-        st = ad_fail(AD_E_FORMAT, "%s: truncated .npy data", path);
+        st = adi_fail(AD_E_FORMAT, "%s: truncated .npy data", path);
         goto done;
     }
     if (a.dtype == AD_NPY_B1) {
@@ -280,31 +280,31 @@ ad_status ad_npy_read(const char *path, ad_npy *out)
 
 done:
     free(hdr);
-    ad_free(data);
+    adi_free(data);
     fclose(f);
     return st;
 }
 
-void ad_npy_free(ad_npy *a)
+void adi_npy_free(adi_npy *a)
 {
     if (!a) return;
-    ad_free(a->data);
+    adi_free(a->data);
     a->data = NULL;
     a->count = 0;
     a->ndim = 0;
 }
 
-static int npy_valid(const ad_npy *a)
+static int npy_valid(const adi_npy *a)
 {
     return a && (a->data || a->count == 0) &&
            (a->dtype == AD_NPY_F4 || a->dtype == AD_NPY_F8 || a->dtype == AD_NPY_U1 ||
             a->dtype == AD_NPY_B1);
 }
 
-double *ad_npy_to_f64(const ad_npy *a)
+double *adi_npy_to_f64(const adi_npy *a)
 {
-    if (!npy_valid(a)) return ad_fail_null(AD_E_ARG, "ad_npy_to_f64: invalid array");
-    double *o = ad_alloc(a->count ? a->count : 1, sizeof *o);
+    if (!npy_valid(a)) return adi_fail_null(AD_E_ARG, "adi_npy_to_f64: invalid array");
+    double *o = adi_alloc(a->count ? a->count : 1, sizeof *o);
     if (!o) return NULL;
     for (size_t i = 0; i < a->count; i++) {
         switch (a->dtype) {
@@ -317,10 +317,10 @@ double *ad_npy_to_f64(const ad_npy *a)
     return o;
 }
 
-float *ad_npy_to_f32(const ad_npy *a)
+float *adi_npy_to_f32(const adi_npy *a)
 {
-    if (!npy_valid(a)) return ad_fail_null(AD_E_ARG, "ad_npy_to_f32: invalid array");
-    float *o = ad_alloc(a->count ? a->count : 1, sizeof *o);
+    if (!npy_valid(a)) return adi_fail_null(AD_E_ARG, "adi_npy_to_f32: invalid array");
+    float *o = adi_alloc(a->count ? a->count : 1, sizeof *o);
     if (!o) return NULL;
     for (size_t i = 0; i < a->count; i++) {
         switch (a->dtype) {
@@ -333,21 +333,21 @@ float *ad_npy_to_f32(const ad_npy *a)
     return o;
 }
 
-ad_status ad_npy_write(const char *path, ad_npy_dtype dtype, const void *data, int ndim,
+ad_status adi_npy_write(const char *path, adi_npy_dtype dtype, const void *data, int ndim,
                        const size_t *shape)
 {
-    if (!path) return ad_fail(AD_E_ARG, "ad_npy_write: NULL path");
+    if (!path) return adi_fail(AD_E_ARG, "adi_npy_write: NULL path");
     const char *descr = dtype_descr(dtype);
-    if (!descr) return ad_fail(AD_E_ARG, "%s: unknown npy dtype %d", path, (int)dtype);
+    if (!descr) return adi_fail(AD_E_ARG, "%s: unknown npy dtype %d", path, (int)dtype);
     if (ndim < 0 || ndim > NPY_MAX_DIMS || (ndim > 0 && !shape))
-        return ad_fail(AD_E_ARG, "%s: bad npy dimension count %d", path, ndim);
+        return adi_fail(AD_E_ARG, "%s: bad npy dimension count %d", path, ndim);
     size_t count = 1, bytes;
     for (int i = 0; i < ndim; i++)
-        if (ad_mul_overflow(count, shape[i], &count))
-            return ad_fail(AD_E_ARG, "%s: npy shape overflows", path);
-    if (ad_mul_overflow(count, dtype_size(dtype), &bytes))
-        return ad_fail(AD_E_ARG, "%s: npy shape overflows", path);
-    if (bytes && !data) return ad_fail(AD_E_ARG, "%s: NULL data", path);
+        if (adi_mul_overflow(count, shape[i], &count))
+            return adi_fail(AD_E_ARG, "%s: npy shape overflows", path);
+    if (adi_mul_overflow(count, dtype_size(dtype), &bytes))
+        return adi_fail(AD_E_ARG, "%s: npy shape overflows", path);
+    if (bytes && !data) return adi_fail(AD_E_ARG, "%s: NULL data", path);
 
     /* the dict exactly as numpy.save spells it, so that files compare byte for byte */
     char dict[512];
@@ -363,7 +363,7 @@ ad_status ad_npy_write(const char *path, ad_npy_dtype dtype, const void *data, i
                              (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
 
     FILE *f = fopen(path, "wb");
-    if (!f) return ad_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (!f) return adi_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
     int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)n, f) == (size_t)n;
     for (size_t i = (size_t)n; ok && i + 1 < hlen; i++) ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF;
@@ -372,7 +372,7 @@ ad_status ad_npy_write(const char *path, ad_npy_dtype dtype, const void *data, i
     if (!ok) {
         int e = errno;
         remove(path);
-        return ad_fail(AD_E_IO, "%s: write failed: %s", path, strerror(e));
+        return adi_fail(AD_E_IO, "%s: write failed: %s", path, strerror(e));
     }
     return AD_OK;
 }

@@ -51,10 +51,10 @@ static tf_entry *zip_find(tf_file *f, const char *name)
 /* Locates the central directory through the (zip64) end records. */
 static ad_status zip_find_cd(tf_file *f, uint64_t *cd_off, uint64_t *cd_size, uint64_t *count)
 {
-    if (f->file_size < 22) return ad_fail(AD_E_FORMAT, "zip archive too short");
+    if (f->file_size < 22) return adi_fail(AD_E_FORMAT, "zip archive too short");
     size_t tail = f->file_size < 22 + 65535 ? (size_t)f->file_size : 22 + 65535;
     uint8_t *buf = malloc(tail);
-    if (!buf) return ad_fail(AD_E_NOMEM, "out of memory (zip)");
+    if (!buf) return adi_fail(AD_E_NOMEM, "out of memory (zip)");
     uint64_t tail_off = f->file_size - tail;
     ad_status st = tf_pread(f, tail_off, buf, tail);
     if (st) {
@@ -69,7 +69,7 @@ static ad_status zip_find_cd(tf_file *f, uint64_t *cd_off, uint64_t *cd_size, ui
         }
     if (pos < 0) {
         free(buf);
-        return ad_fail(AD_E_FORMAT,
+        return adi_fail(AD_E_FORMAT,
                        "zip end-of-central-directory record not found (truncated file?)");
     }
     const uint8_t *e = buf + pos;
@@ -82,15 +82,15 @@ static ad_status zip_find_cd(tf_file *f, uint64_t *cd_off, uint64_t *cd_size, ui
         uint64_t z_off = rd64(e - 20 + 8);
         free(buf);
         if (z_off > eocd_off - 20 || eocd_off - 20 - z_off < 56)
-            return ad_fail(AD_E_FORMAT, "zip64 end record offset %llu out of range",
+            return adi_fail(AD_E_FORMAT, "zip64 end record offset %llu out of range",
                            (unsigned long long)z_off);
         if ((st = tf_pread(f, z_off, z, sizeof z))) return st;
-        if (rd32(z) != ZIP64_EOCD_SIG) return ad_fail(AD_E_FORMAT, "bad zip64 end record");
+        if (rd32(z) != ZIP64_EOCD_SIG) return adi_fail(AD_E_FORMAT, "bad zip64 end record");
         disk = (int)(rd32(z + 16) | rd32(z + 20));
         /* The 32-bit fields must be either the "see zip64" marker or the same values. */
         if ((n != 0xffff && n != rd64(z + 32)) || (size != 0xffffffffu && size != rd64(z + 40)) ||
             (off != 0xffffffffu && off != rd64(z + 48)))
-            return ad_fail(AD_E_FORMAT, "zip and zip64 end records disagree on the central directory");
+            return adi_fail(AD_E_FORMAT, "zip and zip64 end records disagree on the central directory");
         n = rd64(z + 32);
         size = rd64(z + 40);
         off = rd64(z + 48);
@@ -98,13 +98,13 @@ static ad_status zip_find_cd(tf_file *f, uint64_t *cd_off, uint64_t *cd_size, ui
     } else {
         free(buf);
         if (n == 0xffff || size == 0xffffffffu || off == 0xffffffffu)
-            return ad_fail(AD_E_FORMAT, "zip64 archive without its zip64 end record");
+            return adi_fail(AD_E_FORMAT, "zip64 archive without its zip64 end record");
     }
-    if (disk != 0) return ad_fail(AD_E_FORMAT, "multi-part zip archives are not supported");
+    if (disk != 0) return adi_fail(AD_E_FORMAT, "multi-part zip archives are not supported");
     if (off > limit || size > limit - off)
-        return ad_fail(AD_E_FORMAT, "zip central directory [%llu, +%llu) out of range",
+        return adi_fail(AD_E_FORMAT, "zip central directory [%llu, +%llu) out of range",
                        (unsigned long long)off, (unsigned long long)size);
-    if (n > size / 46) return ad_fail(AD_E_FORMAT, "zip central directory too small for %llu entries",
+    if (n > size / 46) return adi_fail(AD_E_FORMAT, "zip central directory too small for %llu entries",
                                       (unsigned long long)n);
     *cd_off = off;
     *cd_size = size;
@@ -118,11 +118,11 @@ static ad_status zip_read_cd(tf_file *f)
     ad_status st = zip_find_cd(f, &cd_off, &cd_size, &n);
     if (st) return st;
     uint8_t *cd = malloc(cd_size ? (size_t)cd_size : 1);
-    if (!cd) return ad_fail(AD_E_NOMEM, "out of memory (zip central directory)");
+    if (!cd) return adi_fail(AD_E_NOMEM, "out of memory (zip central directory)");
     f->e = calloc(n ? (size_t)n : 1, sizeof *f->e);
     if (!f->e) {
         free(cd);
-        return ad_fail(AD_E_NOMEM, "out of memory (zip central directory)");
+        return adi_fail(AD_E_NOMEM, "out of memory (zip central directory)");
     }
     if ((st = tf_pread(f, cd_off, cd, (size_t)cd_size))) {
         free(cd);
@@ -132,13 +132,13 @@ static ad_status zip_read_cd(tf_file *f)
     size_t p = 0;
     for (uint64_t i = 0; i < n; i++) {
         if (cd_size - p < 46 || rd32(cd + p) != ZIP_CDH_SIG) {
-            st = ad_fail(AD_E_FORMAT, "bad zip central directory entry %llu", (unsigned long long)i);
+            st = adi_fail(AD_E_FORMAT, "bad zip central directory entry %llu", (unsigned long long)i);
             break;
         }
         const uint8_t *h = cd + p;
         size_t nl = rd16(h + 28), xl = rd16(h + 30), cl = rd16(h + 32);
         if (cd_size - p - 46 < nl + xl + cl) {
-            st = ad_fail(AD_E_FORMAT, "zip central directory entry %llu overruns the directory",
+            st = adi_fail(AD_E_FORMAT, "zip central directory entry %llu overruns the directory",
                          (unsigned long long)i);
             break;
         }
@@ -160,7 +160,7 @@ static ad_status zip_read_cd(tf_file *f)
                 for (int k = 0; k < 3; k++)
                     if (*fld[k] == 0xffffffffu) {
                         if (ve - v < 8) {
-                            st = ad_fail(AD_E_FORMAT, "zip entry %llu: short zip64 extra field",
+                            st = adi_fail(AD_E_FORMAT, "zip entry %llu: short zip64 extra field",
                                          (unsigned long long)i);
                             break;
                         }
@@ -173,7 +173,7 @@ static ad_status zip_read_cd(tf_file *f)
         if (st) break;
         e->name = malloc(nl + 1);
         if (!e->name) {
-            st = ad_fail(AD_E_NOMEM, "out of memory (zip names)");
+            st = adi_fail(AD_E_NOMEM, "out of memory (zip names)");
             break;
         }
         memcpy(e->name, h + 46, nl);
@@ -186,7 +186,7 @@ static ad_status zip_read_cd(tf_file *f)
     if (f->n_e > 1) qsort(f->e, f->n_e, sizeof *f->e, cmp_entry);
     for (size_t i = 1; i < f->n_e; i++)
         if (strcmp(f->e[i - 1].name, f->e[i].name) == 0)
-            return ad_fail(AD_E_FORMAT, "zip entry '%s' appears twice", f->e[i].name);
+            return adi_fail(AD_E_FORMAT, "zip entry '%s' appears twice", f->e[i].name);
     return AD_OK;
 }
 
@@ -194,23 +194,23 @@ static ad_status zip_read_cd(tf_file *f)
 static ad_status zip_resolve(tf_file *f, tf_entry *e)
 {
     if (e->data_off) return AD_OK;
-    if (e->flags & 1) return ad_fail(AD_E_FORMAT, "zip entry '%s' is encrypted", e->name);
+    if (e->flags & 1) return adi_fail(AD_E_FORMAT, "zip entry '%s' is encrypted", e->name);
     if (e->method != 0 && e->method != 8)
-        return ad_fail(AD_E_FORMAT, "zip entry '%s' uses compression method %d (only stored and "
+        return adi_fail(AD_E_FORMAT, "zip entry '%s' uses compression method %d (only stored and "
                        "deflate are supported)", e->name, e->method);
     if (e->method == 0 && e->comp_size != e->size)
-        return ad_fail(AD_E_FORMAT, "zip entry '%s' is stored but its sizes differ", e->name);
+        return adi_fail(AD_E_FORMAT, "zip entry '%s' is stored but its sizes differ", e->name);
     uint8_t h[30];
     if (e->local_off > f->data_end || f->data_end - e->local_off < 30)
-        return ad_fail(AD_E_FORMAT, "zip entry '%s': local header offset %llu out of range", e->name,
+        return adi_fail(AD_E_FORMAT, "zip entry '%s': local header offset %llu out of range", e->name,
                        (unsigned long long)e->local_off);
     ad_status st = tf_pread(f, e->local_off, h, 30);
     if (st) return st;
     if (rd32(h) != ZIP_LFH_SIG)
-        return ad_fail(AD_E_FORMAT, "zip entry '%s': bad local header", e->name);
+        return adi_fail(AD_E_FORMAT, "zip entry '%s': bad local header", e->name);
     uint64_t d = e->local_off + 30 + rd16(h + 26) + rd16(h + 28);
     if (d > f->data_end || e->comp_size > f->data_end - d)
-        return ad_fail(AD_E_FORMAT, "zip entry '%s': data [%llu, +%llu) out of range", e->name,
+        return adi_fail(AD_E_FORMAT, "zip entry '%s': data [%llu, +%llu) out of range", e->name,
                        (unsigned long long)d, (unsigned long long)e->comp_size);
     e->data_off = d;
     return AD_OK;
@@ -222,21 +222,21 @@ static ad_status zip_slurp(tf_file *f, tf_entry *e, uint8_t **out)
     ad_status st = zip_resolve(f, e);
     if (st) return st;
     if (e->size > PKL_MAX)
-        return ad_fail(AD_E_FORMAT, "zip entry '%s' is implausibly large (%llu bytes)", e->name,
+        return adi_fail(AD_E_FORMAT, "zip entry '%s' is implausibly large (%llu bytes)", e->name,
                        (unsigned long long)e->size);
     uint8_t *buf = malloc((size_t)e->size + 1);
-    if (!buf) return ad_fail(AD_E_NOMEM, "out of memory (zip entry)");
+    if (!buf) return adi_fail(AD_E_NOMEM, "out of memory (zip entry)");
     if (e->method == 0) {
         st = tf_pread(f, e->data_off, buf, (size_t)e->size);
     } else {
         uint8_t *in = malloc(e->comp_size ? (size_t)e->comp_size : 1);
-        if (!in) st = ad_fail(AD_E_NOMEM, "out of memory (zip entry)");
+        if (!in) st = adi_fail(AD_E_NOMEM, "out of memory (zip entry)");
         else st = tf_pread(f, e->data_off, in, (size_t)e->comp_size);
         if (!st) {
             z_stream z;
             memset(&z, 0, sizeof z);
             if (inflateInit2(&z, -MAX_WBITS) != Z_OK) {
-                st = ad_fail(AD_E_NOMEM, "out of memory (inflate)");
+                st = adi_fail(AD_E_NOMEM, "out of memory (inflate)");
             } else {
                 z.next_in = in;
                 z.avail_in = (uInt)e->comp_size;
@@ -244,14 +244,14 @@ static ad_status zip_slurp(tf_file *f, tf_entry *e, uint8_t **out)
                 z.avail_out = (uInt)e->size;
                 int zr = inflate(&z, Z_FINISH);
                 if (zr != Z_STREAM_END || z.total_out != e->size)
-                    st = ad_fail(AD_E_FORMAT, "zip entry '%s': corrupt deflate data", e->name);
+                    st = adi_fail(AD_E_FORMAT, "zip entry '%s': corrupt deflate data", e->name);
                 inflateEnd(&z);
             }
         }
         free(in);
     }
     if (!st && (uint32_t)crc32_z(0, buf, (size_t)e->size) != e->crc)
-        st = ad_fail(AD_E_FORMAT, "zip entry '%s': CRC-32 mismatch (corrupt data)", e->name);
+        st = adi_fail(AD_E_FORMAT, "zip entry '%s': CRC-32 mismatch (corrupt data)", e->name);
     if (st) {
         free(buf);
         return st;
@@ -372,7 +372,7 @@ static ad_status pk_global_obj(pk_vm *vm, const char *mod, size_t ml, const char
 {
 #define IS(str, l, lit) ((l) == sizeof(lit) - 1 && memcmp((str), (lit), (l)) == 0)
     pk_obj *g = pk_new(vm, PK_GLOBAL);
-    if (!g) return ad_fail(AD_E_NOMEM, "out of memory (pickle)");
+    if (!g) return adi_fail(AD_E_NOMEM, "out of memory (pickle)");
     if (IS(mod, ml, "collections") && IS(name, nl, "OrderedDict")) g->i = G_ORDERED_DICT;
     else if (IS(mod, ml, "torch._utils") && IS(name, nl, "_rebuild_tensor_v2")) g->i = G_REBUILD_TENSOR_V2;
     else if (IS(mod, ml, "torch._utils") && IS(name, nl, "_rebuild_parameter")) g->i = G_REBUILD_PARAMETER;
@@ -385,7 +385,7 @@ static ad_status pk_global_obj(pk_vm *vm, const char *mod, size_t ml, const char
         memcpy(g->dname, name, nl);
         g->dname[nl] = 0;
     } else {
-        return ad_fail(AD_E_FORMAT, "pickle refers to unsupported global '%.*s.%.*s'",
+        return adi_fail(AD_E_FORMAT, "pickle refers to unsupported global '%.*s.%.*s'",
                        (int)(ml > 80 ? 80 : ml), mod, (int)(nl > 80 ? 80 : nl), name);
     }
 #undef IS
@@ -407,9 +407,9 @@ static ad_status pk_persid(pk_vm *vm, pk_obj *pid, pk_obj **out)
     if (pid->type != PK_TUPLE || pid->n != 5 || !str_is(pid->items[0], "storage") ||
         pid->items[1]->type != PK_GLOBAL || pid->items[1]->i != G_STORAGE ||
         pid->items[2]->type != PK_STR || !int_of(pid->items[4], &numel) || numel < 0)
-        return ad_fail(AD_E_FORMAT, "pickle persistent id is not a torch storage reference");
+        return adi_fail(AD_E_FORMAT, "pickle persistent id is not a torch storage reference");
     pk_obj *s = pk_new(vm, PK_STORAGE);
-    if (!s) return ad_fail(AD_E_NOMEM, "out of memory (pickle)");
+    if (!s) return adi_fail(AD_E_NOMEM, "out of memory (pickle)");
     s->s = pid->items[2]->s;
     s->slen = pid->items[2]->slen;
     s->dtype = pid->items[1]->dtype;
@@ -422,41 +422,41 @@ static ad_status pk_persid(pk_vm *vm, pk_obj *pid, pk_obj **out)
 static ad_status pk_reduce(pk_vm *vm, pk_obj *fn, pk_obj *args, pk_obj **out)
 {
     if (fn->type != PK_GLOBAL || args->type != PK_TUPLE)
-        return ad_fail(AD_E_FORMAT, "pickle REDUCE of something that is not a known callable");
+        return adi_fail(AD_E_FORMAT, "pickle REDUCE of something that is not a known callable");
     if (fn->i == G_ORDERED_DICT) {
-        if (args->n != 0) return ad_fail(AD_E_FORMAT, "pickle OrderedDict() with arguments");
+        if (args->n != 0) return adi_fail(AD_E_FORMAT, "pickle OrderedDict() with arguments");
         *out = pk_new(vm, PK_DICT);
-        return *out ? AD_OK : ad_fail(AD_E_NOMEM, "out of memory (pickle)");
+        return *out ? AD_OK : adi_fail(AD_E_NOMEM, "out of memory (pickle)");
     }
     if (fn->i == G_REBUILD_PARAMETER) {
         if (args->n < 1 || args->items[0]->type != PK_TENSOR)
-            return ad_fail(AD_E_FORMAT, "pickle _rebuild_parameter without a tensor");
+            return adi_fail(AD_E_FORMAT, "pickle _rebuild_parameter without a tensor");
         *out = args->items[0];
         return AD_OK;
     }
     if (fn->i != G_REBUILD_TENSOR_V2)
-        return ad_fail(AD_E_FORMAT, "pickle calls a storage class");
+        return adi_fail(AD_E_FORMAT, "pickle calls a storage class");
     /* (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata]) */
     int64_t off;
     pk_obj *sz = args->n >= 4 ? args->items[2] : NULL, *sd = args->n >= 4 ? args->items[3] : NULL;
     if (args->n < 4 || args->items[0]->type != PK_STORAGE || !int_of(args->items[1], &off) ||
         off < 0 || sz->type != PK_TUPLE || sd->type != PK_TUPLE || sz->n != sd->n)
-        return ad_fail(AD_E_FORMAT, "pickle _rebuild_tensor_v2 with unexpected arguments");
+        return adi_fail(AD_E_FORMAT, "pickle _rebuild_tensor_v2 with unexpected arguments");
     if (sz->n > TF_MAX_DIMS)
-        return ad_fail(AD_E_FORMAT, "pickle tensor with %zu dimensions (at most %d)", sz->n,
+        return adi_fail(AD_E_FORMAT, "pickle tensor with %zu dimensions (at most %d)", sz->n,
                        TF_MAX_DIMS);
     pk_obj *t = pk_new(vm, PK_TENSOR);
-    if (!t) return ad_fail(AD_E_NOMEM, "out of memory (pickle)");
+    if (!t) return adi_fail(AD_E_NOMEM, "out of memory (pickle)");
     t->storage = args->items[0];
     t->offset = (uint64_t)off;
     t->ndim = (int)sz->n;
     t->shape = malloc(2 * TF_MAX_DIMS * sizeof *t->shape);
-    if (!t->shape) return ad_fail(AD_E_NOMEM, "out of memory (pickle)");
+    if (!t->shape) return adi_fail(AD_E_NOMEM, "out of memory (pickle)");
     t->stride = t->shape + TF_MAX_DIMS;
     for (size_t k = 0; k < sz->n; k++) {
         if (!int_of(sz->items[k], &t->shape[k]) || !int_of(sd->items[k], &t->stride[k]) ||
             t->shape[k] < 0 || t->stride[k] < 0)
-            return ad_fail(AD_E_FORMAT, "pickle tensor with a bad size or stride");
+            return adi_fail(AD_E_FORMAT, "pickle tensor with a bad size or stride");
     }
     *out = t;
     return AD_OK;
@@ -471,13 +471,13 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
 #define NEED(k)                                                                                   \
     do {                                                                                          \
         if (len - vm->pos < (size_t)(k))                                                          \
-            return ad_fail(AD_E_FORMAT, "pickle truncated at byte %zu", vm->pos);                 \
+            return adi_fail(AD_E_FORMAT, "pickle truncated at byte %zu", vm->pos);                 \
     } while (0)
-#define NOMEM() ad_fail(AD_E_NOMEM, "out of memory (pickle)")
+#define NOMEM() adi_fail(AD_E_NOMEM, "out of memory (pickle)")
 #define POP(o)                                                                                    \
     do {                                                                                          \
         if (vm->sp == 0 || vm->stack[vm->sp - 1] == &vm->mark)                                    \
-            return ad_fail(AD_E_FORMAT, "pickle stack underflow at byte %zu", at);                \
+            return adi_fail(AD_E_FORMAT, "pickle stack underflow at byte %zu", at);                \
         (o) = vm->stack[--vm->sp];                                                                \
     } while (0)
     while (vm->pos < len) {
@@ -489,7 +489,7 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
         case 0x80: /* PROTO */
             NEED(1);
             if (p[vm->pos] > 5)
-                return ad_fail(AD_E_FORMAT, "pickle protocol %d is not supported", p[vm->pos]);
+                return adi_fail(AD_E_FORMAT, "pickle protocol %d is not supported", p[vm->pos]);
             vm->pos++;
             break;
         case 0x95: /* FRAME: a length hint only */
@@ -538,7 +538,7 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
             } else {
                 NEED(1);
                 size_t k = p[vm->pos++];
-                if (k > 8) return ad_fail(AD_E_FORMAT, "pickle integer of %zu bytes", k);
+                if (k > 8) return adi_fail(AD_E_FORMAT, "pickle integer of %zu bytes", k);
                 NEED(k);
                 uint64_t u = 0;
                 for (size_t j = 0; j < k; j++) u |= (uint64_t)p[vm->pos + j] << (8 * j);
@@ -576,7 +576,7 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
                 vm->pos += 4;
             }
             if (n > len - vm->pos)
-                return ad_fail(AD_E_FORMAT, "pickle string at byte %zu runs past the end", at);
+                return adi_fail(AD_E_FORMAT, "pickle string at byte %zu runs past the end", at);
             if (!(o = pk_new(vm, PK_STR))) return NOMEM();
             o->s = (const char *)p + vm->pos;
             o->slen = (size_t)n;
@@ -597,9 +597,9 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
                 n = vm->memo_set;
             }
             if (vm->sp == 0 || vm->stack[vm->sp - 1] == &vm->mark)
-                return ad_fail(AD_E_FORMAT, "pickle memo store of nothing at byte %zu", at);
+                return adi_fail(AD_E_FORMAT, "pickle memo store of nothing at byte %zu", at);
             /* a valid pickle never has more memo slots than bytes */
-            if (n >= len) return ad_fail(AD_E_FORMAT, "pickle memo index %llu absurd",
+            if (n >= len) return adi_fail(AD_E_FORMAT, "pickle memo index %llu absurd",
                                          (unsigned long long)n);
             if (n >= vm->n_memo) {
                 size_t cap = (size_t)n + 1 > vm->n_memo * 2 ? (size_t)n + 1 : vm->n_memo * 2;
@@ -624,17 +624,17 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
                 vm->pos += 4;
             }
             if (n >= vm->n_memo || !vm->memo[n])
-                return ad_fail(AD_E_FORMAT, "pickle memo %llu read before it is set",
+                return adi_fail(AD_E_FORMAT, "pickle memo %llu read before it is set",
                                (unsigned long long)n);
             if (!pk_push(vm, vm->memo[n])) return NOMEM();
             break;
         case 'c': { /* GLOBAL: "module\nname\n" */
             const char *m = (const char *)p + vm->pos;
             const char *e1 = memchr(m, '\n', len - vm->pos);
-            if (!e1) return ad_fail(AD_E_FORMAT, "pickle GLOBAL truncated");
+            if (!e1) return adi_fail(AD_E_FORMAT, "pickle GLOBAL truncated");
             const char *nm = e1 + 1;
             const char *e2 = memchr(nm, '\n', (size_t)((const char *)p + len - nm));
-            if (!e2) return ad_fail(AD_E_FORMAT, "pickle GLOBAL truncated");
+            if (!e2) return adi_fail(AD_E_FORMAT, "pickle GLOBAL truncated");
             vm->pos = (size_t)(e2 + 1 - (const char *)p);
             if ((st = pk_global_obj(vm, m, (size_t)(e1 - m), nm, (size_t)(e2 - nm), &o))) return st;
             if (!pk_push(vm, o)) return NOMEM();
@@ -644,7 +644,7 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
             POP(b);
             POP(a);
             if (a->type != PK_STR || b->type != PK_STR)
-                return ad_fail(AD_E_FORMAT, "pickle STACK_GLOBAL of non-strings");
+                return adi_fail(AD_E_FORMAT, "pickle STACK_GLOBAL of non-strings");
             if ((st = pk_global_obj(vm, a->s, a->slen, b->s, b->slen, &o))) return st;
             if (!pk_push(vm, o)) return NOMEM();
             break;
@@ -652,9 +652,9 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
         case 'l': /* LIST */
         case 'd': { /* DICT */
             long mk = pk_find_mark(vm);
-            if (mk < 0) return ad_fail(AD_E_FORMAT, "pickle %c without MARK at byte %zu", op, at);
+            if (mk < 0) return adi_fail(AD_E_FORMAT, "pickle %c without MARK at byte %zu", op, at);
             size_t k = vm->sp - (size_t)mk - 1;
-            if (op == 'd' && (k & 1)) return ad_fail(AD_E_FORMAT, "pickle DICT with odd items");
+            if (op == 'd' && (k & 1)) return adi_fail(AD_E_FORMAT, "pickle DICT with odd items");
             if (!(o = pk_new(vm, op == 't' ? PK_TUPLE : op == 'l' ? PK_LIST : PK_DICT))) return NOMEM();
             for (size_t j = 0; j < k; j++)
                 if (!pk_append(o, vm->stack[(size_t)mk + 1 + j])) return NOMEM();
@@ -666,11 +666,11 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
         case 0x86: /* TUPLE2 */
         case 0x87: { /* TUPLE3 */
             size_t k = (size_t)(op - 0x84);
-            if (vm->sp < k) return ad_fail(AD_E_FORMAT, "pickle stack underflow at byte %zu", at);
+            if (vm->sp < k) return adi_fail(AD_E_FORMAT, "pickle stack underflow at byte %zu", at);
             if (!(o = pk_new(vm, PK_TUPLE))) return NOMEM();
             for (size_t j = 0; j < k; j++) {
                 pk_obj *it = vm->stack[vm->sp - k + j];
-                if (it == &vm->mark) return ad_fail(AD_E_FORMAT, "pickle tuple of a MARK");
+                if (it == &vm->mark) return adi_fail(AD_E_FORMAT, "pickle tuple of a MARK");
                 if (!pk_append(o, it)) return NOMEM();
             }
             vm->sp -= k;
@@ -693,18 +693,18 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
             POP(a);
             if (vm->sp == 0 || vm->stack[vm->sp - 1]->type != PK_DICT ||
                 vm->stack[vm->sp - 1] == &vm->mark)
-                return ad_fail(AD_E_FORMAT, "pickle SETITEM on a non-dict at byte %zu", at);
+                return adi_fail(AD_E_FORMAT, "pickle SETITEM on a non-dict at byte %zu", at);
             if (!pk_append(vm->stack[vm->sp - 1], a) || !pk_append(vm->stack[vm->sp - 1], b))
                 return NOMEM();
             break;
         case 'u': /* SETITEMS */
         case 'e': { /* APPENDS */
             long mk = pk_find_mark(vm);
-            if (mk < 1) return ad_fail(AD_E_FORMAT, "pickle %c without MARK at byte %zu", op, at);
+            if (mk < 1) return adi_fail(AD_E_FORMAT, "pickle %c without MARK at byte %zu", op, at);
             pk_obj *c = vm->stack[mk - 1];
             size_t k = vm->sp - (size_t)mk - 1;
             if (c == &vm->mark || c->type != (op == 'u' ? PK_DICT : PK_LIST) || (op == 'u' && (k & 1)))
-                return ad_fail(AD_E_FORMAT, "pickle %s on the wrong object at byte %zu",
+                return adi_fail(AD_E_FORMAT, "pickle %s on the wrong object at byte %zu",
                                op == 'u' ? "SETITEMS" : "APPENDS", at);
             for (size_t j = 0; j < k; j++)
                 if (!pk_append(c, vm->stack[(size_t)mk + 1 + j])) return NOMEM();
@@ -715,25 +715,25 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
             POP(a);
             if (vm->sp == 0 || vm->stack[vm->sp - 1] == &vm->mark ||
                 vm->stack[vm->sp - 1]->type != PK_LIST)
-                return ad_fail(AD_E_FORMAT, "pickle APPEND on a non-list at byte %zu", at);
+                return adi_fail(AD_E_FORMAT, "pickle APPEND on a non-list at byte %zu", at);
             if (!pk_append(vm->stack[vm->sp - 1], a)) return NOMEM();
             break;
         case 'b': /* BUILD: state_dict()'s _metadata attribute on the OrderedDict, not needed */
             POP(a);
             if (vm->sp == 0 || vm->stack[vm->sp - 1] == &vm->mark ||
                 vm->stack[vm->sp - 1]->type != PK_DICT)
-                return ad_fail(AD_E_FORMAT, "pickle BUILD on something other than a dict at byte %zu",
+                return adi_fail(AD_E_FORMAT, "pickle BUILD on something other than a dict at byte %zu",
                                at);
             break;
         default:
-            return ad_fail(AD_E_FORMAT, "unsupported pickle opcode 0x%02x at byte %zu of data.pkl",
+            return adi_fail(AD_E_FORMAT, "unsupported pickle opcode 0x%02x at byte %zu of data.pkl",
                            op, at);
         }
     }
 #undef NEED
 #undef NOMEM
 #undef POP
-    return ad_fail(AD_E_FORMAT, "pickle ends without STOP");
+    return adi_fail(AD_E_FORMAT, "pickle ends without STOP");
 }
 
 /* =================================== the checkpoint ======================================= */
@@ -761,16 +761,16 @@ static ad_status add_tensor(tf_file *f, const char *prefix, const pk_obj *key, c
         else if (sz > 1) extent += (sz - 1) * sd;
         if (sz != 0 && expect <= UINT64_MAX / sz) expect *= sz;
     }
-    if (overflow) return ad_fail(AD_E_FORMAT, "tensor '%.*s': absurd size", (int)key->slen, key->s);
+    if (overflow) return adi_fail(AD_E_FORMAT, "tensor '%.*s': absurd size", (int)key->slen, key->s);
     d.numel = numel;
     if (empty) extent = 0;
     char ename[512];
     if (s->slen > 200 || memchr(s->s, '/', s->slen))
-        return ad_fail(AD_E_FORMAT, "tensor '%.*s': bad storage key", (int)key->slen, key->s);
+        return adi_fail(AD_E_FORMAT, "tensor '%.*s': bad storage key", (int)key->slen, key->s);
     snprintf(ename, sizeof ename, "%s/data/%.*s", prefix, (int)s->slen, s->s);
     tf_entry *e = zip_find(f, ename);
     if (!e)
-        return ad_fail(AD_E_FORMAT, "tensor '%.*s': storage entry '%s' missing from the archive",
+        return adi_fail(AD_E_FORMAT, "tensor '%.*s': storage entry '%s' missing from the archive",
                        (int)key->slen, key->s, ename);
     d.entry = (int)(e - f->e);
     size_t es = tf_dtype_size(s->dtype);
@@ -778,11 +778,11 @@ static ad_status add_tensor(tf_file *f, const char *prefix, const pk_obj *key, c
         ad_status st = zip_resolve(f, e);
         if (st) return st;
         if (s->numel > e->size / es || s->numel * es != e->size)
-            return ad_fail(AD_E_FORMAT, "storage '%s' holds %llu bytes, %llu %s elements declared",
+            return adi_fail(AD_E_FORMAT, "storage '%s' holds %llu bytes, %llu %s elements declared",
                            ename, (unsigned long long)e->size, (unsigned long long)s->numel,
                            s->dname);
         if (t->offset > s->numel || extent > s->numel - t->offset)
-            return ad_fail(AD_E_FORMAT, "tensor '%.*s' lies outside its storage (offset %llu, "
+            return adi_fail(AD_E_FORMAT, "tensor '%.*s' lies outside its storage (offset %llu, "
                            "extent %llu, storage %llu)", (int)key->slen, key->s,
                            (unsigned long long)t->offset, (unsigned long long)extent,
                            (unsigned long long)s->numel);
@@ -800,15 +800,15 @@ ad_status tf_open_pth(tf_file *f)
     for (size_t i = 0; i < f->n_e; i++) {
         const char *nm = f->e[i].name, *sl = strchr(nm, '/');
         if (sl && sl != nm && strcmp(sl + 1, "data.pkl") == 0) {
-            if (pkl) return ad_fail(AD_E_FORMAT, "archive holds several data.pkl");
+            if (pkl) return adi_fail(AD_E_FORMAT, "archive holds several data.pkl");
             pkl = &f->e[i];
         }
     }
     if (!pkl)
-        return ad_fail(AD_E_FORMAT, "zip archive without PREFIX/data.pkl: not a PyTorch checkpoint");
+        return adi_fail(AD_E_FORMAT, "zip archive without PREFIX/data.pkl: not a PyTorch checkpoint");
     size_t pl = (size_t)(strchr(pkl->name, '/') - pkl->name);
     char prefix[256];
-    if (pl >= sizeof prefix) return ad_fail(AD_E_FORMAT, "archive prefix too long");
+    if (pl >= sizeof prefix) return adi_fail(AD_E_FORMAT, "archive prefix too long");
     memcpy(prefix, pkl->name, pl);
     prefix[pl] = 0;
 
@@ -820,7 +820,7 @@ ad_status tf_open_pth(tf_file *f)
         if ((st = zip_slurp(f, be, &txt))) return st;
         int little = strncmp((const char *)txt, "little", 6) == 0;
         free(txt);
-        if (!little) return ad_fail(AD_E_FORMAT, "big-endian PyTorch checkpoints are not supported");
+        if (!little) return adi_fail(AD_E_FORMAT, "big-endian PyTorch checkpoints are not supported");
     }
 
     uint8_t *buf = NULL;
@@ -833,9 +833,9 @@ ad_status tf_open_pth(tf_file *f)
     pk_obj *root = NULL;
     st = pk_run(&vm, &root);
     if (st) {
-        ad_error_prefix("%s", pkl->name);
+        adi_error_prefix("%s", pkl->name);
     } else if (root->type != PK_DICT) {
-        st = ad_fail(AD_E_FORMAT, "%s does not hold a state dict", pkl->name);
+        st = adi_fail(AD_E_FORMAT, "%s does not hold a state dict", pkl->name);
     } else {
         for (size_t i = 0; i + 1 < root->n && !st; i += 2) {
             const pk_obj *k = root->items[i], *v = root->items[i + 1];

@@ -42,12 +42,12 @@ static ad_status parse_entry(tf_file *f, const cJSON *item, uint64_t data_start,
 {
     const char *name = item->string;
     if (!cJSON_IsObject(item))
-        return ad_fail(AD_E_FORMAT, "header entry '%s' is not an object", name);
+        return adi_fail(AD_E_FORMAT, "header entry '%s' is not an object", name);
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
     if (!cJSON_IsString(jd) || !cJSON_IsArray(js) || !cJSON_IsArray(jo))
-        return ad_fail(AD_E_FORMAT, "tensor '%s': header entry lacks dtype, shape or data_offsets",
+        return adi_fail(AD_E_FORMAT, "tensor '%s': header entry lacks dtype, shape or data_offsets",
                        name);
     tf_tensor t;
     memset(&t, 0, sizeof t);
@@ -57,20 +57,20 @@ static ad_status parse_entry(tf_file *f, const cJSON *item, uint64_t data_start,
     for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
         if (strcmp(jd->valuestring, st_dtypes[i].name) == 0) known = (int)i;
     if (known < 0)
-        return ad_fail(AD_E_FORMAT, "tensor '%s': unknown dtype '%.16s'", name, jd->valuestring);
+        return adi_fail(AD_E_FORMAT, "tensor '%s': unknown dtype '%.16s'", name, jd->valuestring);
     t.dtype = st_dtypes[known].dtype;
     snprintf(t.dtype_name, sizeof t.dtype_name, "%s", st_dtypes[known].name);
 
     int nd = cJSON_GetArraySize(js);
     if (nd > TF_MAX_DIMS)
-        return ad_fail(AD_E_FORMAT, "tensor '%s': %d dimensions (at most %d)", name, nd, TF_MAX_DIMS);
+        return adi_fail(AD_E_FORMAT, "tensor '%s': %d dimensions (at most %d)", name, nd, TF_MAX_DIMS);
     t.ndim = nd;
     uint64_t numel = 1;
     int overflow = 0;
     for (int i = 0; i < nd; i++) {
         uint64_t d;
         if (!json_uint(cJSON_GetArrayItem(js, i), &d))
-            return ad_fail(AD_E_FORMAT, "tensor '%s': shape[%d] is not a non-negative integer", name,
+            return adi_fail(AD_E_FORMAT, "tensor '%s': shape[%d] is not a non-negative integer", name,
                            i);
         t.shape[i] = (int64_t)d;
         if (d != 0 && numel > UINT64_MAX / d) overflow = 1;
@@ -79,9 +79,9 @@ static ad_status parse_entry(tf_file *f, const cJSON *item, uint64_t data_start,
     uint64_t begin, end;
     if (cJSON_GetArraySize(jo) != 2 || !json_uint(cJSON_GetArrayItem(jo, 0), &begin) ||
         !json_uint(cJSON_GetArrayItem(jo, 1), &end))
-        return ad_fail(AD_E_FORMAT, "tensor '%s': data_offsets is not [begin, end]", name);
+        return adi_fail(AD_E_FORMAT, "tensor '%s': data_offsets is not [begin, end]", name);
     if (begin > end || end > data_size)
-        return ad_fail(AD_E_FORMAT,
+        return adi_fail(AD_E_FORMAT,
                        "tensor '%s': data_offsets [%llu, %llu] outside the data area (%llu bytes)",
                        name, (unsigned long long)begin, (unsigned long long)end,
                        (unsigned long long)data_size);
@@ -89,7 +89,7 @@ static ad_status parse_entry(tf_file *f, const cJSON *item, uint64_t data_start,
     uint64_t bits = st_dtypes[known].size_bits, nb = end - begin;
     char sb[160];
     if (overflow || nb > UINT64_MAX / 8 || (nb * 8) % bits != 0 || numel != nb * 8 / bits)
-        return ad_fail(AD_E_FORMAT, "tensor '%s': %llu bytes for shape %s of %s", name,
+        return adi_fail(AD_E_FORMAT, "tensor '%s': %llu bytes for shape %s of %s", name,
                        (unsigned long long)(end - begin), tf_shape_str(t.shape, nd, sb, sizeof sb),
                        t.dtype_name);
     t.numel = numel;
@@ -101,20 +101,20 @@ ad_status tf_open_safetensors(tf_file *f)
 {
     uint8_t b8[8];
     if (f->file_size < 8)
-        return ad_fail(AD_E_FORMAT, "too short for safetensors (%llu bytes)",
+        return adi_fail(AD_E_FORMAT, "too short for safetensors (%llu bytes)",
                        (unsigned long long)f->file_size);
     ad_status st = tf_pread(f, 0, b8, 8);
     if (st) return st;
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | b8[i];
     if (n > f->file_size - 8)
-        return ad_fail(AD_E_FORMAT, "safetensors header length %llu exceeds the file size %llu",
+        return adi_fail(AD_E_FORMAT, "safetensors header length %llu exceeds the file size %llu",
                        (unsigned long long)n, (unsigned long long)f->file_size);
     if (n > ST_MAX_HEADER || n < 2)
-        return ad_fail(AD_E_FORMAT, "safetensors header length %llu is absurd",
+        return adi_fail(AD_E_FORMAT, "safetensors header length %llu is absurd",
                        (unsigned long long)n);
     char *hdr = malloc((size_t)n + 1);
-    if (!hdr) return ad_fail(AD_E_NOMEM, "out of memory for the safetensors header");
+    if (!hdr) return adi_fail(AD_E_NOMEM, "out of memory for the safetensors header");
     if ((st = tf_pread(f, 8, hdr, (size_t)n))) {
         free(hdr);
         return st;
@@ -126,7 +126,7 @@ ad_status tf_open_safetensors(tf_file *f)
         size_t at = end && end >= hdr && end <= hdr + n ? (size_t)(end - hdr) : 0;
         cJSON_Delete(root);
         free(hdr);
-        return ad_fail(AD_E_FORMAT, "safetensors header is not a valid JSON object (near byte %zu)",
+        return adi_fail(AD_E_FORMAT, "safetensors header is not a valid JSON object (near byte %zu)",
                        8 + at);
     }
     uint64_t data_start = 8 + n, data_size = f->file_size - data_start;

@@ -30,7 +30,7 @@ const char *tf_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap)
 ad_status tf_pread(const tf_file *f, uint64_t off, void *buf, size_t len)
 {
     if (off > f->file_size || len > f->file_size - off)
-        return ad_fail(AD_E_FORMAT, "unexpected end of file: %zu bytes at offset %llu, file has %llu",
+        return adi_fail(AD_E_FORMAT, "unexpected end of file: %zu bytes at offset %llu, file has %llu",
                        len, (unsigned long long)off, (unsigned long long)f->file_size);
     uint8_t *p = buf;
     while (len > 0) {
@@ -39,11 +39,11 @@ ad_status tf_pread(const tf_file *f, uint64_t off, void *buf, size_t len)
         ssize_t got = pread(f->fd, p, want, (off_t)off);
         if (got < 0) {
             if (errno == EINTR) continue;
-            return ad_fail(AD_E_IO, "read error at offset %llu: %s", (unsigned long long)off,
+            return adi_fail(AD_E_IO, "read error at offset %llu: %s", (unsigned long long)off,
                            strerror(errno));
         }
         if (got == 0)
-            return ad_fail(AD_E_FORMAT, "unexpected end of file at offset %llu (file shrank?)",
+            return adi_fail(AD_E_FORMAT, "unexpected end of file at offset %llu (file shrank?)",
                            (unsigned long long)off);
         p += got;
         off += (uint64_t)got;
@@ -57,17 +57,17 @@ ad_status tf_add(tf_file *f, const char *name, size_t name_len, tf_tensor *proto
     if (f->n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 256;
         tf_tensor *t = realloc(f->t, cap * sizeof *t);
-        if (!t) return ad_fail(AD_E_NOMEM, "out of memory for the tensor table");
+        if (!t) return adi_fail(AD_E_NOMEM, "out of memory for the tensor table");
         f->t = t;
         f->cap = cap;
     }
     char *s = malloc(name_len + 1);
-    if (!s) return ad_fail(AD_E_NOMEM, "out of memory for the tensor table");
+    if (!s) return adi_fail(AD_E_NOMEM, "out of memory for the tensor table");
     memcpy(s, name, name_len);
     s[name_len] = 0;
     if (strlen(s) != name_len) {
         free(s);
-        return ad_fail(AD_E_FORMAT, "tensor name with an embedded NUL byte");
+        return adi_fail(AD_E_FORMAT, "tensor name with an embedded NUL byte");
     }
     proto->name = s;
     f->t[f->n++] = *proto;
@@ -84,7 +84,7 @@ ad_status tf_index(tf_file *f)
     if (f->n > 1) qsort(f->t, f->n, sizeof *f->t, cmp_tensor);
     for (size_t i = 1; i < f->n; i++)
         if (strcmp(f->t[i - 1].name, f->t[i].name) == 0)
-            return ad_fail(AD_E_FORMAT, "tensor '%s' appears twice", f->t[i].name);
+            return adi_fail(AD_E_FORMAT, "tensor '%s' appears twice", f->t[i].name);
     return AD_OK;
 }
 
@@ -153,8 +153,8 @@ static int has_f16c(void)
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        /* AD_NO_AVX2 (through ad_cpu_has_avx2_fma) also pins this path to the portable one */
-        cached = ad_cpu_has_avx2_fma() && __builtin_cpu_supports("f16c");
+        /* AD_NO_AVX2 (through adi_cpu_has_avx2_fma) also pins this path to the portable one */
+        cached = adi_cpu_has_avx2_fma() && __builtin_cpu_supports("f16c");
     }
     return cached;
 }
@@ -228,7 +228,7 @@ static ad_status read_plain(const tf_file *f, uint64_t abs, size_t nbytes, sink 
         return AD_OK;
     }
     uint8_t *buf = malloc(TF_CHUNK);
-    if (!buf) return ad_fail(AD_E_NOMEM, "out of memory (read buffer)");
+    if (!buf) return adi_fail(AD_E_NOMEM, "out of memory (read buffer)");
     size_t done = 0;
     while (done < nbytes) {
         size_t k = nbytes - done < TF_CHUNK ? nbytes - done : TF_CHUNK;
@@ -256,7 +256,7 @@ static ad_status read_deflate(const tf_file *f, const tf_entry *e, uint64_t skip
     if (!in || !out || inflateInit2(&z, -MAX_WBITS) != Z_OK) {
         free(in);
         free(out);
-        return ad_fail(AD_E_NOMEM, "out of memory (inflate)");
+        return adi_fail(AD_E_NOMEM, "out of memory (inflate)");
     }
     ad_status st = AD_OK;
     uint64_t in_pos = 0, out_pos = 0, want_end = skip + nbytes;
@@ -265,7 +265,7 @@ static ad_status read_deflate(const tf_file *f, const tf_entry *e, uint64_t skip
     while (zr != Z_STREAM_END && (check_all || out_pos < want_end)) {
         if (z.avail_in == 0) {
             if (in_pos >= e->comp_size) {
-                st = ad_fail(AD_E_FORMAT, "entry '%s': compressed data ends early", e->name);
+                st = adi_fail(AD_E_FORMAT, "entry '%s': compressed data ends early", e->name);
                 break;
             }
             size_t k = e->comp_size - in_pos < TF_CHUNK ? (size_t)(e->comp_size - in_pos) : TF_CHUNK;
@@ -278,13 +278,13 @@ static ad_status read_deflate(const tf_file *f, const tf_entry *e, uint64_t skip
         z.avail_out = (uInt)TF_CHUNK;
         zr = inflate(&z, Z_NO_FLUSH);
         if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
-            st = ad_fail(AD_E_FORMAT, "entry '%s': corrupt deflate data (%s)", e->name,
+            st = adi_fail(AD_E_FORMAT, "entry '%s': corrupt deflate data (%s)", e->name,
                          z.msg ? z.msg : "zlib error");
             break;
         }
         size_t got = TF_CHUNK - z.avail_out;
         if (zr == Z_BUF_ERROR && got == 0 && z.avail_in != 0) {
-            st = ad_fail(AD_E_FORMAT, "entry '%s': inflate makes no progress", e->name);
+            st = adi_fail(AD_E_FORMAT, "entry '%s': inflate makes no progress", e->name);
             break;
         }
         if (check_all) crc = crc32_z(crc, out, got);
@@ -294,16 +294,16 @@ static ad_status read_deflate(const tf_file *f, const tf_entry *e, uint64_t skip
         if (a < b) sink_put(s, out + (a - out_pos), (size_t)(b - a));
         out_pos += got;
         if (out_pos > e->size) {
-            st = ad_fail(AD_E_FORMAT, "entry '%s' inflates past its declared size %llu", e->name,
+            st = adi_fail(AD_E_FORMAT, "entry '%s' inflates past its declared size %llu", e->name,
                          (unsigned long long)e->size);
             break;
         }
     }
     if (!st && out_pos < want_end)
-        st = ad_fail(AD_E_FORMAT, "entry '%s' inflates to %llu bytes, %llu needed", e->name,
+        st = adi_fail(AD_E_FORMAT, "entry '%s' inflates to %llu bytes, %llu needed", e->name,
                      (unsigned long long)out_pos, (unsigned long long)want_end);
     if (!st && check_all && (out_pos != e->size || (uint32_t)crc != e->crc))
-        st = ad_fail(AD_E_FORMAT, "entry '%s': size or CRC-32 mismatch after inflate", e->name);
+        st = adi_fail(AD_E_FORMAT, "entry '%s': size or CRC-32 mismatch after inflate", e->name);
     inflateEnd(&z);
     free(in);
     free(out);
@@ -314,19 +314,19 @@ ad_status tf_read(const tf_file *f, const tf_tensor *t, float *dst)
 {
     size_t es = tf_dtype_size(t->dtype);
     if (!es)
-        return ad_fail(AD_E_FORMAT, "tensor '%s' has dtype %s; only F32, F16 and BF16 are supported",
+        return adi_fail(AD_E_FORMAT, "tensor '%s' has dtype %s; only F32, F16 and BF16 are supported",
                        t->name, t->dtype_name);
     if (!t->contiguous)
-        return ad_fail(AD_E_FORMAT, "tensor '%s' is a non-contiguous view", t->name);
+        return adi_fail(AD_E_FORMAT, "tensor '%s' is a non-contiguous view", t->name);
     size_t nbytes;
-    if (t->numel > SIZE_MAX || ad_mul_overflow((size_t)t->numel, es, &nbytes))
-        return ad_fail(AD_E_FORMAT, "tensor '%s' is too large", t->name);
+    if (t->numel > SIZE_MAX || adi_mul_overflow((size_t)t->numel, es, &nbytes))
+        return adi_fail(AD_E_FORMAT, "tensor '%s' is too large", t->name);
     sink s = {t->dtype, dst, 0, 0};
     if (t->entry < 0) return read_plain(f, t->offset, nbytes, &s, NULL);
 
     const tf_entry *e = &f->e[t->entry];
     if (t->offset > e->size || nbytes > e->size - t->offset)
-        return ad_fail(AD_E_FORMAT, "tensor '%s' extends past the end of its storage '%s'", t->name,
+        return adi_fail(AD_E_FORMAT, "tensor '%s' extends past the end of its storage '%s'", t->name,
                        e->name);
     /* A tensor that is its whole storage (always so in state dicts) gets the CRC checked. */
     int whole = t->offset == 0 && nbytes == e->size;
@@ -335,6 +335,6 @@ ad_status tf_read(const tf_file *f, const tf_tensor *t, float *dst)
     ad_status st = read_plain(f, e->data_off + t->offset, nbytes, &s, whole ? &crc : NULL);
     if (st) return st;
     if (whole && (uint32_t)crc != e->crc)
-        return ad_fail(AD_E_FORMAT, "entry '%s': CRC-32 mismatch (corrupt data)", e->name);
+        return adi_fail(AD_E_FORMAT, "entry '%s': CRC-32 mismatch (corrupt data)", e->name);
     return AD_OK;
 }

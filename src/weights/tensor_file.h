@@ -1,7 +1,7 @@
 /* Internal to src/weights: a checkpoint file seen as a table of named tensors (where their bytes
  * are, their dtype and shape), filled by the .pth (PyTorch zip + pickle) or the .safetensors
  * reader, then read tensor by tensor into float32. Errors are recorded without the file name;
- * ad_weights_load prefixes it. */
+ * adi_weights_load prefixes it. */
 #ifndef AD_WEIGHTS_TENSOR_FILE_H
 #define AD_WEIGHTS_TENSOR_FILE_H
 

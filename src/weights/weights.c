@@ -1,4 +1,4 @@
-/* ad_weights_load: recognise the checkpoint format, map either key scheme (official hub or
+/* adi_weights_load: recognise the checkpoint format, map either key scheme (official hub or
  * Hugging Face Dinov2Model, REFERENCE.md B5) onto the hub layout, infer the configuration from
  * the shapes, then read every tensor as float32 into one arena and fingerprint the values. */
 #include "weights/weights.h"
@@ -99,16 +99,16 @@ static ad_status expect(plan *pl, const char *name, int nd, const int64_t *shape
 {
     char sa[160], sb[160];
     const tf_tensor *t = lookup(pl, name);
-    if (!t) return ad_fail(AD_E_FORMAT, "missing tensor '%s%s' (expected shape %s)", pl->prefix,
+    if (!t) return adi_fail(AD_E_FORMAT, "missing tensor '%s%s' (expected shape %s)", pl->prefix,
                            name, tf_shape_str(shape, nd, sa, sizeof sa));
     if (!shape_is(t, nd, shape))
-        return ad_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected %s", t->name,
+        return adi_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected %s", t->name,
                        tf_shape_str(t->shape, t->ndim, sa, sizeof sa),
                        tf_shape_str(shape, nd, sb, sizeof sb));
     if (!tf_dtype_size(t->dtype))
-        return ad_fail(AD_E_FORMAT, "tensor '%s' has dtype %s; only F32, F16 and BF16 are supported",
+        return adi_fail(AD_E_FORMAT, "tensor '%s' has dtype %s; only F32, F16 and BF16 are supported",
                        t->name, t->dtype_name);
-    if (!t->contiguous) return ad_fail(AD_E_FORMAT, "tensor '%s' is a non-contiguous view", t->name);
+    if (!t->contiguous) return adi_fail(AD_E_FORMAT, "tensor '%s' is a non-contiguous view", t->name);
     pl->dtypes |= 1u << t->dtype;
     *out = t;
     return AD_OK;
@@ -120,7 +120,7 @@ static ad_status add_slot(plan *pl, const float **field, size_t count, const tf_
     if (pl->n_slots == pl->cap_slots) {
         size_t cap = pl->cap_slots ? pl->cap_slots * 2 : 64;
         slot *s = realloc(pl->slots, cap * sizeof *s);
-        if (!s) return ad_fail(AD_E_NOMEM, "out of memory");
+        if (!s) return adi_fail(AD_E_NOMEM, "out of memory");
         pl->slots = s;
         pl->cap_slots = cap;
     }
@@ -133,7 +133,7 @@ static ad_status add_slot(plan *pl, const float **field, size_t count, const tf_
     for (int i = 0; i < n_src; i++) s->src[i] = src[i];
     size_t padded = (count + 15) & ~(size_t)15;  /* every tensor starts 64-byte aligned */
     if (padded < count || pl->total > SIZE_MAX / 4 - padded)
-        return ad_fail(AD_E_FORMAT, "weights too large for this machine");
+        return adi_fail(AD_E_FORMAT, "weights too large for this machine");
     pl->total += padded;
     pl->n_params += count;
     return AD_OK;
@@ -196,14 +196,14 @@ static ad_status find_root(plan *pl)
         }
         if (pl_len >= sizeof pl->prefix) continue;
         if (first)
-            return ad_fail(AD_E_FORMAT, "several models in one file ('%s' and '%s')", first, nm);
+            return adi_fail(AD_E_FORMAT, "several models in one file ('%s' and '%s')", first, nm);
         pl->scheme = sc;
         memcpy(pl->prefix, nm, pl_len);
         pl->prefix[pl_len] = 0;
         first = nm;
     }
     if (!first)
-        return ad_fail(AD_E_FORMAT, "no 'cls_token' or 'embeddings.cls_token' tensor: not a DINOv2 "
+        return adi_fail(AD_E_FORMAT, "no 'cls_token' or 'embeddings.cls_token' tensor: not a DINOv2 "
                        "checkpoint");
     return AD_OK;
 }
@@ -216,7 +216,7 @@ static ad_status count_blocks(plan *pl, int *depth)
     snprintf(full, sizeof full, "%s%s", pl->prefix, stem);
     size_t fl = strlen(full);
     unsigned char *seen = calloc(MAX_DEPTH, 1);
-    if (!seen) return ad_fail(AD_E_NOMEM, "out of memory");
+    if (!seen) return adi_fail(AD_E_NOMEM, "out of memory");
     int max = -1;
     for (size_t i = 0; i < pl->f->n; i++) {
         const char *nm = pl->f->t[i].name;
@@ -228,7 +228,7 @@ static ad_status count_blocks(plan *pl, int *depth)
         if (nd == 0 || *p != '.') continue;  /* not a block key */
         if ((nd > 1 && nm[fl] == '0') || v >= MAX_DEPTH) {
             free(seen);
-            return ad_fail(AD_E_FORMAT, "block index in '%s' is malformed or absurd", nm);
+            return adi_fail(AD_E_FORMAT, "block index in '%s' is malformed or absurd", nm);
         }
         seen[v] = 1;
         if (v > max) max = (int)v;
@@ -236,11 +236,11 @@ static ad_status count_blocks(plan *pl, int *depth)
     for (int i = 0; i <= max; i++)
         if (!seen[i]) {
             free(seen);
-            return ad_fail(AD_E_FORMAT, "blocks are not numbered 0..%d: no tensor of block %d ('%s%d.')",
+            return adi_fail(AD_E_FORMAT, "blocks are not numbered 0..%d: no tensor of block %d ('%s%d.')",
                            max, i, full, i);
         }
     free(seen);
-    if (max < 0) return ad_fail(AD_E_FORMAT, "no transformer blocks ('%s0.*')", full);
+    if (max < 0) return adi_fail(AD_E_FORMAT, "no transformer blocks ('%s0.*')", full);
     *depth = max + 1;
     return AD_OK;
 }
@@ -255,7 +255,7 @@ static int isqrt_exact(int64_t n, int64_t *r)
 }
 
 /* Infers the configuration and lists every tensor with its arena place, in hub order. */
-static ad_status make_plan(plan *pl, ad_weights *w)
+static ad_status make_plan(plan *pl, adi_weights *w)
 {
     ad_status st;
     char sa[160];
@@ -265,11 +265,11 @@ static ad_status make_plan(plan *pl, ad_weights *w)
     const tf_tensor *t = lookup(pl, hub ? "cls_token" : "embeddings.cls_token");
     if (t->ndim != 3 || t->shape[0] != 1 || t->shape[1] != 1 || t->shape[2] < 1 ||
         t->shape[2] > MAX_DIM)
-        return ad_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected [1, 1, dim]", t->name,
+        return adi_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected [1, 1, dim]", t->name,
                        tf_shape_str(t->shape, t->ndim, sa, sizeof sa));
     int D = (int)t->shape[2];
     if (D % AD_HEAD_DIM != 0)
-        return ad_fail(AD_E_FORMAT, "width %d (from '%s') is not a multiple of the %d-wide heads",
+        return adi_fail(AD_E_FORMAT, "width %d (from '%s') is not a multiple of the %d-wide heads",
                        D, t->name, AD_HEAD_DIM);
     int depth = 0;
     if ((st = count_blocks(pl, &depth))) return st;
@@ -279,21 +279,21 @@ static ad_status make_plan(plan *pl, ad_weights *w)
     const char *fc1 = hub ? "blocks.0.mlp.fc1.weight" : "encoder.layer.0.mlp.fc1.weight";
     int swiglu = lookup(pl, w12) != NULL;
     t = lookup(pl, swiglu ? w12 : fc1);
-    if (!t) return ad_fail(AD_E_FORMAT, "missing tensor '%s%s' (nor '%s%s')", pl->prefix, fc1,
+    if (!t) return adi_fail(AD_E_FORMAT, "missing tensor '%s%s' (nor '%s%s')", pl->prefix, fc1,
                            pl->prefix, w12);
     if (t->ndim != 2 || t->shape[1] != D || t->shape[0] < 1 || t->shape[0] > 64 * (int64_t)MAX_DIM ||
         (swiglu && t->shape[0] % 2))
-        return ad_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected [%s, %d]", t->name,
+        return adi_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected [%s, %d]", t->name,
                        tf_shape_str(t->shape, t->ndim, sa, sizeof sa), swiglu ? "2*hidden" : "hidden",
                        D);
     int H = (int)(swiglu ? t->shape[0] / 2 : t->shape[0]);
 
     const char *pe = hub ? "pos_embed" : "embeddings.position_embeddings";
     t = lookup(pl, pe);
-    if (!t) return ad_fail(AD_E_FORMAT, "missing tensor '%s%s'", pl->prefix, pe);
+    if (!t) return adi_fail(AD_E_FORMAT, "missing tensor '%s%s'", pl->prefix, pe);
     int64_t G;
     if (t->ndim != 3 || t->shape[0] != 1 || t->shape[2] != D || !isqrt_exact(t->shape[1] - 1, &G))
-        return ad_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected [1, 1 + G*G, %d]", t->name,
+        return adi_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected [1, 1 + G*G, %d]", t->name,
                        tf_shape_str(t->shape, t->ndim, sa, sizeof sa), D);
 
     int R = 0;
@@ -301,17 +301,17 @@ static ad_status make_plan(plan *pl, ad_weights *w)
     if (t) {
         if (t->ndim != 3 || t->shape[0] != 1 || t->shape[1] < 1 || t->shape[1] > MAX_SIDE ||
             t->shape[2] != D)
-            return ad_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected [1, registers, %d]",
+            return adi_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected [1, registers, %d]",
                            t->name, tf_shape_str(t->shape, t->ndim, sa, sizeof sa), D);
         R = (int)t->shape[1];
     }
 
     const char *pw = hub ? "patch_embed.proj.weight" : "embeddings.patch_embeddings.projection.weight";
     t = lookup(pl, pw);
-    if (!t) return ad_fail(AD_E_FORMAT, "missing tensor '%s%s'", pl->prefix, pw);
+    if (!t) return adi_fail(AD_E_FORMAT, "missing tensor '%s%s'", pl->prefix, pw);
     if (t->ndim != 4 || t->shape[0] != D || t->shape[1] != 3 || t->shape[2] < 1 ||
         t->shape[2] > 1024 || t->shape[3] != t->shape[2])
-        return ad_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected [%d, 3, patch, patch]",
+        return adi_fail(AD_E_FORMAT, "tensor '%s' has shape %s, expected [%d, 3, patch, patch]",
                        t->name, tf_shape_str(t->shape, t->ndim, sa, sizeof sa), D);
     int P = (int)t->shape[2];
 
@@ -324,7 +324,7 @@ static ad_status make_plan(plan *pl, ad_weights *w)
     w->patch = P;
     w->pos_grid = (int)G;
     w->blocks = calloc((size_t)depth, sizeof *w->blocks);
-    if (!w->blocks) return ad_fail(AD_E_NOMEM, "out of memory");
+    if (!w->blocks) return adi_fail(AD_E_NOMEM, "out of memory");
 
     /* Hub state-dict order; every shape checked exactly. */
     if ((st = want(pl, &w->cls_token, "cls_token", "embeddings.cls_token", 3, 1, 1, D, 0)) ||
@@ -338,7 +338,7 @@ static ad_status make_plan(plan *pl, ad_weights *w)
                    "embeddings.patch_embeddings.projection.bias", 1, D, 0, 0, 0)))
         return st;
     for (int i = 0; i < depth; i++) {
-        ad_block_weights *b = &w->blocks[i];
+        adi_block_weights *b = &w->blocks[i];
         int64_t hid = swiglu ? 2 * (int64_t)H : H;
         if ((st = want_block(pl, &b->norm1_w, i, "norm1.weight", "norm1.weight", 1, D, 0)) ||
             (st = want_block(pl, &b->norm1_b, i, "norm1.bias", "norm1.bias", 1, D, 0)) ||
@@ -375,10 +375,10 @@ static ad_status make_plan(plan *pl, ad_weights *w)
 }
 
 /* Reads every planned tensor into the arena and fingerprints config + values. */
-static ad_status fill(plan *pl, ad_weights *w)
+static ad_status fill(plan *pl, adi_weights *w)
 {
-    w->arena = ad_alloc(pl->total ? pl->total : 1, sizeof(float));
-    if (!w->arena) return ad_fail(AD_E_NOMEM, "out of memory for %zu MB of weights",
+    w->arena = adi_alloc(pl->total ? pl->total : 1, sizeof(float));
+    if (!w->arena) return adi_fail(AD_E_NOMEM, "out of memory for %zu MB of weights",
                                   pl->total * 4 >> 20);
 #ifdef MADV_HUGEPAGE
     /* Faulting in GBs of fresh 4 KiB pages is a large part of the load time; transparent huge
@@ -414,21 +414,21 @@ static ad_status fill(plan *pl, ad_weights *w)
     return AD_OK;
 }
 
-ad_status ad_weights_load(const char *path, ad_weights *w)
+ad_status adi_weights_load(const char *path, adi_weights *w)
 {
-    if (!path || !w) return ad_fail(AD_E_ARG, "ad_weights_load: NULL %s", path ? "output" : "path");
+    if (!path || !w) return adi_fail(AD_E_ARG, "adi_weights_load: NULL %s", path ? "output" : "path");
     tf_file f;
     memset(&f, 0, sizeof f);
     f.fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f.fd < 0) return ad_fail(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (f.fd < 0) return adi_fail(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(f.fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(f.fd);
-        return ad_fail(AD_E_IO, "%s: not a regular file", path);
+        return adi_fail(AD_E_IO, "%s: not a regular file", path);
     }
     f.file_size = (uint64_t)sb.st_size;
 
-    ad_weights wl;
+    adi_weights wl;
     memset(&wl, 0, sizeof wl);
     plan pl;
     memset(&pl, 0, sizeof pl);
@@ -436,7 +436,7 @@ ad_status ad_weights_load(const char *path, ad_weights *w)
     uint8_t magic[9] = {0};
     ad_status st = AD_OK;
     if (f.file_size == 0) {
-        st = ad_fail(AD_E_FORMAT, "empty file");
+        st = adi_fail(AD_E_FORMAT, "empty file");
     } else if ((st = tf_pread(&f, 0, magic, f.file_size < 9 ? (size_t)f.file_size : 9))) {
     } else if (magic[0] == 'P' && magic[1] == 'K' &&
                ((magic[2] == 3 && magic[3] == 4) || (magic[2] == 5 && magic[3] == 6))) {
@@ -446,28 +446,28 @@ ad_status ad_weights_load(const char *path, ad_weights *w)
         snprintf(wl.format, sizeof wl.format, "safetensors");
         st = tf_open_safetensors(&f);
     } else if (magic[0] == 0x80) {
-        st = ad_fail(AD_E_FORMAT, "legacy (pre-1.6, non-zip) PyTorch file; re-save it with a "
+        st = adi_fail(AD_E_FORMAT, "legacy (pre-1.6, non-zip) PyTorch file; re-save it with a "
                      "recent torch.save");
     } else {
-        st = ad_fail(AD_E_FORMAT, "not a PyTorch zip checkpoint nor a safetensors file");
+        st = adi_fail(AD_E_FORMAT, "not a PyTorch zip checkpoint nor a safetensors file");
     }
     if (!st) st = make_plan(&pl, &wl);
     if (!st) st = fill(&pl, &wl);
     free(pl.slots);
     tf_close(&f);
     if (st) {
-        ad_error_prefix("%s", path);
-        ad_weights_free(&wl);
+        adi_error_prefix("%s", path);
+        adi_weights_free(&wl);
         return st;
     }
     *w = wl;
     return AD_OK;
 }
 
-void ad_weights_free(ad_weights *w)
+void adi_weights_free(adi_weights *w)
 {
     if (!w) return;
-    ad_free(w->arena);
+    adi_free(w->arena);
     free(w->blocks);
     memset(w, 0, sizeof *w);
 }

@@ -1,5 +1,5 @@
 /* DINOv2 weights in memory: every tensor converted to float32, in one owned arena, in the
- * official (hub) layout whatever the file format. Filled by ad_weights_load from a hub .pth
+ * official (hub) layout whatever the file format. Filled by adi_weights_load from a hub .pth
  * (PyTorch zip) or a Hugging Face model.safetensors; the configuration is inferred from shapes. */
 #ifndef AD_WEIGHTS_H
 #define AD_WEIGHTS_H
@@ -16,7 +16,7 @@ typedef struct {
     const float *fc1_w, *fc1_b;       /* MLP: fc1 [H, D]; SwiGLU: w12 [2H, D] (x1 rows then x2) */
     const float *fc2_w, *fc2_b;       /* MLP: fc2 [D, H]; SwiGLU: w3 [D, H] */
     const float *ls2;                 /* [D] */
-} ad_block_weights;
+} adi_block_weights;
 
 typedef struct {
     int dim, depth, heads, ffn_hidden, n_registers, swiglu, patch, pos_grid;
@@ -25,7 +25,7 @@ typedef struct {
     const float *register_tokens;     /* [R, D] or NULL */
     const float *patch_w;             /* [D, 3*14*14] (conv weight D x 3 x 14 x 14) */
     const float *patch_b;             /* [D] */
-    ad_block_weights *blocks;         /* [depth] */
+    adi_block_weights *blocks;         /* [depth] */
     const float *norm_w, *norm_b;     /* final LayerNorm [D] */
 
     char format[16];                  /* "pth" | "safetensors" */
@@ -34,11 +34,11 @@ typedef struct {
     uint64_t fingerprint;             /* hash of config + all values, identical for both formats */
 
     float *arena;                     /* owns every tensor above */
-} ad_weights;
+} adi_weights;
 
 /* Recognises the format from the content. On failure nothing is allocated and ad_errmsg() says
  * what is wrong (file name first). */
-ad_status ad_weights_load(const char *path, ad_weights *w);
-void ad_weights_free(ad_weights *w);
+ad_status adi_weights_load(const char *path, adi_weights *w);
+void adi_weights_free(adi_weights *w);
 
 #endif

@@ -11,8 +11,8 @@
 
 static float *npy_f32(const char *path, int ndim, size_t d0, size_t d1)
 {
-    ad_npy a;
-    if (ad_npy_read(path, &a) != AD_OK) {
+    adi_npy a;
+    if (adi_npy_read(path, &a) != AD_OK) {
         CHECK(0, "%s: %s", path, ad_errmsg());
         return NULL;
     }
@@ -20,8 +20,8 @@ static float *npy_f32(const char *path, int ndim, size_t d0, size_t d1)
              (ndim == 1 || a.shape[1] == d1);
     CHECK(ok, "%s: dtype %d, ndim %d, shape %zu x %zu; expected float32 %zu x %zu", path,
           (int)a.dtype, a.ndim, a.shape[0], ndim > 1 ? a.shape[1] : 0, d0, d1);
-    float *f = ok ? ad_npy_to_f32(&a) : NULL;
-    ad_npy_free(&a);
+    float *f = ok ? adi_npy_to_f32(&a) : NULL;
+    adi_npy_free(&a);
     return f;
 }
 
@@ -76,7 +76,7 @@ int main(void)
                t_tmp("bb_cli_448.npy"));
     CHECK(rc == 0, "features (default resolution) exited %d", rc);
     float *r = npy_f32(t_tmp("bb_cli_448.npy"), 2, (size_t)(647 / 14) * 32, D);
-    ad_free(r);
+    adi_free(r);
 
     /* info */
     char js[1024], errf[1024];
@@ -85,7 +85,7 @@ int main(void)
     rc = t_run("'%s' info -m '%s' --json > '%s'", bin, t_data("dinov2/tiny_reg.pth"), js);
     CHECK(rc == 0, "info --json exited %d", rc);
     size_t len;
-    char *txt = ad_io_read_file(js, &len);
+    char *txt = adi_io_read_file(js, &len);
     cJSON *o = txt ? cJSON_Parse(txt) : NULL;
     CHECK(o != NULL, "info --json is not JSON: %s", txt ? txt : "(no output)");
     if (o) {
@@ -153,7 +153,7 @@ int main(void)
         }
         *d = 0;
         rc = t_run("ANOMALYDINO_QUIET=1 '%s' %s > /dev/null 2> '%s'", bin, args, errf);
-        char *err = ad_io_read_file(errf, &len);
+        char *err = adi_io_read_file(errf, &len);
         printf("anomalydino %-52s -> exit %d%s%.*s", cases[i].args, rc, err && *err ? ": " : "\n",
                (int)(err ? strcspn(err, "\n") + 1 : 0), err ? err : "");
         CHECK(rc == cases[i].want, "'%s' exited %d, expected %d", cases[i].args, rc, cases[i].want);
@@ -164,12 +164,12 @@ int main(void)
         free(err);
     }
 
-    ad_free(p);
-    ad_free(c);
-    ad_free(gp);
-    ad_free(gc);
-    ad_free(l0);
-    ad_free(l1);
-    ad_free(lc);
+    adi_free(p);
+    adi_free(c);
+    adi_free(gp);
+    adi_free(gc);
+    adi_free(l0);
+    adi_free(l1);
+    adi_free(lc);
     return t_done("cli_features_info");
 }

@@ -93,7 +93,7 @@ int main(void)
     int l1 = -1;
     CHECK_OK(ad_extract_layers(ctx, &small, &l1, 1, 0, &raw));
     if (raw.patch && last.patch) {
-        const ad_weights *wt = &mp->w;
+        const adi_weights *wt = &mp->w;
         for (int n = 0; n < 256; n++)
             bb_layernorm_row(bb_impl_auto(), raw.patch + (size_t)n * 128,
                              raw.patch + (size_t)n * 128, 128, wt->norm_w, wt->norm_b, 1e-6f);

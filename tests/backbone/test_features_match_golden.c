@@ -20,7 +20,7 @@ static int load_input(const char *png, ad_input *in, ad_image *out_img)
 {
     static const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
     ad_image img = {0};
-    ad_status st = ad_io_read_image(png, &img);
+    ad_status st = adi_io_read_image(png, &img);
     CHECK(st == AD_OK, "%s: %s", png, ad_errmsg());
     if (st) return -1;
     *out_img = img;
@@ -66,13 +66,13 @@ static cmp_result compare(const float *got, const float *ref, size_t rows, size_
 
 static float *read_npy_f32(const char *path, size_t rows, size_t dim)
 {
-    ad_npy a;
-    ad_status st = ad_npy_read(path, &a);
+    adi_npy a;
+    ad_status st = adi_npy_read(path, &a);
     CHECK(st == AD_OK, "%s: %s", path, ad_errmsg());
     if (st) return NULL;
     CHECK(a.count == rows * dim, "%s: %zu values, expected %zu x %zu", path, a.count, rows, dim);
-    float *f = a.count == rows * dim ? ad_npy_to_f32(&a) : NULL;
-    ad_npy_free(&a);
+    float *f = a.count == rows * dim ? adi_npy_to_f32(&a) : NULL;
+    adi_npy_free(&a);
     return f;
 }
 
@@ -173,15 +173,15 @@ static void run_case(ad_context *ctx, const char *label, const ad_input *in, con
             ad_context_free(c1);
         }
     }
-    ad_free(rp);
-    ad_free(rc);
+    adi_free(rp);
+    adi_free(rc);
     ad_features_free(&f);
 }
 
 int main(void)
 {
     size_t len;
-    char *js = ad_io_read_file(t_data("dinov2/manifest.json"), &len);
+    char *js = adi_io_read_file(t_data("dinov2/manifest.json"), &len);
     CHECK(js != NULL, "manifest: %s", ad_errmsg());
     if (!js) return t_done("features_match_golden");
     cJSON *root = cJSON_Parse(js);

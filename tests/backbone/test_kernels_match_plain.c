@@ -206,7 +206,7 @@ int main(void)
     printf("forward pass uses: %s\n", impl_name(bb_impl_auto()));
     test_exp_erf();
     bb_impl impls[2] = {BB_PORTABLE, BB_AVX2};
-    int n = ad_cpu_has_avx2_fma() ? 2 : 1;
+    int n = adi_cpu_has_avx2_fma() ? 2 : 1;
     if (n == 1) printf("no AVX2+FMA on this CPU (or AD_NO_AVX2 set): portable path only\n");
     for (int k = 0; k < n; k++) {
         test_gelu(impls[k]);

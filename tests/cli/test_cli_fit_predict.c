@@ -47,7 +47,7 @@ static void make_image(const char *path, int w, int h, unsigned seed, int defect
                 rgb[((size_t)y * w + x) * 3 + c] = (uint8_t)(t < 0 ? 0 : t > 255 ? 255 : t);
             }
         }
-    ad_status st = ad_io_write_png_rgb(path, rgb, w, h);
+    ad_status st = adi_io_write_png_rgb(path, rgb, w, h);
     CHECK(st == AD_OK, "writing %s: %s", path, ad_errmsg());
     free(rgb);
 }
@@ -55,7 +55,7 @@ static void make_image(const char *path, int w, int h, unsigned seed, int defect
 static char *slurp(const char *path)
 {
     size_t n;
-    char *s = ad_io_read_file(path, &n);
+    char *s = adi_io_read_file(path, &n);
     return s ? s : strdup("");
 }
 
@@ -79,8 +79,8 @@ static double fit_threshold(const char *out)
 
 static void check_npy_shape(const char *path, size_t d0, size_t d1)
 {
-    ad_npy a = {0};
-    ad_status st = ad_npy_read(path, &a);
+    adi_npy a = {0};
+    ad_status st = adi_npy_read(path, &a);
     CHECK(st == AD_OK, "%s: %s", path, ad_errmsg());
     if (st != AD_OK) return;
     CHECK(a.dtype == AD_NPY_F4 && a.ndim == 2 && a.shape[0] == d0 && a.shape[1] == d1,
@@ -93,7 +93,7 @@ static void check_npy_shape(const char *path, size_t d0, size_t d1)
         if (f[i] < 0) nonneg = 0;
     }
     CHECK(finite && nonneg, "%s: values must be finite and >= 0", path);
-    ad_npy_free(&a);
+    adi_npy_free(&a);
 }
 
 /* Rows of a predict CSV: checks the header, returns the data rows (image, score, verdict). */
@@ -168,12 +168,12 @@ static void test_usage(void)
     CHECK(t_run("%s predict -m %s -b %s --grids %s --maps %s %s > /dev/null 2> /dev/null", b, W,
                 p("bank.adbank"), p("same"), p("same"), p("test")) == 2,
           "predict --grids D --maps D: exit 2");
-    CHECK(!ad_io_exists(p("same")), "predict --grids D --maps D: nothing written");
+    CHECK(!adi_io_exists(p("same")), "predict --grids D --maps D: nothing written");
     CHECK(t_run("%s predict -m %s -b %s --grids %s --maps %s/./ %s > /dev/null 2> /dev/null", b,
                 W, p("bank.adbank"), p("same2"), p("same2"), p("test")) == 1,
           "predict --grids D --maps D/./: exit 1");
-    CHECK(!ad_io_exists(p("same2/part.npy")), "predict --grids D --maps D/./: no .npy written");
-    CHECK(!ad_io_exists(p("x.adbank")), "no bank written by failed fits");
+    CHECK(!adi_io_exists(p("same2/part.npy")), "predict --grids D --maps D/./: no .npy written");
+    CHECK(!adi_io_exists(p("x.adbank")), "no bank written by failed fits");
     printf("usage: --help 0, bad flags/values 2, missing weights 1\n");
 }
 
@@ -183,11 +183,11 @@ int main(void)
     W_REG = t_data("dinov2/tiny_reg.safetensors");
     snprintf(dir, sizeof dir, "%s", t_tmp("cli_fit_predict"));
     t_run("rm -rf '%s'", dir);
-    ad_io_mkdirs(p("good"));
-    ad_io_mkdirs(p("calib"));
-    ad_io_mkdirs(p("test/a"));
-    ad_io_mkdirs(p("test/b"));
-    ad_io_mkdirs(p("one"));
+    adi_io_mkdirs(p("good"));
+    adi_io_mkdirs(p("calib"));
+    adi_io_mkdirs(p("test/a"));
+    adi_io_mkdirs(p("test/b"));
+    adi_io_mkdirs(p("one"));
     const char *b = t_bin();
 
     /* references: 3 good; held-out good for calibration; test: good, defective, same stem twice */
@@ -258,7 +258,7 @@ int main(void)
         check_npy_shape(p(rel), (size_t)sh, (size_t)sw);
         snprintf(rel, sizeof rel, "overlays/%s.png", outs[i].stem);
         ad_image ov = {0};
-        ad_status st = ad_io_read_image(p(rel), &ov);
+        ad_status st = adi_io_read_image(p(rel), &ov);
         CHECK(st == AD_OK && ov.width == sw && ov.height == sh, "%s: %s, %dx%d want %dx%d", rel,
               ad_errmsg(), ov.width, ov.height, sw, sh);
         ad_image_free(&ov);
@@ -290,7 +290,7 @@ int main(void)
     fputs("this is not an image at all", f);
     fclose(f);
     size_t len;
-    char *png = ad_io_read_file(p("test/defect.png"), &len);
+    char *png = adi_io_read_file(p("test/defect.png"), &len);
     f = fopen(p("test_bad_truncated.png"), "wb");
     fwrite(png, 1, len / 2, f);
     fclose(f);
@@ -312,7 +312,7 @@ int main(void)
     free(err);
 
     /* corrupt banks: one flipped byte anywhere is refused */
-    char *bank = ad_io_read_file(p("bank.adbank"), &len);
+    char *bank = adi_io_read_file(p("bank.adbank"), &len);
     CHECK(bank && len > 64, "bank file readable (%zu bytes)", len);
     size_t where[3] = {10, len / 2, len - 1};
     for (int i = 0; bank && i < 3; i++) {

@@ -42,7 +42,7 @@ static void make_image(const char *path, int w, int h, unsigned seed, int defect
                 rgb[((size_t)y * w + x) * 3 + c] = (uint8_t)(t < 0 ? 0 : t > 255 ? 255 : t);
             }
         }
-    ad_status st = ad_io_write_png_rgb(path, rgb, w, h);
+    ad_status st = adi_io_write_png_rgb(path, rgb, w, h);
     CHECK(st == AD_OK, "writing %s: %s", path, ad_errmsg());
     free(rgb);
 }
@@ -50,7 +50,7 @@ static void make_image(const char *path, int w, int h, unsigned seed, int defect
 static char *slurp(const char *path)
 {
     size_t n;
-    char *s = ad_io_read_file(path, &n);
+    char *s = adi_io_read_file(path, &n);
     return s ? s : strdup("");
 }
 
@@ -89,7 +89,7 @@ static int library_scores(const char *const *paths, int n, int mask, double *sco
     int ok = ctx != NULL;
     for (int i = 0; i < n && ok; i++) {
         ad_image img = {0};
-        ok = ad_io_read_image(paths[i], &img) == AD_OK &&
+        ok = adi_io_read_image(paths[i], &img) == AD_OK &&
              ad_extract_image(ctx, &img, RES, &f[i]) == AD_OK;
         ad_image_free(&img);
         CHECK(ok, "%s: %s", paths[i], ad_errmsg());
@@ -139,7 +139,7 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "%s", t_tmp("cli_zeroshot"));
     t_run("rm -rf '%s'", dir);
-    ad_io_mkdirs(p("batch"));
+    adi_io_mkdirs(p("batch"));
     const char *b = t_bin(), *W = t_data("dinov2/tiny.safetensors");
 
     const char *stems[N_IMG] = {"img_0.png", "img_1.png", "img_2.png",
@@ -178,27 +178,27 @@ int main(void)
         else oh = RES, ow = (int)((double)RES * w / h);
         char rel[128];
         snprintf(rel, sizeof rel, "grids/img_%d.npy", i);
-        ad_npy a = {0};
-        ad_status st = ad_npy_read(p(rel), &a);
+        adi_npy a = {0};
+        ad_status st = adi_npy_read(p(rel), &a);
         CHECK(st == AD_OK && a.dtype == AD_NPY_F4 && a.ndim == 2 &&
                   a.shape[0] == (size_t)(oh / 14) && a.shape[1] == (size_t)(ow / 14),
               "%s: %s shape %zu x %zu want %d x %d", rel, ad_errmsg(), a.shape[0], a.shape[1],
               oh / 14, ow / 14);
         if (st == AD_OK) {
             /* the grid gives the CLI's score back */
-            double *g = ad_npy_to_f64(&a);
+            double *g = adi_npy_to_f64(&a);
             double s = g ? ad_score_top1p(g, a.count) : -1;
             CHECK(fabs(s - cli[i]) < 1e-6, "%s: top-1%% of the grid %.7f vs CSV %.6f", rel, s,
                   cli[i]);
-            ad_free(g);
+            adi_free(g);
         }
-        ad_npy_free(&a);
+        adi_npy_free(&a);
         snprintf(rel, sizeof rel, "maps/img_%d.npy", i);
-        st = ad_npy_read(p(rel), &a);
+        st = adi_npy_read(p(rel), &a);
         CHECK(st == AD_OK && a.dtype == AD_NPY_F4 && a.ndim == 2 && a.shape[0] == (size_t)h &&
                   a.shape[1] == (size_t)w,
               "%s: %s shape %zu x %zu want %d x %d", rel, ad_errmsg(), a.shape[0], a.shape[1], h, w);
-        ad_npy_free(&a);
+        adi_npy_free(&a);
     }
     printf("zeroshot: grids and maps of %d images with the right shapes\n", N_IMG);
 
@@ -250,7 +250,7 @@ int main(void)
     CHECK(t_run("%s zeroshot -m %s --resolution %d --grids %s --maps %s %s 2> /dev/null "
                 "> /dev/null", b, W, RES, p("same"), p("same"), p("batch")) == 2,
           "zeroshot --grids D --maps D: exit 2");
-    CHECK(!ad_io_exists(p("same")), "zeroshot --grids D --maps D: nothing written");
+    CHECK(!adi_io_exists(p("same")), "zeroshot --grids D --maps D: nothing written");
     printf("usage: --help 0, missing arguments 2, a single image 1\n");
 
     for (int i = 0; i < N_IMG; i++) free((void *)paths[i]);

@@ -24,7 +24,7 @@ static void touch(const char *fmt, ...)
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     *slash = 0;
-    ad_io_mkdirs(dir);
+    adi_io_mkdirs(dir);
     FILE *f = fopen(path, "wb");
     if (f) {
         fputs("x", f);
@@ -39,7 +39,7 @@ static void write_text(const char *rel, const char *text)
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     *strrchr(dir, '/') = 0;
-    ad_io_mkdirs(dir);
+    adi_io_mkdirs(dir);
     FILE *f = fopen(path, "wb");
     if (f) {
         fputs(text, f);
@@ -51,7 +51,7 @@ static void new_root(const char *name)
 {
     snprintf(root_buf, sizeof root_buf, "%s", t_tmp(name));
     t_run("rm -rf '%s'", root_buf);
-    ad_io_mkdirs(root_buf);
+    adi_io_mkdirs(root_buf);
 }
 
 static int has_line(const ds_lines *l, const char *a, const char *b)

@@ -35,7 +35,7 @@ static void mkparent(const char *path)
     char *s = strrchr(dir, '/');
     if (s) {
         *s = 0;
-        ad_io_mkdirs(dir);
+        adi_io_mkdirs(dir);
     }
 }
 
@@ -63,7 +63,7 @@ static void write_png(const char *path, const uint8_t *px, int channels)
     uint8_t *buf;
     size_t len;
     mkparent(path);
-    if (ad_io_encode_png(px, W, H, channels, &buf, &len) != AD_OK) {
+    if (adi_io_encode_png(px, W, H, channels, &buf, &len) != AD_OK) {
         CHECK(0, "PNG encoder: %s", ad_errmsg());
         return;
     }
@@ -234,7 +234,7 @@ static int run_eval(const char *tag, ...)
     dup2(saved, 2);
     close(saved);
     size_t len = 0;
-    char *t = ad_io_read_file(errfile, &len);
+    char *t = adi_io_read_file(errfile, &len);
     snprintf(errbuf, sizeof errbuf, "%s", t ? t : "");
     free(t);
     printf("--- %s: exit %d, %.1f s; stderr:\n", tag, rc, cli_now() - t0);
@@ -249,7 +249,7 @@ static int run_eval(const char *tag, ...)
 static cJSON *load_json(const char *path)
 {
     size_t len;
-    char *t = ad_io_read_file(path, &len);
+    char *t = adi_io_read_file(path, &len);
     if (!t) return NULL;
     cJSON *j = cJSON_ParseWithLength(t, len);
     free(t);
@@ -307,7 +307,7 @@ static long long mtime_ns(const char *path)
 static int file_contains(const char *path, const char *needle, int times)
 {
     size_t len;
-    char *t = ad_io_read_file(path, &len);
+    char *t = adi_io_read_file(path, &len);
     if (!t) return 0;
     int n = 0;
     for (const char *p = t; (p = strstr(p, needle)); p += strlen(needle)) n++;
@@ -344,7 +344,7 @@ static void test_mvtec(void)
                                         "runs/2shot/seed0/widget.json",
                                         "runs/2shot/seed1/widget.json"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
-        CHECK(ad_io_exists(P(out, "%s", files[i])), "%s written", files[i]);
+        CHECK(adi_io_exists(P(out, "%s", files[i])), "%s written", files[i]);
 
     /* references: sorted train/good names (byte order), block seed*k .. (seed+1)*k-1 */
     const char *r10[] = {"10.png"}, *r9[] = {"9.png"}, *r10_9[] = {"10.png", "9.png"},
@@ -461,7 +461,7 @@ static void write_small_png(const char *path, int w, int h)
     uint8_t *buf;
     size_t len;
     mkparent(path);
-    if (ad_io_encode_png(px, w, h, 1, &buf, &len) != AD_OK) return;
+    if (adi_io_encode_png(px, w, h, 1, &buf, &len) != AD_OK) return;
     FILE *f = fopen(path, "wb");
     if (f) {
         fwrite(buf, 1, len, f);
@@ -497,13 +497,13 @@ static void test_unusable_images(void)
                       "--seeds", "1", "--resolution", "13", "-o", out, NULL);
     CHECK(rc == 2, "--resolution 13 (no patch fits) must be a usage error, exit %d", rc);
     CHECK(strstr(errbuf, "--resolution 13") != NULL, "the bad value is named");
-    CHECK(!ad_io_exists(out), "nothing written for a usage error");
+    CHECK(!adi_io_exists(out), "nothing written for a usage error");
 
     rc = run_eval("empty shots entry", "--dataset", "folder", "--data", root, "--shots", "1,,2",
                   "--seeds", "1", "-o", out, NULL);
     CHECK(rc == 2, "--shots 1,,2 must be a usage error, exit %d", rc);
     CHECK(strstr(errbuf, "empty entry") != NULL, "the empty entry is named: %s", errbuf);
-    CHECK(!ad_io_exists(out), "nothing written for a usage error");
+    CHECK(!adi_io_exists(out), "nothing written for a usage error");
 
     rc = run_eval("images smaller than a patch", "--dataset", "folder", "--data", root,
                   "--shots", "1", "--seeds", "1", "--resolution", "0", "--threads", "2", "-o",
@@ -583,7 +583,7 @@ static void test_zeroshot(void)
                       NULL);
     CHECK(rc == 0, "zero-shot exit %d", rc);
     const char *run = P(out, "runs/0shot/seed0/widget.json");
-    CHECK(ad_io_exists(run), "zero-shot run record");
+    CHECK(adi_io_exists(run), "zero-shot run record");
     CHECK(n_images(run) == 6, "zero-shot scores every test image, got %d", n_images(run));
     cJSON *m = load_json(P(out, "metrics.json"));
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(

@@ -21,8 +21,8 @@ static void one_case(const ad_model *m, ad_context *ctx, int mask, int rotate)
     CHECK(bank != NULL, "ad_bank_new: %s", ad_errmsg());
     if (!bank) return;
     ad_image ref = {0}, test = {0};
-    CHECK_OK(ad_io_read_image(t_data("eval/data/screw/train/good/000.png"), &ref));
-    CHECK_OK(ad_io_read_image(t_data("eval/data/screw/test/scratch_head/000.png"), &test));
+    CHECK_OK(adi_io_read_image(t_data("eval/data/screw/train/good/000.png"), &ref));
+    CHECK_OK(adi_io_read_image(t_data("eval/data/screw/test/scratch_head/000.png"), &test));
     if (!ref.data || !test.data) goto out;
     CHECK_OK(ad_bank_add_image(bank, ctx, &ref, 0));
 
@@ -73,9 +73,9 @@ static void bank_case(const ad_model *m, ad_context *ctx, int rotate)
     bp.mask_test = 1;
     ad_bank *a = ad_bank_new(m, &bp), *b = ad_bank_new(m, &bp);
     ad_image ref[2] = {{0}}, test = {0};
-    CHECK_OK(ad_io_read_image(t_data("eval/data/screw/train/good/000.png"), &ref[0]));
-    CHECK_OK(ad_io_read_image(t_data("eval/data/screw/train/good/001.png"), &ref[1]));
-    CHECK_OK(ad_io_read_image(t_data("eval/data/screw/test/thread_top/000.png"), &test));
+    CHECK_OK(adi_io_read_image(t_data("eval/data/screw/train/good/000.png"), &ref[0]));
+    CHECK_OK(adi_io_read_image(t_data("eval/data/screw/train/good/001.png"), &ref[1]));
+    CHECK_OK(adi_io_read_image(t_data("eval/data/screw/test/thread_top/000.png"), &test));
     if (!a || !b || !ref[0].data || !ref[1].data || !test.data) goto out;
     for (int j = 0; j < 2; j++) {
         CHECK_OK(ad_bank_add_image(a, ctx, &ref[j], j));

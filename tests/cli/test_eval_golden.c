@@ -19,7 +19,7 @@
 static cJSON *load_json(const char *path)
 {
     size_t len;
-    char *t = ad_io_read_file(path, &len);
+    char *t = adi_io_read_file(path, &len);
     if (!t) {
         fprintf(stderr, "cannot read %s: %s\n", path, ad_errmsg());
         return NULL;
@@ -165,7 +165,7 @@ int main(void)
                                         "settings.json", "report.html"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(path, sizeof path, "%s/%s", out, files[i]);
-        CHECK(ad_io_exists(path), "%s written", files[i]);
+        CHECK(adi_io_exists(path), "%s written", files[i]);
     }
     cJSON_Delete(ours);
     cJSON_Delete(want);

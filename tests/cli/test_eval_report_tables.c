@@ -82,7 +82,7 @@ static void test_summaries(void)
     in.settings = settings;
     static char out_dir[1024];
     snprintf(out_dir, sizeof out_dir, "%s", t_tmp("report_tables"));
-    ad_io_mkdirs(out_dir);
+    adi_io_mkdirs(out_dir);
     in.out_dir = out_dir;
     char *notes[1] = {"screw: something <left> out"};
     in.notes = notes;
@@ -182,7 +182,7 @@ static void test_summaries(void)
     snprintf(path, sizeof path, "%s/metrics.csv", in.out_dir);
     CHECK_OK(rep_write_metrics_csv(path, &in));
     size_t len;
-    char *csv = ad_io_read_file(path, &len);
+    char *csv = adi_io_read_file(path, &len);
     CHECK(contains(csv, "shots,seed,category,image_auroc,image_ap,image_f1max,pixel_auroc,"
                         "pixel_f1max,pixel_aupro\n"),
           "metrics.csv header");
@@ -192,7 +192,7 @@ static void test_summaries(void)
     free(csv);
     snprintf(path, sizeof path, "%s/report.html", in.out_dir);
     CHECK_OK(rep_write_html(path, &in));
-    char *html = ad_io_read_file(path, &len);
+    char *html = adi_io_read_file(path, &len);
     CHECK(contains(html, "<!DOCTYPE html>") && contains(html, "</html>"), "complete document");
     CHECK(contains(html, "<polyline"), "ROC/PR curves drawn");
     /* perfectly separated scores: the ROC passes through (FPR 0, TPR 1) = plot corner (42, 12) */
@@ -234,10 +234,10 @@ static void test_base64_png(void)
     for (int ch = 1; ch <= 3; ch += 2) {
         uint8_t *buf = NULL;
         size_t n = 0;
-        CHECK_OK(ad_io_encode_png(ch == 3 ? rgb : grey, PW, PH, ch, &buf, &n));
+        CHECK_OK(adi_io_encode_png(ch == 3 ? rgb : grey, PW, PH, ch, &buf, &n));
         char path[1200];
         snprintf(path, sizeof path, "%s", t_tmp("report_tables"));
-        ad_io_mkdirs(path);
+        adi_io_mkdirs(path);
         snprintf(path + strlen(path), sizeof path - strlen(path), "/enc%d.png", ch);
         FILE *f = fopen(path, "wb");
         if (f && buf) {
@@ -246,7 +246,7 @@ static void test_base64_png(void)
         }
         free(buf);
         ad_image img = {0};
-        CHECK_OK(ad_io_read_image(path, &img));
+        CHECK_OK(adi_io_read_image(path, &img));
         int bad = 0;
         if (img.data && img.width == PW && img.height == PH)
             for (int i = 0; i < PW * PH; i++)
@@ -259,8 +259,8 @@ static void test_base64_png(void)
     }
     uint8_t *buf = NULL;
     size_t n = 0;
-    CHECK(ad_io_encode_png(rgb, 0, 5, 3, &buf, &n) == AD_E_ARG, "empty image refused");
-    CHECK(ad_io_encode_png(rgb, 5, 5, 2, &buf, &n) == AD_E_ARG, "2 channels refused");
+    CHECK(adi_io_encode_png(rgb, 0, 5, 3, &buf, &n) == AD_E_ARG, "empty image refused");
+    CHECK(adi_io_encode_png(rgb, 5, 5, 2, &buf, &n) == AD_E_ARG, "2 channels refused");
 
     /* the colour scale: black at 0, saturating above vmax, NaN as 0 */
     uint8_t a[3], b[3], c[3];

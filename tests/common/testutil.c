@@ -28,7 +28,7 @@ const char *t_tmp(const char *rel)
 {
     const char *d = getenv("AD_TMP");
     if (!d) d = "/tmp/anomalydino-tests";
-    ad_io_mkdirs(d);
+    adi_io_mkdirs(d);
     return rot_buf(d, rel);
 }
 

@@ -97,7 +97,7 @@ static void scan_paths_agree(void)
         }
     }
     printf("scan portable vs avx2 (avx2 %s): max |diff| %.3g\n",
-           ad_cpu_has_avx2_fma() ? "available" : "not available, portable twice", worst);
+           adi_cpu_has_avx2_fma() ? "available" : "not available, portable twice", worst);
 }
 
 int main(void)

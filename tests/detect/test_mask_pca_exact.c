@@ -121,11 +121,11 @@ int main(void)
     /* Real features (tiny DINOv2, 448 x 448 input): both solvers give the same scores and mask.
      * The random model's scores stay below 10, so the features are scaled (scores scale with
      * them) until the largest |score| is 25 and the mask has something to keep. */
-    ad_npy a = {0};
-    ad_status st = ad_npy_read(t_data("dinov2/tiny_448x448_patch.npy"), &a);
+    adi_npy a = {0};
+    ad_status st = adi_npy_read(t_data("dinov2/tiny_448x448_patch.npy"), &a);
     CHECK(st == AD_OK, "read features: %s", ad_errmsg());
     if (st == AD_OK && a.ndim == 2 && a.shape[0] == 1024) {
-        float *rf = ad_npy_to_f32(&a);
+        float *rf = adi_npy_to_f32(&a);
         int rd = (int)a.shape[1];
         double *p1 = malloc(sizeof(double) * 1024), *p2 = malloc(sizeof(double) * 1024);
         CHECK_OK(dt_pca_first(DT_EIG_AUTO, rf, 1024, rd, p1));
@@ -152,13 +152,13 @@ int main(void)
         uint8_t k3[1024];
         CHECK_OK(ad_mask_pca(&rfeat, k3));
         CHECK(memcmp(k1, k3, 1024) == 0, "ad_mask_pca differs from its parts");
-        ad_free(rf);
+        adi_free(rf);
         free(p1);
         free(p2);
     } else {
         CHECK(0, "unexpected feature file shape");
     }
-    ad_npy_free(&a);
+    adi_npy_free(&a);
 
     /* Bad input: an error, keep untouched. */
     memset(keep, 7, (size_t)n);

@@ -37,7 +37,7 @@ static feat_cache *cached(ad_context *ctx, const char *dir, const char *image, i
     memset(c, 0, sizeof *c);
     char rel[512];
     snprintf(rel, sizeof rel, "pipeline/%s/%s", dir, image);
-    ad_status st = ad_io_read_image(t_data(rel), &c->img);
+    ad_status st = adi_io_read_image(t_data(rel), &c->img);
     if (st == AD_OK) st = ad_extract_image(ctx, &c->img, res, &c->f);
     CHECK(st == AD_OK, "%s: %s", rel, ad_errmsg());
     if (st != AD_OK) {
@@ -85,8 +85,8 @@ static void run_case(ad_bank *bank, ad_context *ctx, const char *dir, const char
         size_t cells = (size_t)fc->f.grid_h * (size_t)fc->f.grid_w;
         r.grid_h = fc->f.grid_h;
         r.grid_w = fc->f.grid_w;
-        r.grid = ad_alloc(cells, sizeof(double));
-        r.keep = ad_alloc(cells, 1);
+        r.grid = adi_alloc(cells, sizeof(double));
+        r.keep = adi_alloc(cells, 1);
         st = mask ? ad_mask_pca(&fc->f, r.keep) : AD_OK;
         if (!mask) memset(r.keep, 1, cells);
         if (st == AD_OK) st = ad_bank_query(bank, ctx, &fc->f, mask ? r.keep : NULL, -1, r.grid);
@@ -98,9 +98,9 @@ static void run_case(ad_bank *bank, ad_context *ctx, const char *dir, const char
         return;
     }
     size_t n = (size_t)r.grid_h * (size_t)r.grid_w;
-    ad_npy g = {0};
+    adi_npy g = {0};
     snprintf(rel, sizeof rel, "pipeline/%s/%s", dir, gridf);
-    st = ad_npy_read(t_data(rel), &g);
+    st = adi_npy_read(t_data(rel), &g);
     CHECK(st == AD_OK, "%s: %s", rel, ad_errmsg());
     int kept = 0;
     for (size_t i = 0; i < n; i++) kept += r.keep[i] != 0;
@@ -109,7 +109,7 @@ static void run_case(ad_bank *bank, ad_context *ctx, const char *dir, const char
               "%s %s: grid %d x %d, golden %zu x %zu", setting, image, r.grid_h, r.grid_w,
               g.shape[0], g.ndim > 1 ? g.shape[1] : 0);
         if (g.count == n) {
-            double *gd = ad_npy_to_f64(&g);
+            double *gd = adi_npy_to_f64(&g);
             size_t where = 0;
             double md = t_maxdiff_f64(r.grid, gd, n, &where);
             double sd = fabs(r.score - want_score);
@@ -121,20 +121,20 @@ static void run_case(ad_bank *bank, ad_context *ctx, const char *dir, const char
             CHECK(sd <= tol, "%s %s: score diff %.3g > %.g", setting, image, sd, tol);
             if (md > worst_grid) worst_grid = md;
             if (sd > worst_score) worst_score = sd;
-            ad_free(gd);
+            adi_free(gd);
         }
     }
-    ad_npy_free(&g);
+    adi_npy_free(&g);
     CHECK(kept == want_kept, "%s %s: %d patches kept, golden %d", setting, image, kept, want_kept);
 
     if (mask) {
-        ad_npy mk = {0};
+        adi_npy mk = {0};
         char mrel[512];
         snprintf(mrel, sizeof mrel, "%s", gridf);
         char *suffix = strstr(mrel, "_grid.npy");
         if (suffix) strcpy(suffix, "_mask.npy");
         snprintf(rel, sizeof rel, "pipeline/%s/%s", dir, mrel);
-        st = ad_npy_read(t_data(rel), &mk);
+        st = adi_npy_read(t_data(rel), &mk);
         CHECK(st == AD_OK, "%s: %s", rel, ad_errmsg());
         if (st == AD_OK && mk.count == n) {
             const uint8_t *mv = mk.data;
@@ -151,18 +151,18 @@ static void run_case(ad_bank *bank, ad_context *ctx, const char *dir, const char
         } else if (st == AD_OK) {
             CHECK(0, "%s: %zu cells, expected %zu", rel, mk.count, n);
         }
-        ad_npy_free(&mk);
+        adi_npy_free(&mk);
     }
 
     if (mapf) {
-        ad_npy mp = {0};
+        adi_npy mp = {0};
         snprintf(rel, sizeof rel, "pipeline/%s/%s", dir, mapf);
-        st = ad_npy_read(t_data(rel), &mp);
+        st = adi_npy_read(t_data(rel), &mp);
         CHECK(st == AD_OK, "%s: %s", rel, ad_errmsg());
         size_t pix = (size_t)img->width * (size_t)img->height;
         if (st == AD_OK && mp.count == pix) {
             float *map = malloc(pix * sizeof *map);
-            float *gm = ad_npy_to_f32(&mp);
+            float *gm = adi_npy_to_f32(&mp);
             CHECK_OK(ad_anomaly_map(r.grid, r.grid_h, r.grid_w, img->width, img->height, map));
             size_t where = 0;
             double md = t_maxdiff_f32(map, gm, pix, &where);
@@ -171,11 +171,11 @@ static void run_case(ad_bank *bank, ad_context *ctx, const char *dir, const char
             CHECK(md <= 2e-3, "%s %s: map diff %.3g", setting, image, md);
             if (md > worst_map) worst_map = md;
             free(map);
-            ad_free(gm);
+            adi_free(gm);
         } else if (st == AD_OK) {
             CHECK(0, "%s: %zu pixels, expected %zu", rel, mp.count, pix);
         }
-        ad_npy_free(&mp);
+        adi_npy_free(&mp);
     }
     ad_result_free(&r);
 }
@@ -185,7 +185,7 @@ static void run_seed(ad_context *ctx, const ad_model *m, const char *dir)
     char rel[256];
     snprintf(rel, sizeof rel, "pipeline/%s/manifest.json", dir);
     size_t len = 0;
-    char *txt = ad_io_read_file(t_data(rel), &len);
+    char *txt = adi_io_read_file(t_data(rel), &len);
     CHECK(txt != NULL, "%s: %s", rel, ad_errmsg());
     if (!txt) return;
     cJSON *man = cJSON_Parse(txt);
@@ -222,7 +222,7 @@ static void run_seed(ad_context *ctx, const ad_model *m, const char *dir)
             {
                 snprintf(rel, sizeof rel, "pipeline/%s/%s", dir, cJSON_GetStringValue(ref));
                 ad_image img = {0};
-                ad_status st = ad_io_read_image(t_data(rel), &img);
+                ad_status st = adi_io_read_image(t_data(rel), &img);
                 CHECK(st == AD_OK, "%s: %s", rel, ad_errmsg());
                 if (st == AD_OK) CHECK_OK(ad_bank_add_image(banks[slot], ctx, &img, id++));
                 ad_image_free(&img);

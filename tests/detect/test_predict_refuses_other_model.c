@@ -19,7 +19,7 @@ int main(void)
     CHECK(ad_context_model(ctx_tiny) == tiny, "ad_context_model returns the context's model");
 
     ad_image img = {0};
-    CHECK_OK(ad_io_read_image(t_data("pipeline/seed0/ref_0.png"), &img));
+    CHECK_OK(adi_io_read_image(t_data("pipeline/seed0/ref_0.png"), &img));
     ad_bank_params bp = ad_bank_default_params();
     bp.resolution = 224;
     bp.rotate = 0;

@@ -151,7 +151,7 @@ static void with_model(void)
     ad_context *ctx = ad_context_new(m, ad_context_default_params());
     const char *refs[2] = {"pipeline/seed0/ref_0.png", "pipeline/seed2/ref_0.png"};
     ad_image img[2] = {{0}, {0}};
-    for (int i = 0; i < 2; i++) CHECK_OK(ad_io_read_image(t_data(refs[i]), &img[i]));
+    for (int i = 0; i < 2; i++) CHECK_OK(adi_io_read_image(t_data(refs[i]), &img[i]));
     ad_bank_params p = ad_bank_default_params();
     p.resolution = 224;
     p.rotate = 1;
@@ -187,7 +187,7 @@ static void with_model(void)
     ad_image t[3] = {{0}, {0}, {0}};
     double ts[3];
     for (int i = 0; i < 3; i++) {
-        CHECK_OK(ad_io_read_image(t_data(tests[i]), &t[i]));
+        CHECK_OK(adi_io_read_image(t_data(tests[i]), &t[i]));
         ad_result r = {0};
         CHECK_OK(ad_predict(b, ctx, &t[i], -1, &r));
         ts[i] = r.score;

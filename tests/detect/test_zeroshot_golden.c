@@ -15,7 +15,7 @@
 int main(void)
 {
     size_t len = 0;
-    char *text = ad_io_read_file(t_data("zeroshot/manifest.json"), &len);
+    char *text = adi_io_read_file(t_data("zeroshot/manifest.json"), &len);
     CHECK(text != NULL, "manifest: %s", ad_errmsg());
     if (!text) return t_done("test_zeroshot_golden");
     cJSON *root = cJSON_Parse(text);
@@ -56,7 +56,7 @@ int main(void)
         char rel[256];
         snprintf(rel, sizeof rel, "zeroshot/%s", names[i]);
         ad_image img = {0};
-        ad_status st = ad_io_read_image(t_data(rel), &img);
+        ad_status st = adi_io_read_image(t_data(rel), &img);
         CHECK(st == AD_OK, "%s: %s", rel, ad_errmsg());
         if (st != AD_OK) { ok = 0; break; }
         st = ad_extract_image(ctx, &img, res->valueint, &feats[i]);

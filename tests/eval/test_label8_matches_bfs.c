@@ -47,7 +47,7 @@ static void compare(const char *what, const uint8_t *m, int w, int h)
     size_t n = (size_t)w * h;
     uint32_t *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *bs = malloc(n * 4 + 4);
     uint32_t na = 0, *as = NULL;
-    CHECK_OK(ad_label8(m, w, h, a, &na, &as));
+    CHECK_OK(adi_label8(m, w, h, a, &na, &as));
     uint32_t nb = bfs(m, w, h, b, bs);
     size_t bad = 0, first = 0;
     for (size_t i = 0; i < n; i++)
@@ -60,7 +60,7 @@ static void compare(const char *what, const uint8_t *m, int w, int h)
     free(a);
     free(b);
     free(bs);
-    ad_free(as);
+    adi_free(as);
 }
 
 int main(void)

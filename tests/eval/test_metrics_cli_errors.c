@@ -36,7 +36,7 @@ static void expect(const char *what, int want_rc, const char *args, const char *
     snprintf(err, sizeof err, "%s", tmp("stderr.txt"));
     int rc = t_run("cd '%s' && ANOMALYDINO_QUIET=1 '%s' metrics %s > /dev/null 2> '%s'", dir,
                    t_bin(), args, err);
-    char *msg = ad_io_read_file(err, NULL);
+    char *msg = adi_io_read_file(err, NULL);
     int lines = 0;
     for (const char *p = msg; p && *p; p++) lines += *p == '\n';
     char *nl = msg ? strchr(msg, '\n') : NULL;
@@ -53,17 +53,17 @@ static void expect(const char *what, int want_rc, const char *args, const char *
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", t_tmp("metrics_cli_errors"));
-    ad_io_mkdirs(dir);
+    adi_io_mkdirs(dir);
 
     /* tiny inputs: two 3x2 maps, one 3x2 mask with an anomaly, one 2x2 mask */
     float m[6] = {0.1f, 0.9f, 0.2f, 0.3f, 0.8f, 0.4f};
     size_t shape[2] = {2, 3};
-    CHECK_OK(ad_npy_write(tmp("a.npy"), AD_NPY_F4, m, 2, shape));
+    CHECK_OK(adi_npy_write(tmp("a.npy"), AD_NPY_F4, m, 2, shape));
     m[4] = NAN;
-    CHECK_OK(ad_npy_write(tmp("nan.npy"), AD_NPY_F4, m, 2, shape));
+    CHECK_OK(adi_npy_write(tmp("nan.npy"), AD_NPY_F4, m, 2, shape));
     uint8_t k[6] = {0, 255, 0, 0, 255, 0};
-    CHECK_OK(ad_io_write_png_gray(tmp("a.png"), k, 3, 2));
-    CHECK_OK(ad_io_write_png_gray(tmp("small.png"), k, 2, 2));
+    CHECK_OK(adi_io_write_png_gray(tmp("a.png"), k, 3, 2));
+    CHECK_OK(adi_io_write_png_gray(tmp("small.png"), k, 2, 2));
 
     write_text("ok.csv", "image,label,score,map,mask\ng,0,0.1,a.npy,\nb,1,0.7,a.npy,a.png\n");
     expect("valid input", 0, "ok.csv", NULL);

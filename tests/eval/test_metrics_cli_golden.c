@@ -14,7 +14,7 @@ static const char *keys[] = {"image_auroc", "image_ap",    "image_f1max",
 
 static cJSON *load_json(const char *path)
 {
-    char *s = ad_io_read_file(path, NULL);
+    char *s = adi_io_read_file(path, NULL);
     cJSON *j = s ? cJSON_Parse(s) : NULL;
     free(s);
     return j;
@@ -61,7 +61,7 @@ static void run(const char *label, const char *csv, const char *expected_path, i
  * commas and doubled quotes, absolute paths. */
 static void quoted_variant(void)
 {
-    char *src = ad_io_read_file(t_data("metrics/pixel_small/image_scores.csv"), NULL);
+    char *src = adi_io_read_file(t_data("metrics/pixel_small/image_scores.csv"), NULL);
     CHECK(src != NULL, "cannot read pixel_small");
     if (!src) return;
     char path[1024];   /* t_tmp / t_data buffers rotate */

@@ -25,7 +25,7 @@ typedef struct {
 static int read_table(const char *path, table *t)
 {
     size_t len;
-    char *text = ad_io_read_file(path, &len);
+    char *text = adi_io_read_file(path, &len);
     if (!text) return 0;
     memset(t, 0, sizeof *t);
     char *save = NULL;
@@ -74,7 +74,7 @@ static void run_case(const char *cs)
     if (!t) return;
     CHECK(read_table(t_data(rel), t), "cannot read %s", t_data(rel));
     snprintf(rel, sizeof rel, "metrics/%s/expected.json", cs);
-    char *js = ad_io_read_file(t_data(rel), NULL);
+    char *js = adi_io_read_file(t_data(rel), NULL);
     cJSON *j = js ? cJSON_Parse(js) : NULL;
     CHECK(j != NULL, "cannot parse %s", t_data(rel));
     free(js);
@@ -95,21 +95,21 @@ static void run_case(const char *cs)
         CHECK(pe != NULL, "ad_pixel_eval_new: %s", ad_errmsg());
         for (int i = 0; pe && i < t->n; i++) {
             snprintf(rel, sizeof rel, "metrics/%s/%s", cs, t->map[i]);
-            ad_npy a;
-            ad_status st = ad_npy_read(t_data(rel), &a);
+            adi_npy a;
+            ad_status st = adi_npy_read(t_data(rel), &a);
             CHECK(st == AD_OK && a.dtype == AD_NPY_F4 && a.ndim == 2, "%s: %s", rel, ad_errmsg());
             if (st != AD_OK) continue;
             uint8_t *mask = NULL;
             int mw = 0, mh = 0;
             if (t->mask[i][0]) {
                 snprintf(rel, sizeof rel, "metrics/%s/%s", cs, t->mask[i]);
-                CHECK_OK(ad_io_read_mask(t_data(rel), &mask, &mw, &mh));
+                CHECK_OK(adi_io_read_mask(t_data(rel), &mask, &mw, &mh));
                 CHECK(mask == NULL || ((size_t)mw == a.shape[1] && (size_t)mh == a.shape[0]),
                       "%s: mask %dx%d, map %zux%zu", rel, mw, mh, a.shape[1], a.shape[0]);
             }
             CHECK_OK(ad_pixel_eval_add(pe, a.data, mask, (int)a.shape[1], (int)a.shape[0]));
-            ad_free(mask);
-            ad_npy_free(&a);
+            adi_free(mask);
+            adi_npy_free(&a);
         }
         ad_pixel_metrics pm;
         CHECK_OK(ad_pixel_eval_finish(pe, &pm));

@@ -35,7 +35,7 @@ static uint64_t draw(int dist)
     case 2: return 0xABCD000000000000ULL | (r >> 16);          /* one top bucket (64-bit) */
     default: {                                                  /* scores in [0.2, 0.3) */
         float f = 0.2f + (float)(r % 1000000) * 1e-7f;
-        return (uint64_t)ad_f32_key(f) << 32 | (r & 0xffff);
+        return (uint64_t)adi_f32_key(f) << 32 | (r & 0xffff);
     }
     }
 }
@@ -56,8 +56,8 @@ int main(void)
                                         : (uint32_t)(c[i] >> 32);
             }
             omp_set_num_threads(1 + (int)(k & 1));
-            ad_sort_u32(a, n);
-            ad_sort_u64(c, n);
+            adi_sort_u32(a, n);
+            adi_sort_u64(c, n);
             qsort(b, n, 4, c32);
             qsort(d, n, 8, c64);
             size_t w32 = n, w64 = n;
@@ -79,8 +79,8 @@ int main(void)
     /* float keys keep the float order, -0.0 folded onto +0.0 */
     const float f[] = {-INFINITY, -3.5f, -1e-30f, -0.0f, 0.0f, 1e-30f, 0.25f, 2.0f, INFINITY};
     for (int i = 0; i + 1 < 9; i++) {
-        if (f[i] == f[i + 1]) CHECK(ad_f32_key(f[i]) == ad_f32_key(f[i + 1]), "key(%g)", f[i]);
-        else CHECK(ad_f32_key(f[i]) < ad_f32_key(f[i + 1]), "key(%g) >= key(%g)", f[i], f[i + 1]);
+        if (f[i] == f[i + 1]) CHECK(adi_f32_key(f[i]) == adi_f32_key(f[i + 1]), "key(%g)", f[i]);
+        else CHECK(adi_f32_key(f[i]) < adi_f32_key(f[i + 1]), "key(%g) >= key(%g)", f[i], f[i + 1]);
     }
     return t_done("test_radix_sort_matches_qsort");
 }

@@ -13,12 +13,12 @@
 
 static int load_f64(const char *rel, double **out, size_t *h, size_t *w)
 {
-    ad_npy a;
-    if (ad_npy_read(t_data(rel), &a) != AD_OK) return 0;
-    *out = ad_npy_to_f64(&a);
+    adi_npy a;
+    if (adi_npy_read(t_data(rel), &a) != AD_OK) return 0;
+    *out = adi_npy_to_f64(&a);
     *h = a.shape[0];
     *w = a.ndim > 1 ? a.shape[1] : 1;
-    ad_npy_free(&a);
+    adi_npy_free(&a);
     return *out != NULL;
 }
 
@@ -103,16 +103,16 @@ int main(void)
                 double *grid = NULL;
                 size_t gh = 0, gw = 0;
                 CHECK(load_f64(gp, &grid, &gh, &gw), "%s: %s", gp, ad_errmsg());
-                ad_npy ref;
-                ad_status st = ad_npy_read(t_data(mp), &ref);
+                adi_npy ref;
+                ad_status st = adi_npy_read(t_data(mp), &ref);
                 CHECK(st == AD_OK, "%s: %s", mp, ad_errmsg());
                 ad_image img = {0, 0, NULL};
-                CHECK_OK(ad_io_read_image(t_data(ip), &img));
+                CHECK_OK(adi_io_read_image(t_data(ip), &img));
                 if (!grid || st || !img.data) continue;
                 CHECK(ref.ndim == 2 && ref.shape[0] == (size_t)img.height &&
                       ref.shape[1] == (size_t)img.width, "%s: map shape vs image %dx%d", mp,
                       img.width, img.height);
-                float *refm = ad_npy_to_f32(&ref);
+                float *refm = adi_npy_to_f32(&ref);
                 float *map = malloc(sizeof(float) * img.width * img.height);
                 CHECK_OK(ad_anomaly_map(grid, (int)gh, (int)gw, img.width, img.height, map));
                 size_t where;
@@ -122,9 +122,9 @@ int main(void)
                 CHECK(md <= 2e-3, "%s: max diff %g > 2e-3", mp, md);
                 if (md > worst) worst = md;
                 free(map);
-                ad_free(refm);
-                ad_npy_free(&ref);
-                ad_free(grid);
+                adi_free(refm);
+                adi_npy_free(&ref);
+                adi_free(grid);
                 ad_image_free(&img);
             }
     printf("golden maps: largest difference %.3g\n", worst);

@@ -17,17 +17,17 @@ int main(void)
                                              {0xfc, 0xff, 0xa4}};
     for (int k = 0; k <= 8; k++) {
         uint8_t c[3];
-        ad_colormap_inferno9(k / 8.0f, c);
+        adi_colormap_inferno9(k / 8.0f, c);
         CHECK(memcmp(c, documented[k], 3) == 0, "anchor %d: %02x%02x%02x", k, c[0], c[1], c[2]);
     }
     /* lightness never decreases along the scale */
     {
         uint8_t prev[3], c[3];
-        ad_colormap_inferno9(0, prev);
+        adi_colormap_inferno9(0, prev);
         double worst = 0;
         int at = 0;
         for (int i = 1; i <= 1000; i++) {
-            ad_colormap_inferno9(i / 1000.0f, c);
+            adi_colormap_inferno9(i / 1000.0f, c);
             double drop = luma(prev) - luma(c);
             if (drop > worst) { worst = drop; at = i; }
             memcpy(prev, c, 3);
@@ -38,13 +38,13 @@ int main(void)
     /* saturation and bottom */
     {
         uint8_t top[3], c[3], bot[3];
-        ad_colormap_inferno9(1, top);
-        ad_colormap_inferno9(0, bot);
-        ad_colormap_inferno9(7.5f, c);
+        adi_colormap_inferno9(1, top);
+        adi_colormap_inferno9(0, bot);
+        adi_colormap_inferno9(7.5f, c);
         CHECK(memcmp(c, top, 3) == 0, "t > 1 does not saturate");
-        ad_colormap_inferno9(-3, c);
+        adi_colormap_inferno9(-3, c);
         CHECK(memcmp(c, bot, 3) == 0, "t < 0 not at the bottom");
-        ad_colormap_inferno9(NAN, c);
+        adi_colormap_inferno9(NAN, c);
         CHECK(memcmp(c, bot, 3) == 0, "NaN not at the bottom");
     }
     /* blend: alpha 0 = image, alpha 1 = colours of map/vmax; absolute scale */
@@ -59,28 +59,28 @@ int main(void)
             img.data[3 * i + 2] = (uint8_t)(i * 7);
             map[i] = (float)i / (W * H) * 0.8f;
         }
-        ad_overlay_params p = ad_overlay_default_params();
+        adi_overlay_params p = adi_overlay_default_params();
         CHECK(p.vmax == 0.5f && p.alpha == 0.5f && !p.contour, "defaults changed");
         p.alpha = 0;
-        CHECK_OK(ad_overlay_heatmap(&img, map, &p, &o));
+        CHECK_OK(adi_overlay_heatmap(&img, map, &p, &o));
         CHECK(o.data && memcmp(o.data, img.data, W * H * 3) == 0, "alpha 0 changes the image");
         ad_image_free(&o);
         p.alpha = 1;
-        CHECK_OK(ad_overlay_heatmap(&img, map, &p, &o));
+        CHECK_OK(adi_overlay_heatmap(&img, map, &p, &o));
         int bad = 0;
         for (int i = 0; o.data && i < W * H; i++) {
             uint8_t c[3];
-            ad_colormap_inferno9(map[i] / 0.5f, c);
+            adi_colormap_inferno9(map[i] / 0.5f, c);
             bad += memcmp(o.data + 3 * i, c, 3) != 0;
         }
         CHECK(bad == 0, "alpha 1: %d pixels are not the scale colour", bad);
         ad_image_free(&o);
         p.alpha = 0.5f;
-        CHECK_OK(ad_overlay_heatmap(&img, map, &p, &o));
+        CHECK_OK(adi_overlay_heatmap(&img, map, &p, &o));
         int maxd = 0;
         for (int i = 0; o.data && i < W * H * 3; i++) {
             uint8_t c[3];
-            ad_colormap_inferno9(map[i / 3] / 0.5f, c);
+            adi_colormap_inferno9(map[i / 3] / 0.5f, c);
             int ref = (img.data[i] + c[i % 3] + 1) / 2;
             int d = abs(ref - o.data[i]);
             if (d > maxd) maxd = d;
@@ -94,7 +94,7 @@ int main(void)
                 map[y * W + x] = (x - 10) * (x - 10) + (y - 8) * (y - 8) <= 25 ? 0.9f : 0.1f;
         p.contour = 1;
         p.threshold = 0.5f;
-        CHECK_OK(ad_overlay_heatmap(&img, map, &p, &o));
+        CHECK_OK(adi_overlay_heatmap(&img, map, &p, &o));
         int on = 0, wrong = 0;
         for (int y = 0; o.data && y < H; y++)
             for (int x = 0; x < W; x++) {
@@ -111,14 +111,14 @@ int main(void)
         ad_image_free(&o);
         /* bad parameters: refused, output untouched */
         ad_image keep = {1, 1, NULL};
-        p = ad_overlay_default_params();
+        p = adi_overlay_default_params();
         p.vmax = 0;
-        CHECK(ad_overlay_heatmap(&img, map, &p, &keep) == AD_E_ARG && keep.width == 1, "vmax 0");
-        p = ad_overlay_default_params();
+        CHECK(adi_overlay_heatmap(&img, map, &p, &keep) == AD_E_ARG && keep.width == 1, "vmax 0");
+        p = adi_overlay_default_params();
         p.alpha = 1.5f;
-        CHECK(ad_overlay_heatmap(&img, map, &p, &keep) == AD_E_ARG, "alpha 1.5");
-        p = ad_overlay_default_params();
-        CHECK(ad_overlay_heatmap(&img, NULL, &p, &keep) == AD_E_ARG, "NULL map");
+        CHECK(adi_overlay_heatmap(&img, map, &p, &keep) == AD_E_ARG, "alpha 1.5");
+        p = adi_overlay_default_params();
+        CHECK(adi_overlay_heatmap(&img, NULL, &p, &keep) == AD_E_ARG, "NULL map");
         printf("bad parameter: %s\n", ad_errmsg());
         ad_image_free(&img);
     }

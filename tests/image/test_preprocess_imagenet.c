@@ -50,8 +50,8 @@ int main(void)
         const int res[] = {448, 224, 448};
         for (int k = 0; k < 3; k++) {
             ad_image a = {0, 0, NULL}, r = {0, 0, NULL};
-            CHECK_OK(ad_io_read_image(t_data(cases[k][0]), &a));
-            CHECK_OK(ad_io_read_image(t_data(cases[k][1]), &r));
+            CHECK_OK(adi_io_read_image(t_data(cases[k][0]), &a));
+            CHECK_OK(adi_io_read_image(t_data(cases[k][1]), &r));
             ad_input x1 = {0, 0, NULL}, x2 = {0, 0, NULL};
             CHECK_OK(ad_preprocess(&a, res[k], &x1));
             CHECK_OK(ad_preprocess(&r, 0, &x2));
@@ -121,7 +121,7 @@ int main(void)
               "message: %s", ad_errmsg());
         printf("1 x 65535 at resolution 65535: %s\n", ad_errmsg());
         int ow = 0, oh = 0;
-        ad_short_edge_size(1, 65535, 65535, &ow, &oh);
+        adi_short_edge_size(1, 65535, 65535, &ow, &oh);
         CHECK(ow == 65535 && oh == 2147483647, "short-edge size %d x %d", ow, oh);
         ad_image_free(&strip);
     }

@@ -37,13 +37,13 @@ int main(void)
         char p[256];
         snprintf(p, sizeof p, "pipeline/%s/test_0.png", seeds[s]);
         ad_image src = {0, 0, NULL};
-        ad_status st = ad_io_read_image(t_data(p), &src);
+        ad_status st = adi_io_read_image(t_data(p), &src);
         CHECK(st == AD_OK, "%s: %s", p, ad_errmsg());
         if (st) continue;
         for (int k = 0; k < 2; k++) {
             snprintf(p, sizeof p, "pipeline/%s/resized_%d_test_0.png", seeds[s], sizes[k]);
             ad_image ref = {0, 0, NULL}, out = {0, 0, NULL};
-            st = ad_io_read_image(t_data(p), &ref);
+            st = adi_io_read_image(t_data(p), &ref);
             CHECK(st == AD_OK, "%s: %s", p, ad_errmsg());
             CHECK_OK(ad_resize_short_edge(&src, sizes[k], &out));
             if (ref.data && out.data) compare(p, &out, &ref);
@@ -56,13 +56,13 @@ int main(void)
     /* output-size rule */
     {
         int w, h;
-        ad_short_edge_size(750, 500, 448, &w, &h);
+        adi_short_edge_size(750, 500, 448, &w, &h);
         CHECK(w == 672 && h == 448, "750x500 -> %dx%d", w, h);
-        ad_short_edge_size(500, 750, 448, &w, &h);
+        adi_short_edge_size(500, 750, 448, &w, &h);
         CHECK(w == 448 && h == 672, "500x750 -> %dx%d", w, h);
-        ad_short_edge_size(1000, 3, 7, &w, &h); /* 7*1000/3 = 2333.33 -> 2333 */
+        adi_short_edge_size(1000, 3, 7, &w, &h); /* 7*1000/3 = 2333.33 -> 2333 */
         CHECK(w == 2333 && h == 7, "1000x3 -> %dx%d", w, h);
-        ad_short_edge_size(1001, 1000, 448, &w, &h); /* 448.448 -> 448 */
+        adi_short_edge_size(1001, 1000, 448, &w, &h); /* 448.448 -> 448 */
         CHECK(w == 448 && h == 448, "1001x1000 -> %dx%d", w, h);
         printf("size rule: 750x500->672x448, 1000x3 (S=7)->2333x7, 1001x1000->448x448\n");
     }

@@ -17,13 +17,13 @@ int main(void)
         char p[256];
         snprintf(p, sizeof p, "pipeline/%s/ref_0.png", seeds[s]);
         ad_image src = {0, 0, NULL};
-        ad_status st = ad_io_read_image(t_data(p), &src);
+        ad_status st = adi_io_read_image(t_data(p), &src);
         CHECK(st == AD_OK, "%s: %s", p, ad_errmsg());
         if (st) continue;
         for (int angle = 0; angle < 360; angle += 45) {
             snprintf(p, sizeof p, "pipeline/%s/rotated_ref0_%d.png", seeds[s], angle);
             ad_image ref = {0, 0, NULL}, out = {0, 0, NULL};
-            st = ad_io_read_image(t_data(p), &ref);
+            st = adi_io_read_image(t_data(p), &ref);
             CHECK(st == AD_OK, "%s: %s", p, ad_errmsg());
             CHECK_OK(ad_rotate(&src, angle, &out));
             if (!ref.data || !out.data) continue;

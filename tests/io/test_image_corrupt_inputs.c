@@ -79,10 +79,10 @@ static void prefixes(const char *kind, const unsigned char *b, size_t n)
     for (size_t cut = 0; cut < n; cut++) {
         const char *p = put(name, b, cut);
         ad_image img = {-1, -1, NULL};
-        ad_status st = ad_io_read_image(p, &img);
+        ad_status st = adi_io_read_image(p, &img);
         if (st == AD_OK) {
             accepted++;
-            ad_free(img.data);
+            adi_free(img.data);
             continue;
         }
         if (img.width != -1 || img.data) touched++;
@@ -99,9 +99,9 @@ static void prefixes(const char *kind, const unsigned char *b, size_t n)
     CHECK(touched == 0, "%s: output touched on failure %d times", kind, touched);
     /* and the whole file decodes */
     ad_image img = {0, 0, NULL};
-    CHECK_OK(ad_io_read_image(put(name, b, n), &img));
+    CHECK_OK(adi_io_read_image(put(name, b, n), &img));
     CHECK(img.width == W && img.height == H, "%s: full file %dx%d", kind, img.width, img.height);
-    ad_free(img.data);
+    adi_free(img.data);
 }
 
 static void corruptions(const char *kind, const unsigned char *b, size_t n, int rounds)
@@ -119,14 +119,14 @@ static void corruptions(const char *kind, const unsigned char *b, size_t n, int 
         }
         const char *p = put(name, c, n);
         ad_image img = {0, 0, NULL};
-        if (ad_io_read_image(p, &img) == AD_OK) {
+        if (adi_io_read_image(p, &img) == AD_OK) {
             ok++;
             if (!img.data || img.width <= 0 || img.height <= 0 || img.width > 65535 ||
                 img.height > 65535)
                 bad++;
             else /* touch every byte so ASan sees any short buffer */
                 for (size_t i = 0, s = 0; i < (size_t)img.width * img.height * 3; i++) s += img.data[i];
-            ad_free(img.data);
+            adi_free(img.data);
         } else {
             refused++;
             if (strchr(ad_errmsg(), '\n')) bad++;
@@ -155,10 +155,10 @@ static void png_claims(const unsigned char *png, size_t n, uint32_t w, uint32_t 
     put_be32(c + 20, h);
     put_be32(c + 29, (uint32_t)crc32(0, c + 12, 17));
     ad_image img = {0, 0, NULL};
-    ad_status st = ad_io_read_image(put("claims.png", c, n), &img);
+    ad_status st = adi_io_read_image(put("claims.png", c, n), &img);
     printf("PNG claiming %u x %u: %s: %s\n", w, h, ad_status_name(st), ad_errmsg());
     CHECK(st == AD_E_FORMAT, "PNG claiming %u x %u accepted", w, h);
-    if (!st) ad_free(img.data);
+    if (!st) adi_free(img.data);
     free(c);
 }
 
@@ -175,10 +175,10 @@ static void jpeg_claims(const unsigned char *jb, size_t n, unsigned w, unsigned 
     c[i + 7] = (unsigned char)(w >> 8);
     c[i + 8] = (unsigned char)w;
     ad_image img = {0, 0, NULL};
-    ad_status st = ad_io_read_image(put("claims.jpg", c, n), &img);
+    ad_status st = adi_io_read_image(put("claims.jpg", c, n), &img);
     printf("JPEG claiming %u x %u: %s: %s\n", w, h, ad_status_name(st), ad_errmsg());
     CHECK(st == AD_E_FORMAT, "JPEG claiming %u x %u accepted", w, h);
-    if (!st) ad_free(img.data);
+    if (!st) adi_free(img.data);
     free(c);
 }
 
@@ -188,9 +188,9 @@ int main(void)
     for (int i = 0; i < W * H * 3; i++) rgb[i] = (unsigned char)((i * 7) ^ (i / 5 * 3));
 
     const char *pp = t_tmp("base.png");
-    CHECK_OK(ad_io_write_png_rgb(pp, rgb, W, H));
+    CHECK_OK(adi_io_write_png_rgb(pp, rgb, W, H));
     size_t npng = 0;
-    unsigned char *png = (unsigned char *)ad_io_read_file(pp, &npng);
+    unsigned char *png = (unsigned char *)adi_io_read_file(pp, &npng);
     unsigned long njpg = 0, nprog = 0;
     unsigned char *jpg = make_jpeg(rgb, 0, &njpg);
     unsigned char *prog = make_jpeg(rgb, 1, &nprog);
@@ -215,7 +215,7 @@ int main(void)
     {
         uint8_t *m = (uint8_t *)0x1;
         int mw = -1, mh = -1;
-        ad_status st = ad_io_read_mask(put("trunc_mask.png", png, npng / 2), &m, &mw, &mh);
+        ad_status st = adi_io_read_mask(put("trunc_mask.png", png, npng / 2), &m, &mw, &mh);
         CHECK(st == AD_E_FORMAT && m == (uint8_t *)0x1 && mw == -1, "truncated mask: %s",
               ad_status_name(st));
     }

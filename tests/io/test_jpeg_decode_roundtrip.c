@@ -136,7 +136,7 @@ int main(void)
         unsigned long len;
         unsigned char *jb = encode(3, JCS_RGB, rgb, NULL, 0, &len);
         ad_image img = {0, 0, NULL};
-        CHECK_OK(ad_io_read_image(save("rgb.jpg", jb, len), &img));
+        CHECK_OK(adi_io_read_image(save("rgb.jpg", jb, len), &img));
         int comps;
         unsigned char *ref = ref_decode(jb, len, JCS_RGB, &comps);
         if (img.data && img.width == W && img.height == H) {
@@ -145,7 +145,7 @@ int main(void)
         } else {
             CHECK(0, "rgb: size %dx%d", img.width, img.height);
         }
-        ad_free(img.data);
+        adi_free(img.data);
         free(ref);
         free(jb);
     }
@@ -154,7 +154,7 @@ int main(void)
         unsigned long len;
         unsigned char *jb = encode(1, JCS_GRAYSCALE, grey, NULL, 0, &len);
         ad_image img = {0, 0, NULL};
-        CHECK_OK(ad_io_read_image(save("grey.jpg", jb, len), &img));
+        CHECK_OK(adi_io_read_image(save("grey.jpg", jb, len), &img));
         int comps;
         unsigned char *ref = ref_decode(jb, len, JCS_GRAYSCALE, &comps);
         static unsigned char ref3[W * H * 3], src3[W * H * 3];
@@ -169,7 +169,7 @@ int main(void)
         } else {
             CHECK(0, "grey: size %dx%d", img.width, img.height);
         }
-        ad_free(img.data);
+        adi_free(img.data);
         free(ref);
         free(jb);
     }
@@ -178,7 +178,7 @@ int main(void)
         unsigned long len;
         unsigned char *jb = encode(4, JCS_CMYK, cmyk, NULL, 0, &len);
         ad_image img = {0, 0, NULL};
-        CHECK_OK(ad_io_read_image(save("cmyk.jpg", jb, len), &img));
+        CHECK_OK(adi_io_read_image(save("cmyk.jpg", jb, len), &img));
         int comps;
         unsigned char *ref = ref_decode(jb, len, JCS_CMYK, &comps);
         static unsigned char exp3[W * H * 3], src3[W * H * 3];
@@ -197,7 +197,7 @@ int main(void)
         } else {
             CHECK(0, "cmyk: size %dx%d", img.width, img.height);
         }
-        ad_free(img.data);
+        adi_free(img.data);
         free(ref);
         free(jb);
     }
@@ -217,14 +217,14 @@ int main(void)
                 char name[64];
                 snprintf(name, sizeof name, "orient%d_%s.jpg", o, be ? "mm" : "ii");
                 ad_image img = {0, 0, NULL};
-                CHECK_OK(ad_io_read_image(save(name, jb, len), &img));
+                CHECK_OK(adi_io_read_image(save(name, jb, len), &img));
                 free(jb);
                 int tr = o >= 5;
                 int dw = tr ? H : W, dh = tr ? W : H;
                 CHECK(img.width == dw && img.height == dh, "orientation %d: %dx%d, expected %dx%d",
                       o, img.width, img.height, dw, dh);
                 if (!img.data || img.width != dw || img.height != dh) {
-                    ad_free(img.data);
+                    adi_free(img.data);
                     continue;
                 }
                 /* EXIF: where the stored row 0 / column 0 appear on display */
@@ -248,7 +248,7 @@ int main(void)
                 printf("EXIF orientation %d (%s): %dx%d, %d pixels misplaced\n", o,
                        be ? "big-endian" : "little-endian", img.width, img.height, bad);
                 CHECK(bad == 0, "orientation %d: %d pixels misplaced", o, bad);
-                ad_free(img.data);
+                adi_free(img.data);
             }
         }
         free(s);

@@ -40,10 +40,10 @@ static void expect_refused(const char *name, int major, const char *dict, size_t
                            const char *why)
 {
     const char *path = make_npy(name, major, dict, data_bytes);
-    ad_npy a;
+    adi_npy a;
     memset(&a, 0xAB, sizeof a);
-    ad_npy before = a;
-    ad_status st = ad_npy_read(path, &a);
+    adi_npy before = a;
+    ad_status st = adi_npy_read(path, &a);
     CHECK(st == AD_E_FORMAT, "%s: expected a format error, got %s", why, ad_status_name(st));
     CHECK(strstr(ad_errmsg(), name) != NULL, "%s: message does not name the file: %s", why,
           ad_errmsg());
@@ -51,7 +51,7 @@ static void expect_refused(const char *name, int major, const char *dict, size_t
     printf("refused (%s): %s\n", why, ad_errmsg());
 }
 
-static void roundtrip(ad_npy_dtype dt, size_t esz, int ndim, const size_t *shape)
+static void roundtrip(adi_npy_dtype dt, size_t esz, int ndim, const size_t *shape)
 {
     size_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
@@ -65,9 +65,9 @@ static void roundtrip(ad_npy_dtype dt, size_t esz, int ndim, const size_t *shape
     char name[64];
     snprintf(name, sizeof name, "rt_%d_%d.npy", (int)dt, ndim);
     const char *path = t_tmp(name);
-    CHECK_OK(ad_npy_write(path, dt, src, ndim, shape));
-    ad_npy a;
-    ad_status st = ad_npy_read(path, &a);
+    CHECK_OK(adi_npy_write(path, dt, src, ndim, shape));
+    adi_npy a;
+    ad_status st = adi_npy_read(path, &a);
     CHECK(st == AD_OK, "read back %s: %s", path, ad_errmsg());
     if (st == AD_OK) {
         CHECK(a.dtype == dt && a.ndim == ndim && a.count == n, "dtype %d ndim %d count %zu",
@@ -76,8 +76,8 @@ static void roundtrip(ad_npy_dtype dt, size_t esz, int ndim, const size_t *shape
             CHECK(a.shape[i] == shape[i], "shape[%d] %zu vs %zu", i, a.shape[i], shape[i]);
         CHECK(a.count != n || memcmp(a.data, src, n * esz) == 0, "data differs (dtype %d)",
               (int)dt);
-        double *d = ad_npy_to_f64(&a);
-        float *f = ad_npy_to_f32(&a);
+        double *d = adi_npy_to_f64(&a);
+        float *f = adi_npy_to_f32(&a);
         CHECK(d && f, "conversion failed: %s", ad_errmsg());
         double md = 0;
         size_t where = 0;
@@ -91,9 +91,9 @@ static void roundtrip(ad_npy_dtype dt, size_t esz, int ndim, const size_t *shape
         printf("roundtrip dtype %d ndim %d n %zu: max |f64 - source| %g at %zu\n", (int)dt, ndim,
                n, md, where);
         CHECK(md == 0, "f64 conversion differs by %g at %zu", md, where);
-        ad_free(d);
-        ad_free(f);
-        ad_npy_free(&a);
+        adi_free(d);
+        adi_free(f);
+        adi_npy_free(&a);
     }
     free(src);
 }
@@ -102,14 +102,14 @@ static void roundtrip(ad_npy_dtype dt, size_t esz, int ndim, const size_t *shape
 static void golden_bytes(const char *rel)
 {
     const char *gpath = t_data(rel);
-    ad_npy a;
-    ad_status st = ad_npy_read(gpath, &a);
+    adi_npy a;
+    ad_status st = adi_npy_read(gpath, &a);
     CHECK(st == AD_OK, "read %s: %s", gpath, ad_errmsg());
     if (st) return;
     const char *out = t_tmp("golden_copy.npy");
-    CHECK_OK(ad_npy_write(out, a.dtype, a.data, a.ndim, a.shape));
+    CHECK_OK(adi_npy_write(out, a.dtype, a.data, a.ndim, a.shape));
     size_t n1 = 0, n2 = 0;
-    char *b1 = ad_io_read_file(gpath, &n1), *b2 = ad_io_read_file(out, &n2);
+    char *b1 = adi_io_read_file(gpath, &n1), *b2 = adi_io_read_file(out, &n2);
     CHECK(b1 && b2 && n1 == n2 && memcmp(b1, b2, n1) == 0,
           "%s: rewritten file differs from NumPy's (%zu vs %zu bytes)", rel, n1, n2);
     printf("golden %s: dtype %d shape (%zu,%zu) rewritten byte-identical: %s\n", rel, (int)a.dtype,
@@ -117,7 +117,7 @@ static void golden_bytes(const char *rel)
            b1 && b2 && n1 == n2 && memcmp(b1, b2, n1) == 0 ? "yes" : "no");
     free(b1);
     free(b2);
-    ad_npy_free(&a);
+    adi_npy_free(&a);
 }
 
 int main(void)
@@ -137,28 +137,28 @@ int main(void)
     /* version 2.0 and alternative spellings NumPy accepts */
     {
         const char *p = make_npy("v2.npy", 2, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 24);
-        ad_npy a;
-        ad_status st = ad_npy_read(p, &a);
+        adi_npy a;
+        ad_status st = adi_npy_read(p, &a);
         CHECK(st == AD_OK, "v2.0: %s", ad_errmsg());
         if (!st) {
             CHECK(a.ndim == 2 && a.shape[0] == 2 && a.shape[1] == 3 && a.count == 6, "v2 shape");
             float v;
             memcpy(&v, "\x3f\x3f\x3f\x3f", 4);
             CHECK(((float *)a.data)[5] == v, "v2 data");
-            ad_npy_free(&a);
+            adi_npy_free(&a);
         }
         p = make_npy("keys.npy", 1, "{\"shape\": (3,), \"fortran_order\": False, \"descr\": \"|u1\"}", 3);
-        st = ad_npy_read(p, &a);
+        st = adi_npy_read(p, &a);
         CHECK(st == AD_OK, "reordered keys: %s", ad_errmsg());
         if (!st) {
             CHECK(a.dtype == AD_NPY_U1 && a.count == 3, "reordered keys content");
-            ad_npy_free(&a);
+            adi_npy_free(&a);
         }
         /* trailing bytes after the data are ignored, as numpy.load does */
         p = make_npy("trail.npy", 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }", 5);
-        st = ad_npy_read(p, &a);
+        st = adi_npy_read(p, &a);
         CHECK(st == AD_OK && a.count == 2, "trailing bytes: %s", ad_errmsg());
-        if (!st) ad_npy_free(&a);
+        if (!st) adi_npy_free(&a);
     }
 
     expect_refused("fortran.npy", 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", 24, "fortran order");
@@ -179,31 +179,31 @@ int main(void)
         /* bad magic, unknown version, truncated header */
         const char *p = t_tmp("magic.npy");
         write_bytes(p, "\x93NUMPX\x01\x00\x10\x00{}", 12);
-        ad_npy a;
-        CHECK(ad_npy_read(p, &a) == AD_E_FORMAT, "bad magic accepted");
+        adi_npy a;
+        CHECK(adi_npy_read(p, &a) == AD_E_FORMAT, "bad magic accepted");
         p = t_tmp("v9.npy");
         write_bytes(p, "\x93NUMPY\x09\x00\x10\x00{}", 12);
-        CHECK(ad_npy_read(p, &a) == AD_E_FORMAT, "version 9 accepted");
+        CHECK(adi_npy_read(p, &a) == AD_E_FORMAT, "version 9 accepted");
         p = t_tmp("shorthdr.npy");
         write_bytes(p, "\x93NUMPY\x01\x00\x40\x00{'descr'", 17);
-        CHECK(ad_npy_read(p, &a) == AD_E_FORMAT, "truncated header accepted");
-        CHECK(ad_npy_read(t_tmp("does_not_exist.npy"), &a) == AD_E_IO, "missing file");
+        CHECK(adi_npy_read(p, &a) == AD_E_FORMAT, "truncated header accepted");
+        CHECK(adi_npy_read(t_tmp("does_not_exist.npy"), &a) == AD_E_IO, "missing file");
         printf("missing file: %s\n", ad_errmsg());
     }
     /* every prefix of a valid file is refused, never read out of bounds */
     {
         const char *gp = t_data("pipeline/seed0/res224_rot0_mask0_test_0_grid.npy");
         size_t n = 0;
-        char *b = ad_io_read_file(gp, &n);
+        char *b = adi_io_read_file(gp, &n);
         CHECK(b != NULL, "read %s", gp);
         int accepted = 0;
         const char *p = t_tmp("prefix.npy");
         for (size_t cut = 0; b && cut < n; cut += (cut < 200 ? 1 : 37)) {
             write_bytes(p, b, cut);
-            ad_npy a;
-            if (ad_npy_read(p, &a) == AD_OK) {
+            adi_npy a;
+            if (adi_npy_read(p, &a) == AD_OK) {
                 accepted++;
-                ad_npy_free(&a);
+                adi_npy_free(&a);
             }
         }
         CHECK(accepted == 0, "%d truncated prefixes were accepted", accepted);
@@ -213,9 +213,9 @@ int main(void)
     {
         float x = 1;
         size_t sh[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
-        CHECK(ad_npy_write(t_tmp("bad.npy"), AD_NPY_F4, &x, 9, sh) == AD_E_ARG, "9 dims written");
-        CHECK(ad_npy_write(t_tmp("bad.npy"), AD_NPY_F4, NULL, 1, sh) == AD_E_ARG, "NULL data");
-        CHECK(ad_npy_write(t_tmp("no_such_dir/x.npy"), AD_NPY_F4, &x, 1, sh) == AD_E_IO,
+        CHECK(adi_npy_write(t_tmp("bad.npy"), AD_NPY_F4, &x, 9, sh) == AD_E_ARG, "9 dims written");
+        CHECK(adi_npy_write(t_tmp("bad.npy"), AD_NPY_F4, NULL, 1, sh) == AD_E_ARG, "NULL data");
+        CHECK(adi_npy_write(t_tmp("no_such_dir/x.npy"), AD_NPY_F4, &x, 1, sh) == AD_E_IO,
               "write into a missing folder");
     }
     return t_done("test_npy_roundtrip");

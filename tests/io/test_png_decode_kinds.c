@@ -133,7 +133,7 @@ static void check_kind(const kind *k)
     unsigned char expect[W * H * 3];
     CHECK(write_kind(path, k, expect), "%s: could not write the test file", k->name);
     ad_image img = {0, 0, NULL};
-    ad_status st = ad_io_read_image(path, &img);
+    ad_status st = adi_io_read_image(path, &img);
     CHECK(st == AD_OK, "%s: %s", k->name, ad_errmsg());
     if (st) return;
     CHECK(img.width == W && img.height == H, "%s: size %dx%d", k->name, img.width, img.height);
@@ -147,7 +147,7 @@ static void check_kind(const kind *k)
     printf("%-22s max diff %d at (x %zu, y %zu, c %zu), %d values differ\n", k->name, maxd,
            where / 3 % W, where / 3 / W, where % 3, nd);
     CHECK(maxd == 0, "%s: decoded pixels differ from the expected", k->name);
-    ad_free(img.data);
+    adi_free(img.data);
 }
 
 int main(void)
@@ -182,34 +182,34 @@ int main(void)
         for (int i = 0; i < W * H * 3; i++) rgb[i] = (unsigned char)sample(i, 3, 1, 8);
         for (int i = 0; i < W * H; i++) g[i] = (unsigned char)sample(i, 5, 2, 8);
         const char *p1 = t_tmp("rt_rgb.png"), *p2 = t_tmp("rt_gray.png");
-        CHECK_OK(ad_io_write_png_rgb(p1, rgb, W, H));
-        CHECK_OK(ad_io_write_png_gray(p2, g, W, H));
+        CHECK_OK(adi_io_write_png_rgb(p1, rgb, W, H));
+        CHECK_OK(adi_io_write_png_gray(p2, g, W, H));
         ad_image a = {0, 0, NULL};
-        CHECK_OK(ad_io_read_image(p1, &a));
+        CHECK_OK(adi_io_read_image(p1, &a));
         CHECK(a.data && a.width == W && a.height == H && memcmp(a.data, rgb, sizeof rgb) == 0,
               "RGB round trip differs");
-        ad_free(a.data);
+        adi_free(a.data);
         uint8_t *m = NULL;
         int mw = 0, mh = 0;
-        CHECK_OK(ad_io_read_mask(p2, &m, &mw, &mh));
+        CHECK_OK(adi_io_read_mask(p2, &m, &mw, &mh));
         CHECK(m && mw == W && mh == H && memcmp(m, g, sizeof g) == 0, "grey/mask round trip");
-        ad_free(m);
+        adi_free(m);
         printf("writer round trips (RGB %dx%d, grey): exact\n", W, H);
-        CHECK(ad_io_write_png_rgb(t_tmp("zero.png"), rgb, 0, H) == AD_E_ARG, "zero width");
-        CHECK(ad_io_write_png_rgb(t_tmp("no_dir/x.png"), rgb, W, H) == AD_E_IO, "missing folder");
-        CHECK(ad_io_write_png_gray(p2, NULL, W, H) == AD_E_ARG, "NULL pixels");
+        CHECK(adi_io_write_png_rgb(t_tmp("zero.png"), rgb, 0, H) == AD_E_ARG, "zero width");
+        CHECK(adi_io_write_png_rgb(t_tmp("no_dir/x.png"), rgb, W, H) == AD_E_IO, "missing folder");
+        CHECK(adi_io_write_png_gray(p2, NULL, W, H) == AD_E_ARG, "NULL pixels");
     }
 
     /* golden inputs (8-bit RGB) and masks (8-bit grey) decode */
     {
         ad_image a = {0, 0, NULL};
-        CHECK_OK(ad_io_read_image(t_data("pipeline/seed0/test_0.png"), &a));
+        CHECK_OK(adi_io_read_image(t_data("pipeline/seed0/test_0.png"), &a));
         printf("golden test_0.png: %d x %d\n", a.width, a.height);
         CHECK(a.width > 0 && a.height > 0, "golden size");
-        ad_free(a.data);
+        adi_free(a.data);
         uint8_t *m = NULL;
         int mw, mh;
-        ad_status st = ad_io_read_mask(t_data("metrics/pixel_medium/masks/img_005.png"), &m,
+        ad_status st = adi_io_read_mask(t_data("metrics/pixel_medium/masks/img_005.png"), &m,
                                        &mw, &mh);
         CHECK(st == AD_OK, "golden mask: %s", ad_errmsg());
         if (st == AD_OK) {
@@ -221,7 +221,7 @@ int main(void)
             printf("golden mask img_005.png: %d x %d, %d pixels 255, %d values not 0/255\n", mw,
                    mh, on, other);
             CHECK(other == 0 && on > 0, "mask values: %d on, %d not 0/255", on, other);
-            ad_free(m);
+            adi_free(m);
         }
     }
     /* not an image, empty, missing */
@@ -231,13 +231,13 @@ int main(void)
         fputs("hello, this is not an image", f);
         fclose(f);
         ad_image a = {7, 7, NULL};
-        CHECK(ad_io_read_image(p, &a) == AD_E_FORMAT && a.width == 7, "text accepted");
+        CHECK(adi_io_read_image(p, &a) == AD_E_FORMAT && a.width == 7, "text accepted");
         printf("text file: %s\n", ad_errmsg());
         f = fopen(p, "wb");
         fclose(f);
-        CHECK(ad_io_read_image(p, &a) == AD_E_FORMAT, "empty file accepted");
-        CHECK(ad_io_read_image(t_tmp("missing.png"), &a) == AD_E_IO, "missing file");
-        CHECK(ad_io_read_image(NULL, &a) == AD_E_ARG, "NULL path");
+        CHECK(adi_io_read_image(p, &a) == AD_E_FORMAT, "empty file accepted");
+        CHECK(adi_io_read_image(t_tmp("missing.png"), &a) == AD_E_IO, "missing file");
+        CHECK(adi_io_read_image(NULL, &a) == AD_E_ARG, "NULL path");
     }
     return t_done("test_png_decode_kinds");
 }

@@ -406,10 +406,10 @@ int main(void)
     const char *junk = t_tmp("weights_junk.bin");
     write_bytes(junk, "0123456789abcdefghijklmnopqrstuvwxyz", 36);
     expect_fail(junk, "not a PyTorch zip checkpoint nor a safetensors", "text file");
-    ad_weights w;
-    CHECK(ad_weights_load(NULL, &w) == AD_E_ARG, "NULL path accepted");
-    CHECK(ad_weights_load(missing, NULL) == AD_E_ARG, "NULL output accepted");
-    ad_weights_free(NULL);
+    adi_weights w;
+    CHECK(adi_weights_load(NULL, &w) == AD_E_ARG, "NULL path accepted");
+    CHECK(adi_weights_load(missing, NULL) == AD_E_ARG, "NULL output accepted");
+    adi_weights_free(NULL);
 
     safetensors_cases();
     pth_cases();

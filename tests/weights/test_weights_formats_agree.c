@@ -8,7 +8,7 @@ typedef struct {
     int dim, depth, heads, ffn, regs, swiglu;
 } model_case;
 
-static void check_config(const ad_weights *w, const model_case *c, const char *fmt)
+static void check_config(const adi_weights *w, const model_case *c, const char *fmt)
 {
     CHECK(w->dim == c->dim && w->depth == c->depth && w->heads == c->heads &&
               w->ffn_hidden == c->ffn && w->n_registers == c->regs && w->swiglu == c->swiglu &&
@@ -22,7 +22,7 @@ static void check_config(const ad_weights *w, const model_case *c, const char *f
 }
 
 /* Every tensor of the F32 safetensors file against the loaded arrays, element by element. */
-static void check_against_raw(const ad_weights *w, const char *path, const char *label)
+static void check_against_raw(const adi_weights *w, const char *path, const char *label)
 {
     w_st s;
     if (!w_st_open(path, &s)) {
@@ -79,18 +79,18 @@ int main(void)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const model_case *mc = &cases[c];
         char rel[128];
-        ad_weights a, b;
+        adi_weights a, b;
         snprintf(rel, sizeof rel, "dinov2/%s.pth", mc->name);
         const char *pth = t_data(rel);
         snprintf(rel, sizeof rel, "dinov2/%s.safetensors", mc->name);
         const char *sft = t_data(rel);
-        ad_status sa = ad_weights_load(pth, &a);
+        ad_status sa = adi_weights_load(pth, &a);
         CHECK(sa == AD_OK, "%s: %s", pth, ad_errmsg());
-        ad_status sb = ad_weights_load(sft, &b);
+        ad_status sb = adi_weights_load(sft, &b);
         CHECK(sb == AD_OK, "%s: %s", sft, ad_errmsg());
         if (sa || sb) {
-            if (!sa) ad_weights_free(&a);
-            if (!sb) ad_weights_free(&b);
+            if (!sa) adi_weights_free(&a);
+            if (!sb) adi_weights_free(&b);
             continue;
         }
         model_case m = *mc;
@@ -127,8 +127,8 @@ int main(void)
         CHECK(a.n_params == b.n_params, "%s: n_params %llu vs %llu", m.name,
               (unsigned long long)a.n_params, (unsigned long long)b.n_params);
         CHECK(a.fingerprint == b.fingerprint, "%s: fingerprints differ", m.name);
-        ad_weights_free(&a);
-        ad_weights_free(&b);
+        adi_weights_free(&a);
+        adi_weights_free(&b);
         CHECK(a.arena == NULL && a.blocks == NULL, "free leaves dangling pointers");
     }
 
@@ -136,11 +136,11 @@ int main(void)
     uint64_t fp[3] = {0};
     for (int c = 0; c < 3; c++) {
         char rel[128];
-        ad_weights w;
+        adi_weights w;
         snprintf(rel, sizeof rel, "dinov2/%s.safetensors", cases[c].name);
-        if (ad_weights_load(t_data(rel), &w) == AD_OK) {
+        if (adi_weights_load(t_data(rel), &w) == AD_OK) {
             fp[c] = w.fingerprint;
-            ad_weights_free(&w);
+            adi_weights_free(&w);
         }
     }
     CHECK(fp[0] != fp[1] && fp[0] != fp[2] && fp[1] != fp[2], "fingerprints collide: %llx %llx %llx",

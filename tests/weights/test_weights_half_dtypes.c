@@ -96,7 +96,7 @@ static int write_converted(const char *src, const char *path, const char *dtype,
 }
 
 /* Loaded copy vs the F32 original: exact decoding of the file's halves, and within rounding. */
-static void compare(const ad_weights *ref, const ad_weights *h, int bf, const char *label)
+static void compare(const adi_weights *ref, const adi_weights *h, int bf, const char *label)
 {
     w_fields fr, fh;
     w_list(ref, &fr);
@@ -128,7 +128,7 @@ static void compare(const ad_weights *ref, const ad_weights *h, int bf, const ch
            at_i, worst_rel, bf ? 0x1p-8 : 0x1p-11);
 }
 
-static void all_patterns(const ad_weights *w, int bf, const char *label)
+static void all_patterns(const adi_weights *w, int bf, const char *label)
 {
     size_t bad = 0, first = 0;
     for (size_t i = 0; i < 65536; i++) {
@@ -165,7 +165,7 @@ static void paths_agree(void)
           bad, first);
     CHECK(bad_ref == 0, "F16: portable path wrong at %zu patterns", bad_ref);
     printf("F16   dispatched (%s) vs portable: %zu of 65536 patterns differ\n",
-           ad_cpu_has_avx2_fma() ? "F16C" : "portable", bad);
+           adi_cpu_has_avx2_fma() ? "F16C" : "portable", bad);
     free(h);
     free(a);
     free(b);
@@ -175,8 +175,8 @@ int main(void)
 {
     paths_agree();
     const char *src = t_data("dinov2/tiny.safetensors");
-    ad_weights ref;
-    CHECK_OK(ad_weights_load(src, &ref));
+    adi_weights ref;
+    CHECK_OK(adi_weights_load(src, &ref));
     if (t_failures) return t_done("test_weights_half_dtypes");
 
     static const char *dts[2] = {"F16", "BF16"};
@@ -186,8 +186,8 @@ int main(void)
         snprintf(rel, sizeof rel, "weights_tiny_%s.safetensors", dts[k]);
         const char *path = t_tmp(rel);
         CHECK(write_converted(src, path, dts[k], NULL, 0), "cannot write %s", path);
-        ad_weights h;
-        ad_status st = ad_weights_load(path, &h);
+        adi_weights h;
+        ad_status st = adi_weights_load(path, &h);
         CHECK(st == AD_OK, "%s: %s", path, ad_errmsg());
         if (st) continue;
         CHECK(!strcmp(h.dtype, dts[k]), "dtype '%s', expected %s", h.dtype, dts[k]);
@@ -196,14 +196,14 @@ int main(void)
         compare(&ref, &h, k == 1, dts[k]);
         fps[k] = h.fingerprint;
         CHECK(h.fingerprint != ref.fingerprint, "%s fingerprint equals F32's", dts[k]);
-        ad_weights_free(&h);
+        adi_weights_free(&h);
 
         snprintf(rel, sizeof rel, "weights_patterns_%s.safetensors", dts[k]);
         path = t_tmp(rel);
         CHECK(write_converted(src, path, dts[k], NULL, 1), "cannot write %s", path);
-        if (ad_weights_load(path, &h) == AD_OK) {
+        if (adi_weights_load(path, &h) == AD_OK) {
             all_patterns(&h, k == 1, dts[k]);
-            ad_weights_free(&h);
+            adi_weights_free(&h);
         } else {
             CHECK(0, "%s: %s", path, ad_errmsg());
         }
@@ -213,8 +213,8 @@ int main(void)
     /* One BF16 tensor among F32 ones: loads, reports mixed storage, that tensor rounded. */
     const char *mixed = t_tmp("weights_tiny_mixed.safetensors");
     CHECK(write_converted(src, mixed, "BF16", "encoder.layer.1.mlp.fc2.weight", 0), "write %s", mixed);
-    ad_weights m;
-    if (ad_weights_load(mixed, &m) == AD_OK) {
+    adi_weights m;
+    if (adi_weights_load(mixed, &m) == AD_OK) {
         CHECK(!strcmp(m.dtype, "mixed"), "dtype '%s', expected mixed", m.dtype);
         size_t n = (size_t)m.dim * m.ffn_hidden, bad = 0;
         for (size_t i = 0; i < n; i++)
@@ -222,10 +222,10 @@ int main(void)
         CHECK(bad == 0, "mixed: %zu values of the BF16 tensor wrong", bad);
         CHECK(memcmp(m.blocks[1].fc1_w, ref.blocks[1].fc1_w, n * 4) == 0, "mixed: F32 tensor changed");
         CHECK(m.fingerprint != ref.fingerprint, "mixed: fingerprint equals F32's");
-        ad_weights_free(&m);
+        adi_weights_free(&m);
     } else {
         CHECK(0, "%s: %s", mixed, ad_errmsg());
     }
-    ad_weights_free(&ref);
+    adi_weights_free(&ref);
     return t_done("test_weights_half_dtypes");
 }

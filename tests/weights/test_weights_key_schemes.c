@@ -63,10 +63,10 @@ static const char *lead0(const char *k, char *b, size_t c)
     return b;
 }
 
-static void same_as(const ad_weights *ref, const char *path, const char *label)
+static void same_as(const adi_weights *ref, const char *path, const char *label)
 {
-    ad_weights w;
-    ad_status st = ad_weights_load(path, &w);
+    adi_weights w;
+    ad_status st = adi_weights_load(path, &w);
     CHECK(st == AD_OK, "%s: %s", label, ad_errmsg());
     if (st) return;
     w_fields fa, fb;
@@ -82,7 +82,7 @@ static void same_as(const ad_weights *ref, const char *path, const char *label)
           "%s: differs from the original (max %g)", label, worst);
     printf("%-32s max |diff| %g, fingerprint %s\n", label, worst,
            w.fingerprint == ref->fingerprint ? "same" : "DIFFERENT");
-    ad_weights_free(&w);
+    adi_weights_free(&w);
 }
 
 static void refused(const char *path, const char *want, const char *label)
@@ -98,8 +98,8 @@ int main(void)
 {
     const char *src = t_data("dinov2/tiny_reg.safetensors");
     const char *out = t_tmp("weights_keys.safetensors");
-    ad_weights ref;
-    CHECK_OK(ad_weights_load(src, &ref));
+    adi_weights ref;
+    CHECK_OK(adi_weights_load(src, &ref));
     if (t_failures) return t_done("test_weights_key_schemes");
 
     CHECK(rewrite(src, out, pre_dinov2, 1, 0), "write");
@@ -116,6 +116,6 @@ int main(void)
     CHECK(rewrite(src, out, lead0, 0, 0), "write");
     refused(out, "encoder.layer.01.", "block '01'");
 
-    ad_weights_free(&ref);
+    adi_weights_free(&ref);
     return t_done("test_weights_key_schemes");
 }

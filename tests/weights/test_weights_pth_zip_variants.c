@@ -4,7 +4,7 @@
  * refused cleanly. */
 #include "wtest.h"
 
-static void compare(const ad_weights *a, const ad_weights *b, const char *label)
+static void compare(const adi_weights *a, const adi_weights *b, const char *label)
 {
     w_fields fa, fb;
     w_list(a, &fa);
@@ -25,19 +25,19 @@ static void compare(const ad_weights *a, const ad_weights *b, const char *label)
            (unsigned long long)b->fingerprint);
 }
 
-static void variant(const ad_weights *ref, w_zent *z, int nz, int method, int zip64,
+static void variant(const adi_weights *ref, w_zent *z, int nz, int method, int zip64,
                     const char *label)
 {
     char rel[96];
     snprintf(rel, sizeof rel, "weights_variant_%d_%d.pth", method, zip64);
     const char *out = t_tmp(rel);
     CHECK(w_zip_write(out, z, nz, method, zip64), "cannot write %s", out);
-    ad_weights w;
-    ad_status st = ad_weights_load(out, &w);
+    adi_weights w;
+    ad_status st = adi_weights_load(out, &w);
     CHECK(st == AD_OK, "%s: %s", label, ad_errmsg());
     if (st) return;
     compare(ref, &w, label);
-    ad_weights_free(&w);
+    adi_weights_free(&w);
 }
 
 /* Re-encodes a torch (protocol 2) pickle with the protocol-4 opcodes a pickle_protocol=4 save
@@ -117,8 +117,8 @@ static size_t to_protocol4(const uint8_t *p, size_t n, uint8_t *o)
 int main(void)
 {
     const char *src = t_data("dinov2/tiny_swiglu.pth");
-    ad_weights ref;
-    CHECK_OK(ad_weights_load(src, &ref));
+    adi_weights ref;
+    CHECK_OK(adi_weights_load(src, &ref));
     w_zent *z = NULL;
     int nz = w_zip_read(src, &z);
     CHECK(nz > 0, "cannot read %s", src);
@@ -191,6 +191,6 @@ int main(void)
     printf("corrupt deflate -> %s\n", ad_errmsg());
 
     w_zip_free(z, nz);
-    ad_weights_free(&ref);
+    adi_weights_free(&ref);
     return t_done("test_weights_pth_zip_variants");
 }

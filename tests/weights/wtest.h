@@ -57,7 +57,7 @@ static inline void w_field(w_fields *fl, const float *p, size_t n, const char *n
     fl->count++;
 }
 
-static inline void w_list(const ad_weights *w, w_fields *fl)
+static inline void w_list(const adi_weights *w, w_fields *fl)
 {
     size_t D = (size_t)w->dim, H = (size_t)w->ffn_hidden, G = (size_t)w->pos_grid;
     size_t P = (size_t)w->patch, h1 = w->swiglu ? 2 * H : H;
@@ -69,7 +69,7 @@ static inline void w_list(const ad_weights *w, w_fields *fl)
     w_field(fl, w->patch_w, D * 3 * P * P, "patch_w");
     w_field(fl, w->patch_b, D, "patch_b");
     for (int i = 0; i < w->depth; i++) {
-        const ad_block_weights *b = &w->blocks[i];
+        const adi_block_weights *b = &w->blocks[i];
 #define F(ptr, n, s) (snprintf(nm, sizeof nm, "blocks.%d.%s", i, s), w_field(fl, ptr, n, nm))
         F(b->norm1_w, D, "norm1_w");
         F(b->norm1_b, D, "norm1_b");
@@ -93,7 +93,7 @@ static inline void w_list(const ad_weights *w, w_fields *fl)
 
 /* Where the Hugging Face tensor `name` must have landed in the loaded weights (NULL: not a
  * weight the loader keeps, e.g. mask_token). */
-static inline const float *w_hf_target(const ad_weights *w, const char *name, size_t *n)
+static inline const float *w_hf_target(const adi_weights *w, const char *name, size_t *n)
 {
     size_t D = (size_t)w->dim;
     int i, k = 0;
@@ -109,7 +109,7 @@ static inline const float *w_hf_target(const ad_weights *w, const char *name, si
     if (!strcmp(name, "layernorm.weight")) return *n = D, w->norm_w;
     if (!strcmp(name, "layernorm.bias")) return *n = D, w->norm_b;
     if (sscanf(name, "encoder.layer.%d.%127s", &i, rest) != 2 || i < 0 || i >= w->depth) return NULL;
-    const ad_block_weights *b = &w->blocks[i];
+    const adi_block_weights *b = &w->blocks[i];
     size_t H = (size_t)w->ffn_hidden, h1 = w->swiglu ? 2 * H : H;
     if (!strncmp(rest, "attention.attention.", 20)) {
         const char *q = rest + 20;
@@ -365,13 +365,13 @@ static inline w_zent *w_zip_find(w_zent *z, int n, const char *suffix)
 /* Failure contract: a status, a one-line message that starts with the file name. */
 static inline int w_fails_cleanly(const char *path, ad_status *got)
 {
-    ad_weights w;
+    adi_weights w;
     memset(&w, 0xAB, sizeof w);
-    ad_weights before = w;
-    ad_status s = ad_weights_load(path, &w);
+    adi_weights before = w;
+    ad_status s = adi_weights_load(path, &w);
     if (got) *got = s;
     if (s == AD_OK) {
-        ad_weights_free(&w);
+        adi_weights_free(&w);
         return 0;
     }
     const char *m = ad_errmsg();
