@@ -53,6 +53,14 @@ extern "C" {
 
 #define AD_VERSION_STRING "0.1.0"
 
+/* Marks the exported functions: the shared library is built with hidden visibility, so these
+ * are its only dynamic symbols. */
+#if defined(__GNUC__) || defined(__clang__)
+#define AD_API __attribute__((visibility("default")))
+#else
+#define AD_API
+#endif
+
 /* ------------------------------------------------------------------------------------------ */
 /* Status and errors                                                                           */
 /* ------------------------------------------------------------------------------------------ */
@@ -68,9 +76,13 @@ typedef enum {
 
 /* The reason for the last failure on this thread, one line, never NULL. Valid until the next
  * failing call on this thread. */
-const char *ad_errmsg(void);
-const char *ad_status_name(ad_status s);
-const char *ad_version(void);
+AD_API const char *ad_errmsg(void);
+/* The status of the last failure on this thread (the one ad_errmsg() describes), AD_OK if none
+ * has failed yet. After a constructor returns NULL (ad_model_load, ad_bank_load, ad_bank_new,
+ * ad_context_new, ad_pixel_eval_new) it says why: AD_E_IO, AD_E_FORMAT, AD_E_NOMEM, ... */
+AD_API ad_status ad_last_status(void);
+AD_API const char *ad_status_name(ad_status s);
+AD_API const char *ad_version(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Images: RGB8, interleaved, row-major (data[(y*width + x)*3 + c])                            */
@@ -80,15 +92,15 @@ typedef struct {
     uint8_t *data;
 } ad_image;
 
-ad_status ad_image_alloc(ad_image *img, int width, int height);
-void ad_image_free(ad_image *img);
+AD_API ad_status ad_image_alloc(ad_image *img, int width, int height);
+AD_API void ad_image_free(ad_image *img);
 
 /* Pillow's antialiased bicubic (a = -0.5, 22-bit fixed point, horizontal then vertical pass). */
-ad_status ad_resize_pillow(const ad_image *src, int out_w, int out_h, ad_image *dst);
+AD_API ad_status ad_resize_pillow(const ad_image *src, int out_w, int out_h, ad_image *dst);
 /* Smaller edge to `short_edge`, long edge int(S*long/short); a copy if already that size. */
-ad_status ad_resize_short_edge(const ad_image *src, int short_edge, ad_image *dst);
+AD_API ad_status ad_resize_short_edge(const ad_image *src, int short_edge, ad_image *dst);
 /* cv2.warpAffine(INTER_LINEAR, BORDER_REFLECT_101) of getRotationMatrix2D((W/2, H/2), deg, 1). */
-ad_status ad_rotate(const ad_image *src, double angle_deg, ad_image *dst);
+AD_API ad_status ad_rotate(const ad_image *src, double angle_deg, ad_image *dst);
 
 /* Network input: CHW float32, ImageNet-normalised, H and W multiples of 14. */
 typedef struct {
@@ -98,8 +110,8 @@ typedef struct {
 
 /* resolution > 0: smaller-edge resize to it first; 0: the image as is. Then /255, mean/std,
  * top-left crop to multiples of 14. Fails if the result is smaller than 14 x 14. */
-ad_status ad_preprocess(const ad_image *img, int resolution, ad_input *out);
-void ad_input_free(ad_input *in);
+AD_API ad_status ad_preprocess(const ad_image *img, int resolution, ad_input *out);
+AD_API void ad_input_free(ad_input *in);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Model: DINOv2 weights, read-only                                                            */
@@ -125,9 +137,9 @@ typedef struct {
 
 /* Reads a hub checkpoint (.pth, PyTorch zip) or a Hugging Face model.safetensors; the format is
  * recognised from the content. The configuration is inferred from the tensors. NULL on failure. */
-ad_model *ad_model_load(const char *path);
-void ad_model_free(ad_model *m);
-ad_model_info ad_model_get_info(const ad_model *m);
+AD_API ad_model *ad_model_load(const char *path);
+AD_API void ad_model_free(ad_model *m);
+AD_API ad_model_info ad_model_get_info(const ad_model *m);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Context: per-run scratch                                                                    */
@@ -138,12 +150,12 @@ typedef struct {
     int n_threads;   /* <= 0: all cores */
 } ad_context_params;
 
-ad_context_params ad_context_default_params(void);
-ad_context *ad_context_new(const ad_model *m, ad_context_params p);
-void ad_context_free(ad_context *ctx);
-int ad_context_threads(const ad_context *ctx);
+AD_API ad_context_params ad_context_default_params(void);
+AD_API ad_context *ad_context_new(const ad_model *m, ad_context_params p);
+AD_API void ad_context_free(ad_context *ctx);
+AD_API int ad_context_threads(const ad_context *ctx);
 /* The model the context runs (valid while that model lives). */
-const ad_model *ad_context_model(const ad_context *ctx);
+AD_API const ad_model *ad_context_model(const ad_context *ctx);
 
 /* Features of one image: final-LayerNorm patch tokens (CLS and registers dropped). */
 typedef struct {
@@ -152,14 +164,14 @@ typedef struct {
     float *cls;     /* dim */
 } ad_features;
 
-ad_status ad_extract(ad_context *ctx, const ad_input *in, ad_features *out);
+AD_API ad_status ad_extract(ad_context *ctx, const ad_input *in, ad_features *out);
 /* Outputs of the listed 0-based blocks (negative: from the end, -1 = last), each through the
  * final LayerNorm when `norm` is set. outs[] has n_layers entries. */
-ad_status ad_extract_layers(ad_context *ctx, const ad_input *in, const int *layers, int n_layers,
+AD_API ad_status ad_extract_layers(ad_context *ctx, const ad_input *in, const int *layers, int n_layers,
                             int norm, ad_features *outs);
 /* ad_preprocess + ad_extract. */
-ad_status ad_extract_image(ad_context *ctx, const ad_image *img, int resolution, ad_features *out);
-void ad_features_free(ad_features *f);
+AD_API ad_status ad_extract_image(ad_context *ctx, const ad_image *img, int resolution, ad_features *out);
+AD_API void ad_features_free(ad_features *f);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Zero-shot background mask (PCA of the image's own features)                                 */
@@ -167,7 +179,7 @@ void ad_features_free(ad_features *f);
 /* keep[grid_h*grid_w] = 1 for foreground patches. Exact first principal component (float64),
  * sign: largest-magnitude score positive; > 10; centre-crop flip test (border 0.2, 35 %);
  * 2-D 3x3 dilation then 3x3 closing. Non-finite feature values: AD_E_ARG. */
-ad_status ad_mask_pca(const ad_features *f, uint8_t *keep);
+AD_API ad_status ad_mask_pca(const ad_features *f, uint8_t *keep);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Presets of the original (which categories are masked / rotated)                            */
@@ -176,7 +188,7 @@ ad_status ad_mask_pca(const ad_features *f, uint8_t *keep);
  * force_{no_mask|mask}_{no_rotation|rotation}; dataset: "mvtec" or "visa"; category: e.g. "screw".
  * Unknown categories get the dataset-independent answer of the preset (agnostic: rotate, mask
  * only where the table says so -> not masked). */
-ad_status ad_preset_lookup(const char *preset, const char *dataset, const char *category,
+AD_API ad_status ad_preset_lookup(const char *preset, const char *dataset, const char *category,
                            int *mask, int *rotate);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -192,25 +204,25 @@ typedef struct {
     int knn_k;        /* neighbours averaged, default 1 */
 } ad_bank_params;
 
-ad_bank_params ad_bank_default_params(void);
-ad_bank *ad_bank_new(const ad_model *m, const ad_bank_params *p);
-void ad_bank_free(ad_bank *b);
-ad_bank_params ad_bank_get_params(const ad_bank *b);
-size_t ad_bank_rows(const ad_bank *b);
-int ad_bank_images(const ad_bank *b);   /* reference images added (before rotation) */
+AD_API ad_bank_params ad_bank_default_params(void);
+AD_API ad_bank *ad_bank_new(const ad_model *m, const ad_bank_params *p);
+AD_API void ad_bank_free(ad_bank *b);
+AD_API ad_bank_params ad_bank_get_params(const ad_bank *b);
+AD_API size_t ad_bank_rows(const ad_bank *b);
+AD_API int ad_bank_images(const ad_bank *b);   /* reference images added (before rotation) */
 
 /* Adds one reference image (and its rotations when the bank rotates). */
-ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, int image_id);
+AD_API ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, int image_id);
 /* Adds precomputed features (already rotated etc.); keep may be NULL (all patches). Rows are
  * L2-normalised on insertion. image_id groups rows for leave-one-out. A non-finite value
  * (NaN, inf) anywhere in f is refused with AD_E_ARG. */
-ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *keep, int image_id);
+AD_API ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *keep, int image_id);
 
 /* Patch distances of f against the bank: grid[i] = mean over the k nearest of (1 - cosine),
  * 0 where keep[i] == 0 (keep may be NULL). Block-wise: the Q x M similarity matrix is never
  * held whole. exclude_image_id >= 0 leaves that reference's rows out (leave-one-out). A kept
  * patch with a non-finite value is refused (AD_E_ARG). */
-ad_status ad_bank_query(const ad_bank *b, ad_context *ctx, const ad_features *f,
+AD_API ad_status ad_bank_query(const ad_bank *b, ad_context *ctx, const ad_features *f,
                         const uint8_t *keep, int exclude_image_id, double *grid);
 
 /* Decision threshold learned from normal images only. MAX: the largest score, exactly (no
@@ -219,26 +231,26 @@ typedef enum { AD_THRESH_MAX = 0, AD_THRESH_QUANTILE = 1 } ad_thresh_rule;
 /* Leave-one-out over the references (needs >= 2): each reference, unrotated and masked as a test
  * image would be, scored against the bank without any of its rows (rotations included); `q` is
  * the quantile for AD_THRESH_QUANTILE. */
-ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule, double q);
+AD_API ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule, double q);
 /* From scores of held-out good images. */
-ad_status ad_bank_calibrate_scores(ad_bank *b, const double *scores, int n, ad_thresh_rule rule,
+AD_API ad_status ad_bank_calibrate_scores(ad_bank *b, const double *scores, int n, ad_thresh_rule rule,
                                    double q);
 /* 1 and *thr set if the bank has a threshold, else 0. */
-int ad_bank_threshold(const ad_bank *b, double *thr);
+AD_API int ad_bank_threshold(const ad_bank *b, double *thr);
 
 /* Versioned, checksummed file: features, settings, weights' fingerprint, threshold. */
-ad_status ad_bank_save(const ad_bank *b, const char *path);
-ad_bank *ad_bank_load(const char *path);
+AD_API ad_status ad_bank_save(const ad_bank *b, const char *path);
+AD_API ad_bank *ad_bank_load(const char *path);
 /* AD_E_MISMATCH if the bank was made with other weights. */
-ad_status ad_bank_check_model(const ad_bank *b, const ad_model *m);
+AD_API ad_status ad_bank_check_model(const ad_bank *b, const ad_model *m);
 
 /* Image score: mean of the floor(0.01*n) largest values (n counts every cell), max if that is 0;
  * NaN for an empty grid. */
-double ad_score_top1p(const double *grid, size_t n);
+AD_API double ad_score_top1p(const double *grid, size_t n);
 
 /* Full-resolution map: bilinear resize of the grid (half-pixel centres, edge clamp) to
  * out_w x out_h, then Gaussian sigma 4 (radius 16, reflect), separable, in float64. */
-ad_status ad_anomaly_map(const double *grid, int grid_h, int grid_w, int out_w, int out_h,
+AD_API ad_status ad_anomaly_map(const double *grid, int grid_h, int grid_w, int out_w, int out_h,
                          float *map);
 
 typedef enum { AD_VERDICT_NONE = -1, AD_VERDICT_OK = 0, AD_VERDICT_NG = 1 } ad_verdict;
@@ -254,9 +266,9 @@ typedef struct {
 /* Preprocess, extract, optional mask (mask: 1 on, 0 off, -1 the bank's mask_test), query, score.
  * ad_predict and ad_bank_add_image refuse (AD_E_MISMATCH) a context whose
  * model is not the bank's weights. */
-ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int mask,
+AD_API ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int mask,
                      ad_result *out);
-void ad_result_free(ad_result *r);
+AD_API void ad_result_free(ad_result *r);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Batched zero-shot (paper Appendix D)                                                        */
@@ -266,7 +278,7 @@ void ad_result_free(ad_result *r);
  * when none is below); keeps[i] may be NULL; grids[i] (grid_h*grid_w doubles) are written.
  * Masked-out patches score 0 but stay references for the other images. n_images >= 2, equal
  * feature widths. ctx supplies the thread count (NULL: the current OpenMP setting). */
-ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *const *keeps,
+AD_API ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *const *keeps,
                       int n_images, double *const *grids);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -278,22 +290,22 @@ typedef struct {
 
 /* labels: 0 normal, 1 anomalous; needs both classes; scores finite. roc_auc_score,
  * average_precision_score and max 2PR/(P+R) over precision_recall_curve (docs/metrics.md). */
-ad_status ad_metrics_image(const int *labels, const double *scores, size_t n,
+AD_API ad_status ad_metrics_image(const int *labels, const double *scores, size_t n,
                            ad_image_metrics *out);
 
 /* Pixel metrics of a whole category, all pixels pooled, in bounded memory (~4 bytes per normal
  * and 8 per anomalous pixel): add the images one by one, then finish. */
 typedef struct ad_pixel_eval ad_pixel_eval;
-ad_pixel_eval *ad_pixel_eval_new(void);
+AD_API ad_pixel_eval *ad_pixel_eval_new(void);
 /* One image: map (h x w float32, finite), mask (h x w, nonzero = anomalous) or NULL for a good
  * image; images may differ in size. The data is copied; a refused image leaves pe unchanged. */
-ad_status ad_pixel_eval_add(ad_pixel_eval *pe, const float *map, const uint8_t *mask, int w, int h);
+AD_API ad_status ad_pixel_eval_add(ad_pixel_eval *pe, const float *map, const uint8_t *mask, int w, int h);
 typedef struct {
     double auroc, f1max, aupro;   /* aupro: MVTec AU-PRO up to FPR 0.3, divided by 0.3 */
 } ad_pixel_metrics;
 /* Needs anomalous and normal pixels. May be called again (more images may be added between). */
-ad_status ad_pixel_eval_finish(ad_pixel_eval *pe, ad_pixel_metrics *out);
-void ad_pixel_eval_free(ad_pixel_eval *pe);
+AD_API ad_status ad_pixel_eval_finish(ad_pixel_eval *pe, ad_pixel_metrics *out);
+AD_API void ad_pixel_eval_free(ad_pixel_eval *pe);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 static _Thread_local char g_err[512] = "no error";
+static _Thread_local ad_status g_status = AD_OK;
 
 static void set_msg(const char *fmt, va_list ap)
 {
@@ -21,16 +22,17 @@ ad_status adi_fail(ad_status s, const char *fmt, ...)
     va_start(ap, fmt);
     set_msg(fmt, ap);
     va_end(ap);
+    g_status = s;
     return s;
 }
 
 void *adi_fail_null(ad_status s, const char *fmt, ...)
 {
-    (void)s;
     va_list ap;
     va_start(ap, fmt);
     set_msg(fmt, ap);
     va_end(ap);
+    g_status = s;
     return NULL;
 }
 
@@ -55,6 +57,8 @@ void adi_error_prefix(const char *fmt, ...)
 }
 
 const char *ad_errmsg(void) { return g_err; }
+
+ad_status ad_last_status(void) { return g_status; }
 
 const char *ad_status_name(ad_status s)
 {
