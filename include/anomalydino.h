@@ -32,11 +32,20 @@
  *   -> evaluation (ad_metrics_image, ad_pixel_eval_*).
  *
  * THREADS
- *   An ad_model is read-only after loading and may be shared by any number of threads and
- *   contexts. An ad_context, ad_bank or ad_pixel_eval must be used by one thread at a time.
- *   Compute-heavy calls use the context's n_threads (OpenMP + OpenBLAS); the BLAS thread count is
- *   process-global, so concurrent contexts should use the same n_threads.
- *   ad_errmsg() is per thread.
+ *   An ad_model, and an ad_bank once fitted or loaded, are read-only: any number of threads may
+ *   use them at once (ad_predict, ad_bank_query, ad_bank_check_model, ad_bank_save, getters).
+ *   Changing a bank (ad_bank_add_*, ad_bank_calibrate_*) needs exclusive use. Each thread uses
+ *   its own ad_context (and its own ad_pixel_eval). N threads predicting at once on one model
+ *   and one bank get results bit-identical to the same predictions run one after another.
+ *   How: a context's compute runs in the library's own OpenMP regions with the context's
+ *   n_threads, and every BLAS call is made inside such a region with BLAS single-threaded, so
+ *   OpenBLAS never starts a pool of its own. No library call changes a process-wide setting:
+ *   not omp_set_num_threads for the caller, not openblas_set_num_threads, not the environment.
+ *   Calls without a context (ad_zeroshot with ctx NULL, ad_anomaly_map, ad_resize_*, the pixel
+ *   metrics) use the caller's current OpenMP default, read and never changed.
+ *   BLAS: link OpenBLAS' OpenMP build (Debian libopenblas0-openmp) or its serial build; its
+ *   pthreads build ignores OpenMP and runs its own pool, governed by OPENBLAS_NUM_THREADS.
+ *   ad_errmsg() and ad_last_status() are per thread.
  *
  * DETERMINISM
  *   The same inputs and the same thread count give bit-identical outputs.

@@ -2,6 +2,7 @@
  * ground-truth masks), without a model. */
 #include "cli/cli.h"
 
+#include <omp.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -428,7 +429,7 @@ int cmd_metrics(int argc, char **argv)
         return 2;
     }
     const char *csv = argv[optind];
-    adi_threads_apply(threads);
+    omp_set_num_threads(adi_threads_resolve(threads));
 
     table t = {0};
     int has_maps = 0, rc = 1;

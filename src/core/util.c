@@ -1,8 +1,13 @@
 #include "core/core.h"
 
+#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <threads.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 int adi_mul_overflow(size_t a, size_t b, size_t *out)
 {
@@ -32,25 +37,50 @@ void *adi_calloc(size_t n_elems, size_t elem_size)
 
 void adi_free(void *p) { free(p); }
 
-int adi_cpu_has_avx2_fma(void)
+/* CPU features, detected once per process (call_once: no data race between first callers). */
+static struct {
+    int avx2_fma, f16c;
+} g_cpu;
+static once_flag g_cpu_once = ONCE_FLAG_INIT;
+
+static void cpu_detect(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        const char *env = getenv("AD_NO_AVX2"); /* lets tests pin the portable path */
-        if (env && *env && *env != '0') cached = 0;
+    unsigned a, b, c, d;
+    int fma = 0, f16c = 0, osxsave = 0, avx = 0, avx2 = 0, ymm = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d)) {
+        fma = (c >> 12) & 1;
+        osxsave = (c >> 27) & 1;
+        avx = (c >> 28) & 1;
+        f16c = (c >> 29) & 1;
     }
-    return cached;
-#else
-    return 0;
+    if (osxsave) { /* the OS saves the YMM registers */
+        unsigned lo, hi;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        ymm = (lo & 6) == 6;
+    }
+    if (__get_cpuid_max(0, NULL) >= 7) {
+        __cpuid_count(7, 0, a, b, c, d);
+        avx2 = (b >> 5) & 1;
+    }
+    g_cpu.avx2_fma = avx && ymm && avx2 && fma;
+    g_cpu.f16c = g_cpu.avx2_fma && f16c;
+    const char *env = getenv("AD_NO_AVX2"); /* lets tests pin the portable paths */
+    if (env && *env && *env != '0') g_cpu.avx2_fma = g_cpu.f16c = 0;
 #endif
 }
 
-/* openblas_set_num_threads is not in every cblas.h; declare it weakly so that another CBLAS
- * still links. */
-extern void openblas_set_num_threads(int) __attribute__((weak));
+int adi_cpu_has_avx2_fma(void)
+{
+    call_once(&g_cpu_once, cpu_detect);
+    return g_cpu.avx2_fma;
+}
+
+int adi_cpu_has_f16c(void)
+{
+    call_once(&g_cpu_once, cpu_detect);
+    return g_cpu.f16c;
+}
 
 int adi_threads_resolve(int n)
 {
@@ -59,11 +89,29 @@ int adi_threads_resolve(int n)
     return n;
 }
 
-void adi_threads_apply(int n)
+void adi_blas_serial(void)
 {
-    n = adi_threads_resolve(n);
-    omp_set_num_threads(n);
-    if (openblas_set_num_threads) openblas_set_num_threads(n);
+    /* Inside a parallel region this is the region's implicit task's ICV (OpenMP 5.x 2.4.1:
+     * nthreads-var is a data-environment ICV), discarded when the region ends. OpenBLAS' OpenMP
+     * build runs one thread when omp_get_max_threads() is 1 or the region is active. */
+    omp_set_num_threads(1);
+}
+
+void adi_sgemm_rows(int n_threads, int transB, int M, int N, int K, float alpha, const float *A,
+                    int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > M) n_threads = M > 0 ? M : 1;
+#pragma omp parallel num_threads(n_threads)
+    {
+        adi_blas_serial();
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        const int r0 = (int)((long long)M * t / n), r1 = (int)((long long)M * (t + 1) / n);
+        if (r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasNoTrans : CblasTrans, r1 - r0,
+                        N, K, alpha, A + (size_t)r0 * lda, lda, B, ldb, beta, C + (size_t)r0 * ldc,
+                        ldc);
+    }
 }
 
 uint64_t adi_fnv1a(uint64_t h, const void *data, size_t n)

@@ -12,9 +12,7 @@
 static int use_threads(ad_context *ctx)
 {
     if (!ctx) return 0;
-    int nt = ad_context_threads(ctx);
-    adi_threads_apply(nt);
-    return nt;
+    return ad_context_threads(ctx);
 }
 
 static ad_status check_image(const ad_image *img, const char *who)

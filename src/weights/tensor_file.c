@@ -148,16 +148,7 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *
     for (; i < n; i++) dst[i] = f16_one(src[i]);
 }
 
-static int has_f16c(void)
-{
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        /* AD_NO_AVX2 (through adi_cpu_has_avx2_fma) also pins this path to the portable one */
-        cached = adi_cpu_has_avx2_fma() && __builtin_cpu_supports("f16c");
-    }
-    return cached;
-}
+static int has_f16c(void) { return adi_cpu_has_f16c(); }
 #endif
 
 void tf_f16_to_f32(const uint16_t *src, float *dst, size_t n)
