@@ -20,10 +20,23 @@ void *adi_fail_null(ad_status s, const char *fmt, ...) AD_PRINTF(2, 3);
 /* Prefixes the current message with "context: " (e.g. the file name). */
 void adi_error_prefix(const char *fmt, ...) AD_PRINTF(1, 2);
 
-/* 64-byte aligned allocation (free with adi_free); NULL on overflow or failure (error recorded). */
+/* The library's one allocator: every allocation of the library goes through these (zlib's
+ * through adi_zalloc/adi_zfree; cJSON keeps its own default hooks, since cJSON_InitHooks is
+ * process-wide). All return NULL on overflow or failure with AD_E_NOMEM recorded; free
+ * everything with adi_free.
+ * adi_alloc / adi_calloc: n_elems x elem_size bytes, 64-byte aligned (calloc: zeroed).
+ * adi_malloc / adi_realloc: as malloc / realloc (realloc keeps `p` on failure). */
 void *adi_alloc(size_t n_elems, size_t elem_size);
 void *adi_calloc(size_t n_elems, size_t elem_size);
+void *adi_malloc(size_t bytes);
+void *adi_realloc(void *p, size_t bytes);
 void adi_free(void *p);
+void *adi_zalloc(void *opaque, unsigned items, unsigned size);
+void adi_zfree(void *opaque, void *p);
+/* Fault injection for tests: from now on, the n-th allocation fails (once); n <= 0 turns it
+ * off. adi_alloc_count(): allocations counted since (only while injection is on). */
+void adi_alloc_fail_at(long n);
+long adi_alloc_count(void);
 /* a*b*c... overflow check: returns 0 and sets *out on success. */
 int adi_mul_overflow(size_t a, size_t b, size_t *out);
 

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <threads.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -16,14 +17,53 @@ int adi_mul_overflow(size_t a, size_t b, size_t *out)
     return 0;
 }
 
+/* The one allocator of the library. Every allocation passes fault_hit(), which makes the n-th
+ * allocation after adi_alloc_fail_at(n) fail once (tests of every error path, as SQLite's
+ * malloc tests do). The counter is a relaxed atomic: free when unused, exact in a test that
+ * runs one call at a time. */
+static atomic_long g_alloc_count;    /* allocations since adi_alloc_fail_at */
+static atomic_long g_alloc_fail_at;  /* 0: off */
+
+void adi_alloc_fail_at(long n)
+{
+    atomic_store_explicit(&g_alloc_count, 0, memory_order_relaxed);
+    atomic_store_explicit(&g_alloc_fail_at, n > 0 ? n : 0, memory_order_relaxed);
+}
+
+long adi_alloc_count(void) { return atomic_load_explicit(&g_alloc_count, memory_order_relaxed); }
+
+static int fault_hit(void)
+{
+    long at = atomic_load_explicit(&g_alloc_fail_at, memory_order_relaxed);
+    if (at == 0) return 0;
+    long k = atomic_fetch_add_explicit(&g_alloc_count, 1, memory_order_relaxed) + 1;
+    return k == at;
+}
+
+void *adi_malloc(size_t bytes)
+{
+    void *p = fault_hit() ? NULL : malloc(bytes ? bytes : 1);
+    if (!p) return adi_fail_null(AD_E_NOMEM, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void *adi_realloc(void *old, size_t bytes)
+{
+    void *p = fault_hit() ? NULL : realloc(old, bytes ? bytes : 1);
+    if (!p) return adi_fail_null(AD_E_NOMEM, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
 void *adi_alloc(size_t n_elems, size_t elem_size)
 {
     size_t n;
     if (adi_mul_overflow(n_elems, elem_size, &n))
         return adi_fail_null(AD_E_NOMEM, "allocation size overflow (%zu x %zu)", n_elems, elem_size);
     if (n == 0) n = 1;
+    if (n > SIZE_MAX - 63)
+        return adi_fail_null(AD_E_NOMEM, "allocation size overflow (%zu bytes)", n);
     n = (n + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, n);
+    void *p = fault_hit() ? NULL : aligned_alloc(64, n);
     if (!p) return adi_fail_null(AD_E_NOMEM, "out of memory allocating %zu bytes", n);
     return p;
 }
@@ -36,6 +76,21 @@ void *adi_calloc(size_t n_elems, size_t elem_size)
 }
 
 void adi_free(void *p) { free(p); }
+
+/* zlib's allocator hooks, so that inflate's state counts as the library's too. */
+void *adi_zalloc(void *opaque, unsigned items, unsigned size)
+{
+    (void)opaque;
+    size_t n;
+    if (adi_mul_overflow(items, size, &n)) return NULL;
+    return adi_malloc(n);
+}
+
+void adi_zfree(void *opaque, void *p)
+{
+    (void)opaque;
+    adi_free(p);
+}
 
 /* CPU features, detected once per process (call_once: no data race between first callers). */
 static struct {

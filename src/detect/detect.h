@@ -79,6 +79,8 @@ int dt_bank_find_image(const ad_bank *b, int image_id);
 void dt_bank_truncate(ad_bank *b, size_t rows, size_t side_rows, int n_images);
 
 /* Threshold from scores (copied, not modified): max, or numpy.quantile(linear) at q. */
+/* ad_score_top1p with a status (AD_E_NOMEM, AD_E_ARG for an empty grid) instead of NaN. */
+ad_status dt_score_top1p(const double *grid, size_t n, double *score);
 ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule rule, double q,
                                    double *thr);
 

@@ -149,7 +149,7 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
         if (exclude_image_id >= 0)
             for (size_t j = 1; j < b->rows; j++)
                 cap += b->row_image[j] != b->row_image[j - 1];
-        runs = malloc(cap * sizeof *runs);
+        runs = adi_malloc(cap * sizeof *runs);
         if (!runs) return adi_fail(AD_E_NOMEM, "bank query: out of memory");
         if (exclude_image_id < 0) {
             runs[n_runs++] = (row_run){0, b->rows};
@@ -168,14 +168,14 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
         for (size_t r = 0; r < n_runs; r++) usable += runs[r].e - runs[r].s;
     }
     if (usable < (size_t)k) {
-        free(runs);
+        adi_free(runs);
         return adi_fail(AD_E_ARG, "bank query: %zu usable bank rows, fewer than k = %d", usable, k);
     }
 
     size_t q = 0;
     for (size_t i = 0; i < n; i++) q += !keep || keep[i];
     if (q == 0) {
-        free(runs);
+        adi_free(runs);
         for (size_t i = 0; i < n; i++) grid[i] = 0;
         return AD_OK;
     }
@@ -259,7 +259,7 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
         grid[qcell[r]] = (double)(v / 2.0f);
     }
 out:
-    free(runs);
+    adi_free(runs);
     adi_free(qf);
     adi_free(qn);
     adi_free(qcell);
