@@ -2,6 +2,8 @@
 # Debian 12 packages needed to build and test anomalydino (run as root).
 set -e
 PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libcjson-dev zlib1g-dev"
+# make tsan: clang + LLVM libomp (its Archer tool) and the serial OpenBLAS beside the OpenMP one
+PKGS="$PKGS clang libomp-14-dev libopenblas0-serial"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
