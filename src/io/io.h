@@ -14,7 +14,7 @@ ad_status adi_io_read_image(const char *path, ad_image *out);
 ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h);
 ad_status adi_io_write_png_rgb(const char *path, const uint8_t *rgb, int w, int h);
 ad_status adi_io_write_png_gray(const char *path, const uint8_t *g, int w, int h);
-/* PNG bytes in memory (channels 1: grey, 3: RGB); *out is malloc'ed (free with free()). */
+/* PNG bytes in memory (channels 1: grey, 3: RGB); *out is allocated here (free with adi_free, like every buffer of this module). */
 ad_status adi_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8_t **out,
                            size_t *len);
 
