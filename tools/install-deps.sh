@@ -1,7 +1,7 @@
 #!/bin/sh
 # Debian 12 packages needed to build and test anomalydino (run as root).
 set -e
-PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libcjson-dev zlib1g-dev"
+PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libcjson-dev zlib1g-dev libtiff-dev libstb-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

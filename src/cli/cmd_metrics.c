@@ -415,8 +415,7 @@ int cmd_metrics(int argc, char **argv)
             if (cli_parse_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2;
             break;
         case 'h': usage(stdout); return 0;
-        case ':': cli_error(CMD, "%s needs a value (see --help)", argv[optind - 1]); return 2;
-        default: cli_error(CMD, "unknown option '%s' (see --help)", argv[optind - 1]); return 2;
+        default: return cli_getopt_error(CMD, ch, argv);
         }
     }
     if (optind >= argc) {
