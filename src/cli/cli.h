@@ -50,7 +50,8 @@ int cli_quiet(void);
 
 /* Progress of a phase with a known count, on stderr: on a terminal one line rewritten in place
  * at most every CLI_METER_PERIOD_S seconds (count, percentage, elapsed, ETA), otherwise plain
- * lines at the same pace; the last step always prints. Silent under ANOMALYDINO_QUIET. */
+ * lines at the same pace; the last step always prints ("LABEL: N/N done in M:SS"), so a phase
+ * shorter than the period shows that line only. Silent under ANOMALYDINO_QUIET. */
 #define CLI_METER_PERIOD_S 2.0
 typedef struct {
     char label[200];

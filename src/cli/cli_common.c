@@ -242,7 +242,7 @@ void cli_meter_begin(cli_meter *m, const char *label, int total)
     snprintf(m->label, sizeof m->label, "%s", label);
     m->total = total;
     m->t0 = cli_now();
-    m->last = -1e9;
+    m->last = m->t0; /* a phase shorter than the period prints only its last line */
     m->quiet = cli_quiet();
     m->tty = isatty(2);
 }
