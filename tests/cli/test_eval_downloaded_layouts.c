@@ -372,6 +372,21 @@ int main(void)
     compare_runs("mtd (JPEG + PNG masks)", mv, mt);
     compare_runs("manifest (PNG + TIFF masks)", mv, ma);
 
+    /* report.html: curve legends (coloured text) sit right of the 190 px plot box at x = 42,
+     * never over the curves */
+    char *html = slurp(P("out_mvtec/report.html"));
+    int n_leg = 0, inside = 0;
+    for (const char *q = html; (q = strstr(q, "<text x=\"")); q++) {
+        const char *end = strchr(q, '>');
+        const char *fill = strstr(q, " fill=\"#");
+        if (!end || !fill || fill > end) continue;
+        n_leg++;
+        if (atoi(q + 9) < 42 + 190) inside++;
+    }
+    CHECK(n_leg >= 2 && inside == 0, "report legends: %d, %d inside the plot box", n_leg, inside);
+    printf("report.html: %d curve legends, all right of the plot box\n", n_leg);
+    free(html);
+
     /* the dataset command writes the manifest a layout gives; it evaluates the same */
     int rc = t_run("%s dataset ksdd %s --manifest %s > %s 2>&1", bin, P("ksdd"),
                    P("ksdd_manifest.csv"), P("dataset.log"));
