@@ -301,6 +301,21 @@ static char *find_gt(ds_kind kind, const char *catdir, const char *type, const c
         if (is_file(p)) found = p;
         else free(p);
     }
+    /* the exact names of mvtec/visa missing: say so when the mask is there in another form */
+    for (int s = 0; !found && kind != DS_FOLDER && s < (int)(sizeof suffixes / sizeof *suffixes);
+         s++) {
+        if (s >= first && s <= last) continue;
+        snprintf(name, sizeof name, "%s%s", stem, suffixes[s]);
+        char *p = join2(gtdir, name);
+        if (p && is_file(p)) {
+            size_t l = strlen(expected);
+            snprintf(expected + l, expected_len - l, "; %s exists but the %s layout reads only "
+                     "that name: use --dataset folder, or a manifest", name, ds_kind_name(kind));
+            free(p);
+            break;
+        }
+        free(p);
+    }
     free(gtdir);
     return found;
 }

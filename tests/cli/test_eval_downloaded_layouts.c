@@ -441,6 +441,17 @@ int main(void)
     CHECK(strstr(e4, "kos02/Part2.jpg") && strstr(e4, "Part2_label.bmp"),
           "missing label named: %s", e4);
     free(e4);
+    /* MVTec layout with a BMP mask left in place: the note says the .bmp exists and is not the
+     * name this layout reads */
+    t_run("cp -r '%s' '%s'", P("mvtec"), P("mvtec_bmp"));
+    write_bmp(P("mvtec_bmp/part/ground_truth/crack/006_mask.bmp"), parts[6].mask);
+    t_run("rm -f '%s'", P("mvtec_bmp/part/ground_truth/crack/006_mask.png"));
+    rc = t_run("%s dataset mvtec %s > /dev/null 2> %s", bin, P("mvtec_bmp"), P("bmp.err"));
+    char *eb = slurp(P("bmp.err"));
+    CHECK(rc == 0 && strstr(eb, "006_mask.bmp exists") && strstr(eb, "--dataset folder"),
+          "BMP mask beside an MVTec defect: %s", eb);
+    free(eb);
+
     /* a manifest with a wrong header */
     FILE *f = fopen(P("bad.csv"), "w");
     if (f) { fputs("file,kind\na.png,good\n", f); fclose(f); }
