@@ -19,9 +19,11 @@
 #define STBI_NO_LINEAR
 #define STBI_NO_HDR
 #define STBI_MAX_DIMENSIONS 65535
+#define STB_IMAGE_STATIC /* private to this file: no stbi_* symbol can clash with another copy */
 #define STB_IMAGE_IMPLEMENTATION
-#pragma GCC diagnostic push
+/* stb_image's unused static functions are reported at the end of the file: not ours to fix */
 #pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
