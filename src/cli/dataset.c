@@ -1343,7 +1343,7 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
             continue;
         }
         int good = label_is_good(label);
-        if (!label[0] || (!good && !type_name_ok(label) && strspn(label, "0123456789") == 0)) {
+        if (!good && !category_name_ok(label)) { /* the type also names report folders */
             ds_lines_add(&d->errors, "%s:%d: label '%s' is neither good nor a defect name: row "
                          "ignored", csv_path, line, label);
             continue;
@@ -1444,6 +1444,7 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
             c.test = items.v;
             c.n_test = items.n;
             items.v = NULL;
+            items.n = 0;
             if (push_category(d, &c)) st = adi_fail(AD_E_NOMEM, "out of memory");
         }
         if (st != AD_OK) {

@@ -460,6 +460,36 @@ int main(void)
     CHECK(rc == 1 && strstr(e5, "category,split,image,label"), "bad manifest header: %s", e5);
     free(e5);
 
+    /* rows that cannot be used are named by file and line, the others are kept */
+    f = fopen(P("man/rows.csv"), "w");
+    if (f) {
+        fputs("image,label,split,category,mask\n"             /* any column order */
+              "img/p0.png,good,train,part,\n"
+              "img/p1.png,good,validation,part,\n"            /* line 3: unknown split */
+              "img/p6.png,crack,train,part,gt/p6.tif\n"       /* line 4: defect as reference */
+              "img/missing.png,good,test,part,\n"             /* line 5: no such file */
+              "img/p6.png,crack,test,part,gt/p6.tif\n"
+              "img/p3.png,0,test,part,\n", f);
+        fclose(f);
+    }
+    rc = t_run("%s dataset manifest %s --format json > %s 2> %s", bin, P("man/rows.csv"),
+               P("rows.json"), P("rows.err"));
+    char *re = slurp(P("rows.err")), *rj = slurp(P("rows.json"));
+    CHECK(rc == 0 && strstr(re, "rows.csv:3: split 'validation'") && strstr(re, "rows.csv:4: a train row") &&
+              strstr(re, "missing.png") && strstr(re, "rows.csv:5"),
+          "bad manifest rows named: %s", re);
+    cJSON *rd = cJSON_Parse(rj);
+    const cJSON *rc0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(rd, "categories"), 0);
+    const cJSON *rr = cJSON_GetObjectItemCaseSensitive(rc0, "references");
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rc0, "test_defect");
+    const cJSON *rg = cJSON_GetObjectItemCaseSensitive(rc0, "test_good");
+    CHECK(cJSON_IsNumber(rr) && rr->valuedouble == 1 && cJSON_IsNumber(rt) && rt->valuedouble == 1 &&
+              cJSON_IsNumber(rg) && rg->valuedouble == 1,
+          "usable rows kept (1 reference, 1 defect, 1 good via label 0): %s", rj);
+    cJSON_Delete(rd);
+    free(re);
+    free(rj);
+
     cJSON_Delete(mv);
     cJSON_Delete(ks);
     cJSON_Delete(mt);
