@@ -480,6 +480,7 @@ typedef struct {
     test_entry *e;
     const char *run_tag;      /* "1shot_seed0" */
     int want_examples;
+    const char *label;        /* "1-shot seed 0", for progress lines */
 } finish_ctx;
 
 /* A problem of this run: in the summary now, and in the record so a resumed run reports it
@@ -637,7 +638,7 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
     char label[300];
     cli_meter meter;
     if (bank) {
-        snprintf(label, sizeof label, "eval: %s %s: search", c->name, fc->run_tag);
+        snprintf(label, sizeof label, "eval: %s %s: search", c->name, fc->label);
         cli_meter_begin(&meter, label, n);
         for (int i = 0; i < n; i++) {
             cli_meter_step(&meter, i);
@@ -704,7 +705,7 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
     if (o->segmentation) {
         pe = ad_pixel_eval_new();
         if (!pe) goto done;
-        snprintf(label, sizeof label, "eval: %s %s: pixel maps", c->name, fc->run_tag);
+        snprintf(label, sizeof label, "eval: %s %s: pixel maps", c->name, fc->label);
         cli_meter_begin(&meter, label, n);
         for (int i = 0; i < n; i++) {
             cli_meter_step(&meter, i);
@@ -744,7 +745,7 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
     if (has_im < 0) goto done;
     int has_pm = 0;
     if (pe) {
-        cli_progress("eval: %s %s: pixel metrics (AU-PRO) ...", c->name, fc->run_tag);
+        cli_progress("eval: %s %s: pixel metrics (AU-PRO) ...", c->name, fc->label);
         if (ad_pixel_eval_finish(pe, &pm) == AD_OK) {
             has_pm = 1;
         } else {
@@ -1029,7 +1030,7 @@ static void eval_category(eval_env *env, int ci, const char *key, cJSON **runs,
                 cJSON_AddNumberToObject(run, "bank_rows", 0);
             }
             cJSON_AddNumberToObject(run, "bank_seconds", bank_s);
-            finish_ctx fc = {env, c, e, ftag, first_run && s == 0 && d == 0};
+            finish_ctx fc = {env, c, e, ftag, first_run && s == 0 && d == 0, tag};
             double t0 = cli_now();
             int rc = score_run(&fc, bank, run);
             double t_all = cli_now() - t0;
