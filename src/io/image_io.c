@@ -320,6 +320,11 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
 
 ad_status adi_io_pixel_limit_error(const char *path, size_t w, size_t h, size_t max_pixels)
 {
+    if (max_pixels < 1000000) /* small limits read better as plain counts */
+        return adi_fail(AD_E_FORMAT,
+                        "%s: image is %zu x %zu (%zu pixels), above the limit of %zu pixels "
+                        "(raise it with --max-pixels N)",
+                        path, w, h, w * h, max_pixels);
     return adi_fail(AD_E_FORMAT,
                     "%s: image is %zu x %zu (%.1f megapixels), above the limit of %.1f megapixels "
                     "(raise it with --max-pixels N)",

@@ -460,6 +460,15 @@ int main(void)
     CHECK(rc == 1 && strstr(e5, "category,split,image,label"), "bad manifest header: %s", e5);
     free(e5);
 
+    /* eval applies the pixel limit to its images: 56 x 56 = 3136 pixels > 3000 */
+    rc = t_run("ANOMALYDINO_QUIET=1 %s eval -m %s --dataset mvtec --data %s --shots 1 --seeds 1 "
+               "--resolution 56 --max-pixels 3000 --threads 2 -o %s > /dev/null 2> %s",
+               bin, weights, P("mvtec"), P("out_limit"), P("limit.err"));
+    char *le = slurp(P("limit.err"));
+    CHECK(rc == 1 && strstr(le, "56 x 56") && strstr(le, "--max-pixels"),
+          "eval --max-pixels 3000: exit %d, images refused by size: %s", rc, le);
+    free(le);
+
     /* rows that cannot be used are named by file and line, the others are kept */
     f = fopen(P("man/rows.csv"), "w");
     if (f) {
