@@ -115,20 +115,14 @@ static ad_status loo_features(const ad_bank *b, const dt_image *im, ad_features 
     return AD_OK;
 }
 
-ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule, double q)
+ad_status adi_bank_loo_scores(const ad_bank *b, ad_context *ctx, double *scores)
 {
-    if (!b) return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: NULL bank");
+    if (!b || !scores) return adi_fail(AD_E_ARG, "adi_bank_loo_scores: NULL argument");
     if (b->n_images < 2)
         return adi_fail(AD_E_ARG,
                        "leave-one-out needs at least 2 reference images, the bank has %d",
                        b->n_images);
-    if (rule != AD_THRESH_MAX && rule != AD_THRESH_QUANTILE)
-        return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: unknown rule %d", (int)rule);
-    if (rule == AD_THRESH_QUANTILE && !(q >= 0 && q <= 1))
-        return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: quantile %g not in [0, 1]", q);
     int nt = use_threads(ctx);
-    double *scores = adi_malloc((size_t)b->n_images * sizeof *scores);
-    if (!scores) return adi_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
     ad_status st = AD_OK;
     for (int i = 0; i < b->n_images && st == AD_OK; i++) {
         const dt_image *im = &b->images[i];
@@ -145,6 +139,23 @@ ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule
         adi_free(keep);
         adi_free(grid);
     }
+    return st;
+}
+
+ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule, double q)
+{
+    if (!b) return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: NULL bank");
+    if (b->n_images < 2)
+        return adi_fail(AD_E_ARG,
+                       "leave-one-out needs at least 2 reference images, the bank has %d",
+                       b->n_images);
+    if (rule != AD_THRESH_MAX && rule != AD_THRESH_QUANTILE)
+        return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: unknown rule %d", (int)rule);
+    if (rule == AD_THRESH_QUANTILE && !(q >= 0 && q <= 1))
+        return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: quantile %g not in [0, 1]", q);
+    double *scores = adi_malloc((size_t)b->n_images * sizeof *scores);
+    if (!scores) return adi_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
+    ad_status st = adi_bank_loo_scores(b, ctx, scores);
     if (st == AD_OK) st = ad_bank_calibrate_scores(b, scores, b->n_images, rule, q);
     adi_free(scores);
     return st;
