@@ -37,13 +37,19 @@ static void usage(FILE *f)
             "      --threshold-rule R    max (default): the largest score of the normal images;\n"
             "                            quantile:Q: their Q-quantile (linear interpolation, Q in\n"
             "                            [0,1], e.g. quantile:0.95 for about 5 %% false alarms)\n"
+            "      --coreset R           keep a coreset of the bank rows (greedy k-center, as\n"
+            "                            PatchCore): R in (0,1] a fraction, R > 1 a row count;\n"
+            "                            an approximation (docs/banks.md); default: all rows\n"
+            "      --bank-dtype T        row storage: f32 (default, exact); f16 is not offered:\n"
+            "                            it measured no faster (docs/banks.md)\n"
             "      --threads N           threads (default: all cores)\n"
             "  -h, --help                this help\n\n"
             "Threshold: from --calibrate images when given, else leave-one-out over the\n"
             "references (each scored against the bank of the others, its rotations left out;\n"
             "needs >= 2 references). With one reference and no --calibrate images the bank has\n"
             "no threshold and predict prints scores without verdicts. A test image is NG when\n"
-            "its score is above the threshold.\n",
+            "its score is above the threshold. Grow the bank later with anomalydino bank add.\n"
+            "SOURCE_DATE_EPOCH, when set, is the time recorded in the bank (reproducible files).\n",
             d.resolution, d.rotate ? "on" : "off", d.mask_test ? "on" : "off", d.knn_k);
 }
 
@@ -97,7 +103,7 @@ int cmd_fit(int argc, char **argv)
 {
     enum {
         O_RES = 256, O_ROT, O_NOROT, O_MASKREFS, O_MASKTEST, O_NOMASKTEST, O_PRESET, O_DATASET,
-        O_CATEGORY, O_KNN, O_CALIB, O_RULE, O_THREADS
+        O_CATEGORY, O_KNN, O_CALIB, O_RULE, O_THREADS, O_CORESET, O_DTYPE
     };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"out", required_argument, 0, 'o'},
@@ -109,11 +115,12 @@ int cmd_fit(int argc, char **argv)
         {"calibrate", required_argument, 0, O_CALIB},
         {"threshold-rule", required_argument, 0, O_RULE},
         {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {"coreset", required_argument, 0, O_CORESET}, {"bank-dtype", required_argument, 0, O_DTYPE},
         {0, 0, 0, 0}};
     const char *weights = NULL, *out = NULL, *preset = NULL, *dataset = NULL, *category = NULL;
     int resolution = -1, rotate = -1, mask_refs = 0, mask_test = -1, knn = -1, threads = 0;
     ad_thresh_rule rule = AD_THRESH_MAX;
-    double q = 1.0;
+    double q = 1.0, coreset = 0;
     char **calib_in = NULL;
     int n_calib_in = 0;
     int c, rc = 2;
@@ -144,6 +151,17 @@ int cmd_fit(int argc, char **argv)
         case O_THREADS:
             if (cli_parse_int(CMD, "--threads", optarg, 0, 1024, &threads)) goto out;
             break;
+        case O_CORESET:
+            if (cli_parse_coreset(CMD, optarg, &coreset)) goto out;
+            break;
+        case O_DTYPE:
+            if (!strcmp(optarg, "f32")) break;
+            if (!strcmp(optarg, "f16"))
+                cli_error(CMD, "--bank-dtype f16: not offered: float16 rows measured no faster "
+                               "than float32 at full-shot size (docs/banks.md); use f32");
+            else
+                cli_error(CMD, "--bank-dtype '%s': expected f32", optarg);
+            goto out;
         case 'h':
             usage(stdout);
             rc = 0;
@@ -207,6 +225,7 @@ int cmd_fit(int argc, char **argv)
         goto done;
     }
     p = ad_bank_get_params(bank);
+    cli_bank_clock(bank);
 
     double t_start = cli_now();
     for (int i = 0; i < n_refs; i++) {
@@ -214,7 +233,10 @@ int cmd_fit(int argc, char **argv)
         ad_image img = {0};
         ad_status st = adi_io_read_image(refs[i], &img);
         if (st == AD_OK) {
-            st = ad_bank_add_image(bank, ctx, &img, i);
+            /* one reference per call: the very path `bank add` takes, so that growing a bank
+             * one image at a time gives this bank */
+            const char *name = refs[i];
+            st = ad_bank_add_references(bank, ctx, &img, &name, 1, 0);
             if (st != AD_OK) adi_error_prefix("%s", refs[i]);
         }
         ad_image_free(&img);
@@ -230,6 +252,17 @@ int cmd_fit(int argc, char **argv)
         cli_error(CMD, "%d of %d reference images failed (listed above); no bank written", n_failed,
                   n_refs);
         goto done;
+    }
+
+    size_t rows_full = ad_bank_rows(bank);
+    if (coreset > 0) {
+        double t0 = cli_now();
+        if (ad_bank_coreset(bank, ctx, coreset) != AD_OK) {
+            cli_error(CMD, "--coreset %g: %s", coreset, ad_errmsg());
+            goto done;
+        }
+        cli_progress("fit: coreset %g: %zu of %zu rows (%.1f s)", coreset, ad_bank_rows(bank),
+                     rows_full, cli_now() - t0);
     }
 
     /* Threshold from normal images only. */
@@ -294,6 +327,9 @@ int cmd_fit(int argc, char **argv)
            (unsigned long long)mi.fingerprint);
     printf("references  %d image%s, %zu rows%s\n", n_refs, n_refs == 1 ? "" : "s",
            ad_bank_rows(bank), p.rotate ? " (8 rotations each)" : "");
+    if (coreset > 0)
+        printf("coreset     %g: %zu of %zu rows kept (greedy k-center, approximate)\n", coreset,
+               ad_bank_rows(bank), rows_full);
     printf("settings    resolution %d, rotate %s, mask refs %s, mask test %s, knn %d\n",
            p.resolution, p.rotate ? "yes" : "no", p.mask_refs ? "yes" : "no",
            p.mask_test ? "yes" : "no", p.knn_k);

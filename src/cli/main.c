@@ -19,6 +19,7 @@ static const command commands[] = {
     {"zeroshot", cmd_zeroshot, "batched zero-shot scoring of a set of images, no references"},
     {"eval", cmd_eval, "MVTec AD / VisA / folder benchmark evaluation with the paper's protocol"},
     {"metrics", cmd_metrics, "AUROC/AP/F1-max and pixel AU-PRO from a scores CSV"},
+    {"bank", cmd_bank, "grow a bank (bank add) and show what it holds (bank info)"},
     {NULL, NULL, NULL},
 };
 
