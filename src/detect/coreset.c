@@ -25,6 +25,7 @@
 #define PROJ_BLOCK 4096   /* rows per projection GEMM (fixed: results independent of threads) */
 #define INIT_QBLOCK 256   /* new rows per tile of the initial distances to existing centres */
 #define INIT_CBLOCK 4096  /* centre rows per GEMM of that initialisation */
+#define GREEDY_ROWS_PER_THREAD 32768
 
 static uint64_t splitmix64(uint64_t *s)
 {
@@ -202,7 +203,9 @@ ad_status dt_kcenter(const float *x, size_t n, int d, size_t n_pre, size_t targe
         st = init_from_centres(y, n, p, n_pre, nt, mind);
         if (st != AD_OK) goto out;
     }
-    if (nt > (int)m) nt = (int)m;
+    /* Every pick ends with a barrier: below ~32k rows per thread the wake-ups cost more than
+     * the distances (the picks do not depend on the thread count). */
+    if ((size_t)nt > m / GREEDY_ROWS_PER_THREAD) nt = (int)(m / GREEDY_ROWS_PER_THREAD);
     if (nt < 1) nt = 1;
     const dist_fn dist = pick_dist();
     int done = cnt >= target;
