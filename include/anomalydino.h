@@ -14,6 +14,7 @@
  *         ad_bank_add_image(bank, ctx, &img, 0);                      // + 8 rotations if bp.rotate
  *     ad_bank_calibrate_loo(bank, ctx, AD_THRESH_MAX, 0);             // optional decision threshold
  *     ad_bank_save(bank, "part.adbank");
+ *     // later, on the line: ad_bank_load, ad_bank_add_references(..., recalibrate 1), ad_bank_save
  *
  *     ad_result r;
  *     ad_predict(bank, ctx, &test_img, -1, &r);   // mask -1: the bank's setting

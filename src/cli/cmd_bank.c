@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CMD "bank"
 
@@ -279,6 +280,25 @@ static void add_usage(FILE *f)
             "is the time recorded.\n");
 }
 
+/* The grown bank is written at the end: refuse an output folder that cannot take it before the
+ * work. 0 or -1 (error printed). */
+static int check_out_writable(const char *out)
+{
+    if (adi_io_is_dir(out)) {
+        cli_error(CMD, "add: %s is a directory (give the bank's file name)", out);
+        return -1;
+    }
+    const char *slash = strrchr(out, '/');
+    char *dir = slash ? strndup(out, slash == out ? 1 : (size_t)(slash - out)) : strdup(".");
+    if (!dir) return -1;
+    int ok = adi_io_is_dir(dir) && access(dir, W_OK | X_OK) == 0;
+    if (!ok)
+        cli_error(CMD, "add: cannot write %s into %s: %s", out, dir,
+                  adi_io_is_dir(dir) ? "permission denied" : "no such directory");
+    free(dir);
+    return ok ? 0 : -1;
+}
+
 static int push_str(char ***v, int *n, const char *s)
 {
     char **nv = realloc(*v, (size_t)(*n + 1) * sizeof *nv);
@@ -337,6 +357,7 @@ static int cmd_bank_add(int argc, char **argv)
     if (!out) out = path;
 
     rc = 1;
+    if (check_out_writable(out)) goto out;
     bank = ad_bank_load(path);
     if (!bank) {
         cli_error(CMD, "%s", ad_errmsg());
