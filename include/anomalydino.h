@@ -303,7 +303,8 @@ AD_API void ad_bank_set_clock(ad_bank *b, int64_t unix_seconds);
  * thread count. Cost: about picks x rows x 128 multiply-adds. r = 1 leaves the rows as they are
  * and records the setting. Once per bank; the setting is saved (ad_bank_coreset_setting).
  * Learn the threshold after subsampling. ctx gives the thread count (NULL: the current OpenMP
- * default). */
+ * default). ad_bank_add_references subsamples later references at the same fraction;
+ * ad_bank_add_image / _add_features add their rows as they are. */
 AD_API ad_status ad_bank_coreset(ad_bank *b, ad_context *ctx, double r);
 /* The recorded setting (0 if never subsampled) and the rows offered to the selection. */
 AD_API double ad_bank_coreset_setting(const ad_bank *b, size_t *rows_offered);

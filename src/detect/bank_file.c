@@ -341,8 +341,7 @@ static const char *read_ext(rstream *r, ad_bank *b)
     memcpy(&b->coreset_frac, &fb, 8);
     b->coreset_offered = get_le(e + 16, 8);
     if (!isfinite(b->coreset) || b->coreset < 0 || (b->coreset > 1 && b->coreset != floor(b->coreset)) ||
-        !(b->coreset_frac >= 0 && b->coreset_frac <= 1) || (b->coreset > 0) != (b->coreset_frac > 0) ||
-        b->coreset_offered < (b->coreset > 0 ? b->rows : 0))
+        !(b->coreset_frac >= 0 && b->coreset_frac <= 1) || (b->coreset > 0) != (b->coreset_frac > 0))
         return "corrupt bank (coreset fields out of range)";
     for (int i = 0; i < b->n_images; i++) {
         if (!r_bytes(r, e, 12)) return "truncated bank (reference names)";

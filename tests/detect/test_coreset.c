@@ -221,6 +221,17 @@ int main(void)
         }
         CHECK_OK(ad_bank_coreset(ab, NULL, 37));
         CHECK(ad_bank_rows(ab) == 37, "absolute count: %zu rows", ad_bank_rows(ab));
+        /* rows added as they are (ad_bank_add_features) past the rows once offered: still a
+         * bank file that loads */
+        for (int i = 0; i < 6; i++) {
+            ad_features f = {gh, gw, d, x + (size_t)i * gh * gw * d, NULL};
+            CHECK_OK(ad_bank_add_features(ab, &f, NULL, 100 + i));
+        }
+        CHECK_OK(ad_bank_save(ab, t_tmp("coreset_grown.adbank")));
+        ad_bank *abl = ad_bank_load(t_tmp("coreset_grown.adbank"));
+        CHECK(abl && ad_bank_rows(abl) == 37 + 6 * (size_t)gh * gw && ad_bank_coreset_setting(abl, NULL) == 37,
+              "grown coreset bank reload: %s", abl ? "wrong rows" : ad_errmsg());
+        ad_bank_free(abl);
         ad_bank_free(ab);
         /* bad settings */
         const double bad[] = {0, -0.5, 1.5, NAN, INFINITY};
