@@ -405,6 +405,15 @@ static int cmd_bank_add(int argc, char **argv)
 
     const size_t rows0 = ad_bank_rows(bank);
     const int images0 = ad_bank_images(bank);
+    for (int i = 0; i < n_refs; i++)
+        for (int j = 0; j < images0; j++) {
+            ad_bank_ref r;
+            if (ad_bank_ref_get(bank, j, &r) == AD_OK && r.name[0] && !strcmp(r.name, refs[i])) {
+                fprintf(stderr, "anomalydino bank: warning: %s is already reference %d; adding it "
+                                "again (leave-one-out then scores both near 0)\n", refs[i], r.image_id);
+                break;
+            }
+        }
     double t_start = cli_now();
     int n_failed = 0;
     for (int i = 0; i < n_refs; i++) {
