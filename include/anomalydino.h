@@ -364,6 +364,22 @@ AD_API ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *i
                      ad_result *out);
 AD_API void ad_result_free(ad_result *r);
 
+/* "Why is it NG": the bank row nearest to one test patch (row-major index in the image's patch
+ * grid, as ad_result.grid), with the same preprocessing and distance as ad_predict. */
+typedef struct {
+    int patch, test_x, test_y;  /* the test patch: index, column and row */
+    int grid_h, grid_w;         /* the test image's patch grid */
+    int masked;                 /* 1: masking drops this patch (its grid value is 0) */
+    int ref_index;              /* the reference, 0-based in the order added (ad_bank_ref_get) */
+    int ref_x, ref_y;           /* column and row of the nearest patch in that reference's grid */
+    int view;                   /* 0: the reference as given, v: its v-th rotation */
+    double angle_deg;           /* that view's rotation (v * 45 degrees when the bank rotates) */
+    double distance;            /* 1 - cosine to it: the patch's grid value with k = 1, up to
+                                 * float rounding (one matrix-vector product here) */
+} ad_nearest;
+AD_API ad_status ad_predict_nearest(const ad_bank *b, ad_context *ctx, const ad_image *img,
+                                    int mask, int patch, ad_nearest *out);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Batched zero-shot (paper Appendix D)                                                        */
 /* ------------------------------------------------------------------------------------------ */

@@ -203,6 +203,23 @@ static ad_status op_predict(int first, void *state)
     return AD_OK;
 }
 
+/* ---- nearest reference patch ---- */
+static ad_nearest g_near_ref;
+static ad_status op_nearest(int first, void *state)
+{
+    ad_nearest nb;
+    memset(&nb, 0x5a, sizeof nb);
+    ad_nearest sentinel = nb;
+    ad_status st = ad_predict_nearest(g_bank, g_ctx, &g_img[2], 1, 20, &nb);
+    if (st != AD_OK) {
+        CHECK(memcmp(&nb, &sentinel, sizeof nb) == 0, "%s: output touched on failure", g_op);
+        return st;
+    }
+    if (first) g_near_ref = nb;
+    else CHECK(memcmp(&nb, &g_near_ref, sizeof nb) == 0, "%s: answer differs", g_op);
+    return AD_OK;
+}
+
 /* ---- zero-shot ---- */
 static ad_features g_zs_feat[3];
 static double g_zs_ref[3][64];
@@ -314,6 +331,7 @@ int main(void)
     sweep("ad_predict(no mask)", op_predict, &mask0);
     sweep("ad_predict(PCA mask)", op_predict, &mask1);
     for (int i = 0; i < 2; i++) ad_result_free(&g_pred_ref[i]);
+    sweep("ad_predict_nearest", op_nearest, NULL);
 
     for (int i = 0; i < 3; i++) CHECK_OK(ad_extract_image(g_ctx, &g_img[i], 112, &g_zs_feat[i]));
     sweep("ad_zeroshot", op_zeroshot, NULL);
