@@ -43,6 +43,18 @@ void bb_swiglu(bb_impl impl, const float *a, const float *b, float *out, size_t 
 float bb_erf_fast(float x);
 float bb_exp_fast(float x);
 
+/* Attention of one head for the queries [q0, q1): out_i = sum_j softmax_j(scale q_i . k_j) v_j
+ * over the keys j in [0, T). q, k, v point at the head's first column in rows of stride ld (the
+ * qkv matrix); out rows have stride ldo. work holds bb_attention_work(impl, T, hd, q1 - q0)
+ * floats (8-byte aligned), the caller's per-thread scratch. PLAIN: double sums, libm exp;
+ * PORTABLE: OpenBLAS products (single-threaded inside the caller's region) of ATTN_PORT_RB
+ * query rows with the portable softmax; AVX2 (hd a multiple of 16, <= 256, else PORTABLE):
+ * the fused kernel of attention.c, online softmax, no score matrix. */
+#define ATTN_PORT_RB 128
+void bb_attention(bb_impl impl, const float *q, const float *k, const float *v, int ld, int T,
+                  int hd, float scale, int q0, int q1, float *out, int ldo, float *work);
+size_t bb_attention_work(bb_impl impl, int T, int hd, int nq);
+
 /* Resamples the G x G patch part of the positional embedding (grid, row-major, G*G rows of D)
  * to gh x gw (out, gh*gw rows of D) the way the official DINOv2 code does:
  * AD_POS_SCALE_FACTOR: bicubic A = -0.75, align_corners false, ratio float(1 / ((g + 0.1) / G));

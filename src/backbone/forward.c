@@ -3,8 +3,8 @@
  * positional embedding, registers, pre-norm blocks with LayerScale, final LayerNorm.
  *
  * Threads: the token rows are split evenly over the context's OpenMP threads and each thread
- * calls single-threaded OpenBLAS on its own rows; attention runs (head, row block) tasks the
- * same way, so the N x N score matrix is never held whole (ATTN_RB rows per thread). Every
+ * calls single-threaded OpenBLAS on its own rows; attention runs (head, query block) tasks of
+ * bb_attention, which never holds the N x N score matrix. Every
  * output element is computed by one thread in a fixed order: the same thread count gives
  * bit-identical results. */
 #include "backbone/backbone.h"
@@ -15,7 +15,7 @@
 #include <string.h>
 
 #define LN_EPS 1e-6f /* partial(nn.LayerNorm, eps=1e-6), vision_transformer.py */
-#define ATTN_RB 128  /* attention rows per task: 128 x T scores stay in L2 */
+#define ATTN_RB 96   /* attention queries per task: 4 units of the fused kernel (attention.c) */
 #define MAX_TOKENS (1 << 22)
 
 struct ad_context {
@@ -24,6 +24,7 @@ struct ad_context {
     bb_impl impl;
     size_t cap_tok; /* tokens the per-token buffers hold */
     float *x, *xn, *ao, *qkv, *hid, *scores;
+    size_t attn_work; /* floats of attention scratch per thread (scores) */
     size_t cap_cols;
     float *cols;        /* im2col rows of the patch embedding */
     int pos_gh, pos_gw; /* grid of the cached positional embedding */
@@ -86,13 +87,20 @@ static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
     size_t K = 3 * (size_t)w->patch * (size_t)w->patch;
     if (T > c->cap_tok) {
         free_scratch(c);
-        size_t rb = T < ATTN_RB ? T : ATTN_RB;
+        /* per-thread attention scratch, enough for every implementation (a context's impl
+         * can be switched after the first call), rounded to 64 bytes */
+        size_t hd = (size_t)(w->dim / w->heads), aw = 0;
+        for (int i = BB_PLAIN; i <= BB_AVX2; i++) {
+            size_t n = bb_attention_work((bb_impl)i, (int)T, (int)hd, ATTN_RB);
+            aw = n > aw ? n : aw;
+        }
+        c->attn_work = (aw + 15) / 16 * 16;
         c->x = adi_alloc(T * D, sizeof(float));
         c->xn = adi_alloc(T * D, sizeof(float));
         c->ao = adi_alloc(T * D, sizeof(float));
         c->qkv = adi_alloc(T * 3 * D, sizeof(float));
         c->hid = adi_alloc(T * H, sizeof(float));
-        c->scores = adi_alloc((size_t)c->n_threads * rb * T, sizeof(float));
+        c->scores = adi_alloc((size_t)c->n_threads * c->attn_work, sizeof(float));
         if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores) {
             free_scratch(c);
             return adi_fail(AD_E_NOMEM, "backbone: out of memory for %zu tokens", T);
@@ -199,7 +207,8 @@ static void residual_row(float *x, const float *y, int D, const float *bias, con
  * thread carries its own rows from LayerNorm to the residual with no barrier in between:
  *   rows:      xn = norm1(x); qkv = xn Wqkv^T + b
  *   barrier    (attention reads every row of k and v)
- *   tasks:     ao = concat_h softmax(q_h k_h^T * scale) v_h, (head, ATTN_RB-row block) tasks
+ *   tasks:     ao = concat_h softmax(q_h k_h^T * scale) v_h, (head, ATTN_RB-query block) tasks
+ *              of bb_attention (attention.c: fused, online softmax, on AVX2 + FMA)
  *   barrier
  *   rows:      x += ls1 (ao Wproj^T + b); xn = norm2(x); x += ls2 ffn(xn)
  * Few barriers matter when the cores are shared: a waiting thread cannot run ahead. */
@@ -228,16 +237,12 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
         gemm_rows(m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, D, 1.0f, qkv + (size_t)r0 * ld, ld);
 #pragma omp barrier
 
-        float *S = c->scores + (size_t)omp_get_thread_num() * rb * T;
+        float *work = c->scores + (size_t)omp_get_thread_num() * c->attn_work;
 #pragma omp for schedule(dynamic, 1)
         for (int task = 0; task < tasks; task++) {
-            int h = task / nrb, a0 = (task % nrb) * rb;
-            int rows = T - a0 < rb ? T - a0 : rb;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, T, hd, scale,
-                        qkv + (size_t)a0 * ld + h * hd, ld, qkv + D + h * hd, ld, 0.0f, S, T);
-            for (int r = 0; r < rows; r++) bb_softmax_row(impl, S + (size_t)r * T, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, T, 1.0f, S, T,
-                        qkv + 2 * D + h * hd, ld, 0.0f, ao + (size_t)a0 * D + h * hd, D);
+            int h = task / nrb, a0 = (task % nrb) * rb, a1 = a0 + rb < T ? a0 + rb : T;
+            bb_attention(impl, qkv + h * hd, qkv + D + h * hd, qkv + 2 * D + h * hd, ld, T, hd,
+                         scale, a0, a1, ao + h * hd, D, work);
         }
         /* implicit barrier of the for: every row of ao is complete */
 
