@@ -37,10 +37,24 @@
 #define MAX_HD 256
 
 static int avx2_ok(int hd) { return hd > 0 && hd % 16 == 0 && hd <= MAX_HD; }
+static int avx512_ok(int hd) { return hd > 0 && hd % 32 == 0 && hd <= MAX_HD; }
+
+int bb_cpu_has_avx512(void)
+{
+#ifdef BB_HAVE_X86
+    /* libgcc's startup CPU model (it also checks that the OS saves the ZMM state); AD_NO_AVX2
+     * turns it off with the AVX2 paths */
+    return adi_cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
 
 size_t bb_attention_work(bb_impl impl, int T, int hd, int nq)
 {
-    if (impl == BB_AVX2 && avx2_ok(hd))
+    if (impl == BB_AVX512 && avx512_ok(hd)) /* 2 units of 48: the same floats as 4 of 24 */
+        return (size_t)NU * hd * QU + (size_t)(BK + 8) * 48 + 3 * (size_t)NU * QU;
+    if (impl >= BB_AVX2 && avx2_ok(hd))
         return (size_t)NU * hd * QU + (size_t)(BK + KR) * QU + 3 * (size_t)NU * QU;
     if (impl == BB_PLAIN) return 2 * (size_t)T; /* T doubles */
     size_t rb = (size_t)(nq < ATTN_PORT_RB ? nq : ATTN_PORT_RB);
@@ -274,6 +288,168 @@ AVX2 static void attention_avx2(const float *q, const float *k, const float *v, 
         }
     }
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* The same kernel in 16-lane AVX-512F vectors: units of 48 queries, 8 keys x 48 queries per    */
+/* score step, 12 queries x 32 columns per p v step (hd a multiple of 32).                      */
+/* ------------------------------------------------------------------------------------------ */
+#define AVX512 __attribute__((target("avx512f,fma")))
+#define QW 48 /* queries per unit: 3 vectors of 16 */
+#define KW 8  /* keys per score step */
+
+/* the polynomial exp of vecmath.h in 16 lanes: same constants, same operation order */
+AVX512 static inline __m512 exp16(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(EXP_LO));
+    x = _mm512_min_ps(x, _mm512_set1_ps(EXP_HI));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    __m512 p = _mm512_set1_ps(exp_c[7]);
+    for (int i = 6; i >= 0; i--) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(exp_c[i]));
+    __m512i e =
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+AVX512 static void scores_avx512(const float *qt, const float *k, int ld, int n, int hd, float *s)
+{
+    for (int j0 = 0; j0 < n; j0 += KW) {
+        const float *kr[KW];
+        for (int r = 0; r < KW; r++) kr[r] = k + (size_t)(j0 + r < n ? j0 + r : n - 1) * ld;
+        __m512 acc[KW][3];
+        for (int r = 0; r < KW; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+        const float *qd = qt;
+        for (int d = 0; d < hd; d++, qd += QW) {
+            __m512 q0 = _mm512_loadu_ps(qd), q1 = _mm512_loadu_ps(qd + 16),
+                   q2 = _mm512_loadu_ps(qd + 32);
+#pragma GCC unroll 8
+            for (int r = 0; r < KW; r++) {
+                __m512 b = _mm512_set1_ps(kr[r][d]);
+                acc[r][0] = _mm512_fmadd_ps(b, q0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(b, q1, acc[r][1]);
+                acc[r][2] = _mm512_fmadd_ps(b, q2, acc[r][2]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < KW; r++) {
+            float *sj = s + (size_t)(j0 + r) * QW;
+            _mm512_storeu_ps(sj, acc[r][0]);
+            _mm512_storeu_ps(sj + 16, acc[r][1]);
+            _mm512_storeu_ps(sj + 32, acc[r][2]);
+        }
+    }
+}
+
+AVX512 static void softmax_block_avx512(float *s, int n, float *m, float *l, float *alpha,
+                                        int first)
+{
+    for (int x = 0; x < QW; x += 16) {
+        __m512 mx = _mm512_loadu_ps(s + x);
+        for (int j = 1; j < n; j++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + (size_t)j * QW + x));
+        __m512 sum = _mm512_setzero_ps(), a;
+        if (!first) {
+            __m512 mold = _mm512_loadu_ps(m + x);
+            mx = _mm512_max_ps(mx, mold);
+            a = exp16(_mm512_sub_ps(mold, mx));
+        } else {
+            a = _mm512_setzero_ps();
+        }
+        for (int j = 0; j < n; j++) {
+            float *sj = s + (size_t)j * QW + x;
+            __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(sj), mx));
+            _mm512_storeu_ps(sj, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        __m512 lv = first ? sum : _mm512_fmadd_ps(_mm512_loadu_ps(l + x), a, sum);
+        _mm512_storeu_ps(m + x, mx);
+        _mm512_storeu_ps(l + x, lv);
+        _mm512_storeu_ps(alpha + x, a);
+    }
+}
+
+/* out rows of queries [g, g + nv) of the unit (nv <= 12), 32 columns at c; as pv_avx2 */
+AVX512 static void pv_avx512(const float *p, int g, int nv, const float *v, int ld, int n, int c,
+                             const float *alpha, const float *l, int first, int last, float *out,
+                             int ldo)
+{
+    __m512 acc[12][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) {
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        if (!first && i < nv) {
+            __m512 a = _mm512_set1_ps(alpha[g + i]);
+            const float *o = out + (size_t)i * ldo + c;
+            acc[i][0] = _mm512_mul_ps(_mm512_loadu_ps(o), a);
+            acc[i][1] = _mm512_mul_ps(_mm512_loadu_ps(o + 16), a);
+        }
+    }
+    const float *vj = v + c, *pj = p + g;
+    for (int j = 0; j < n; j++, vj += ld, pj += QW) {
+        __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) {
+            __m512 b = _mm512_set1_ps(pj[i]);
+            acc[i][0] = _mm512_fmadd_ps(b, v0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(b, v1, acc[i][1]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) {
+        if (i >= nv) break;
+        float *o = out + (size_t)i * ldo + c;
+        if (last) {
+            __m512 r = _mm512_set1_ps(1.0f / l[g + i]);
+            acc[i][0] = _mm512_mul_ps(acc[i][0], r);
+            acc[i][1] = _mm512_mul_ps(acc[i][1], r);
+        }
+        _mm512_storeu_ps(o, acc[i][0]);
+        _mm512_storeu_ps(o + 16, acc[i][1]);
+    }
+}
+
+AVX512 static void attention_avx512(const float *q, const float *k, const float *v, int ld, int T,
+                                    int hd, float scale, int q0, int q1, float *out, int ldo,
+                                    float *work)
+{
+    const int nu_max = NU * QU / QW; /* the same 96 queries per sweep: 2 units */
+    float *qt = work;
+    float *s = qt + (size_t)nu_max * hd * QW;
+    float *ml = s + (size_t)(BK + KW) * QW;
+    for (int u0 = q0; u0 < q1; u0 += nu_max * QW) {
+        int nu = (q1 - u0 + QW - 1) / QW;
+        nu = nu < nu_max ? nu : nu_max;
+        for (int u = 0; u < nu; u++) {
+            float *t = qt + (size_t)u * hd * QW;
+            for (int i = 0; i < QW; i++) {
+                int qi = u0 + u * QW + i;
+                if (qi < q1) {
+                    const float *src = q + (size_t)qi * ld;
+                    for (int d = 0; d < hd; d++) t[(size_t)d * QW + i] = src[d] * scale;
+                } else {
+                    for (int d = 0; d < hd; d++) t[(size_t)d * QW + i] = 0.0f;
+                }
+            }
+        }
+        for (int j0 = 0; j0 < T; j0 += BK) {
+            int n = T - j0 < BK ? T - j0 : BK, first = j0 == 0, last = j0 + BK >= T;
+            const float *kb = k + (size_t)j0 * ld, *vb = v + (size_t)j0 * ld;
+            for (int u = 0; u < nu; u++) {
+                int base = u0 + u * QW, nq = q1 - base < QW ? q1 - base : QW;
+                float *m = ml + (size_t)u * QW, *l = m + nu_max * QW, *alpha = l + nu_max * QW;
+                scores_avx512(qt + (size_t)u * hd * QW, kb, ld, n, hd, s);
+                softmax_block_avx512(s, n, m, l, alpha, first);
+                for (int g = 0; g < nq; g += 12) {
+                    int nv = nq - g < 12 ? nq - g : 12;
+                    float *o = out + (size_t)(base + g) * ldo;
+                    for (int c = 0; c < hd; c += 32)
+                        pv_avx512(s, g, nv, vb, ld, n, c, alpha, l, first, last, o, ldo);
+                }
+            }
+        }
+    }
+}
 #endif /* BB_HAVE_X86 */
 
 void bb_attention(bb_impl impl, const float *q, const float *k, const float *v, int ld, int T,
@@ -281,7 +457,11 @@ void bb_attention(bb_impl impl, const float *q, const float *k, const float *v, 
 {
     if (q1 <= q0 || T < 1) return;
 #ifdef BB_HAVE_X86
-    if (impl == BB_AVX2 && avx2_ok(hd) && adi_cpu_has_avx2_fma()) {
+    if (impl == BB_AVX512 && avx512_ok(hd) && bb_cpu_has_avx512()) {
+        attention_avx512(q, k, v, ld, T, hd, scale, q0, q1, out, ldo, work);
+        return;
+    }
+    if (impl >= BB_AVX2 && avx2_ok(hd) && adi_cpu_has_avx2_fma()) {
         attention_avx2(q, k, v, ld, T, hd, scale, q0, q1, out, ldo, work);
         return;
     }

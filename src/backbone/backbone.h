@@ -21,12 +21,16 @@ void bb_model_name(int dim, int depth, int n_registers, int patch, int pos_grid,
 /* Kernel implementations. PLAIN is the readable reference (libm erff/expf, double sums), never
  * used by the forward pass; PORTABLE is the fast scalar path for any x86-64; AVX2 needs
  * adi_cpu_has_avx2_fma(). */
-typedef enum { BB_PLAIN = 0, BB_PORTABLE = 1, BB_AVX2 = 2 } bb_impl;
+typedef enum { BB_PLAIN = 0, BB_PORTABLE = 1, BB_AVX2 = 2, BB_AVX512 = 3 } bb_impl;
+/* BB_AVX512: the attention kernel in AVX-512F vectors (CPUs with AVX-512F, where it runs at full
+ * width); every other kernel runs its AVX2 path under it. */
+int bb_cpu_has_avx512(void);
 
-/* What the forward pass uses on this machine (AVX2 when the CPU has AVX2 + FMA). */
+/* What the forward pass uses on this machine (AVX512 when the CPU has AVX-512F, else AVX2 when it
+ * has AVX2 + FMA, else PORTABLE). */
 bb_impl bb_impl_auto(void);
 /* Forces the kernels of one context (tests run the portable path on AVX2 machines too);
- * BB_AVX2 falls back to BB_PORTABLE where the CPU lacks it. */
+ * BB_AVX512 falls back to BB_AVX2 and BB_AVX2 to BB_PORTABLE where the CPU lacks them. */
 void bb_context_set_impl(ad_context *ctx, bb_impl impl);
 
 /* y = (x - mean) / sqrt(var + eps) * w + b over one row of d values (population variance);
@@ -37,6 +41,8 @@ void bb_layernorm_row(bb_impl impl, const float *x, float *y, int d, const float
 void bb_softmax_row(bb_impl impl, float *s, int n);
 /* In place: x = 0.5 x (1 + erf(x / sqrt 2)), the exact-erf GELU of nn.GELU(). */
 void bb_gelu(bb_impl impl, float *x, size_t n);
+/* In place: x = gelu(x + bias), bias of n values: the fc1 bias fused into the GELU pass. */
+void bb_gelu_bias(bb_impl impl, float *x, const float *bias, size_t n);
 /* out = silu(a) * b, silu(a) = a / (1 + exp(-a)); out may equal a. */
 void bb_swiglu(bb_impl impl, const float *a, const float *b, float *out, size_t n);
 /* Scalar helpers of the fast paths (exposed for the kernel tests). */

@@ -17,6 +17,7 @@
 #define LN_EPS 1e-6f /* partial(nn.LayerNorm, eps=1e-6), vision_transformer.py */
 #define ATTN_RB 96   /* attention queries per task: 4 units of the fused kernel (attention.c) */
 #define MAX_TOKENS (1 << 22)
+#define MLP_CH 128 /* rows per chunk of the MLP half of a block */
 
 struct ad_context {
     const ad_model *m;
@@ -76,7 +77,10 @@ const ad_model *ad_context_model(const ad_context *c) { return c ? c->m : NULL; 
 
 void bb_context_set_impl(ad_context *c, bb_impl impl)
 {
-    if (c) c->impl = impl == BB_AVX2 && !adi_cpu_has_avx2_fma() ? BB_PORTABLE : impl;
+    if (!c) return;
+    if (impl == BB_AVX512 && !bb_cpu_has_avx512()) impl = BB_AVX2;
+    if (impl == BB_AVX2 && !adi_cpu_has_avx2_fma()) impl = BB_PORTABLE;
+    c->impl = impl;
 }
 
 /* Grows the scratch buffers to T tokens (kept for later calls: no allocation per image). */
@@ -90,7 +94,7 @@ static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
         /* per-thread attention scratch, enough for every implementation (a context's impl
          * can be switched after the first call), rounded to 64 bytes */
         size_t hd = (size_t)(w->dim / w->heads), aw = 0;
-        for (int i = BB_PLAIN; i <= BB_AVX2; i++) {
+        for (int i = BB_PLAIN; i <= BB_AVX512; i++) {
             size_t n = bb_attention_work((bb_impl)i, (int)T, (int)hd, ATTN_RB);
             aw = n > aw ? n : aw;
         }
@@ -210,7 +214,8 @@ static void residual_row(float *x, const float *y, int D, const float *bias, con
  *   tasks:     ao = concat_h softmax(q_h k_h^T * scale) v_h, (head, ATTN_RB-query block) tasks
  *              of bb_attention (attention.c: fused, online softmax, on AVX2 + FMA)
  *   barrier
- *   rows:      x += ls1 (ao Wproj^T + b); xn = norm2(x); x += ls2 ffn(xn)
+ *   rows:      x += ls1 (ao Wproj^T + b); xn = norm2(x); x += ls2 ffn(xn), in chunks of
+ *              MLP_CH rows, each epilogue fused onto the rows its GEMM just wrote
  * Few barriers matter when the cores are shared: a waiting thread cannot run ahead. */
 static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
 {
@@ -246,25 +251,34 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
         }
         /* implicit barrier of the for: every row of ao is complete */
 
-        gemm_rows(m, D, D, ao + (size_t)r0 * D, D, bw->proj_w, D, 0.0f, xn + (size_t)r0 * D, D);
-        for (int r = r0; r < r1; r++) {
-            residual_row(x + (size_t)r * D, xn + (size_t)r * D, D, bw->proj_b, bw->ls1);
-            bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm2_w,
-                             bw->norm2_b, LN_EPS);
+        /* Row chunks of MLP_CH carry proj -> residual + norm2 -> fc1 -> bias + GELU -> fc2 ->
+         * residual while the chunk's hidden rows (MLP_CH x 4D) are still in L2: every epilogue
+         * runs on rows the GEMM just wrote, instead of a pass over the thread's whole slice. */
+        for (int a = r0; a < r1; a += MLP_CH) {
+            const int b = a + MLP_CH < r1 ? a + MLP_CH : r1, n = b - a;
+            gemm_rows(n, D, D, ao + (size_t)a * D, D, bw->proj_w, D, 0.0f, xn + (size_t)a * D, D);
+            for (int r = a; r < b; r++) {
+                residual_row(x + (size_t)r * D, xn + (size_t)r * D, D, bw->proj_b, bw->ls1);
+                bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm2_w,
+                                 bw->norm2_b, LN_EPS);
+            }
+            gemm_rows(n, Hw, D, xn + (size_t)a * D, D, bw->fc1_w, D, 0.0f, hid + (size_t)a * Hw,
+                      Hw);
+            for (int r = a; r < b; r++) {
+                float *hr = hid + (size_t)r * Hw;
+                if (!swiglu) {
+                    bb_gelu_bias(impl, hr, bw->fc1_b, (size_t)H);
+                } else { /* SwiGLUFFN (swiglu_ffn.py): x1, x2 = w12(x).chunk(2); w3(silu(x1) *
+                          * x2); the product overwrites x1, so w3 reads rows of stride 2H */
+                    for (int j = 0; j < Hw; j++) hr[j] += bw->fc1_b[j];
+                    bb_swiglu(impl, hr, hr + H, hr, (size_t)H);
+                }
+            }
+            gemm_rows(n, D, H, hid + (size_t)a * Hw, Hw, bw->fc2_w, H, 0.0f, ao + (size_t)a * D,
+                      D);
+            for (int r = a; r < b; r++)
+                residual_row(x + (size_t)r * D, ao + (size_t)r * D, D, bw->fc2_b, bw->ls2);
         }
-        gemm_rows(m, Hw, D, xn + (size_t)r0 * D, D, bw->fc1_w, D, 0.0f, hid + (size_t)r0 * Hw, Hw);
-        for (int r = r0; r < r1; r++) {
-            float *hr = hid + (size_t)r * Hw;
-            for (int j = 0; j < Hw; j++) hr[j] += bw->fc1_b[j];
-            if (!swiglu)
-                bb_gelu(impl, hr, (size_t)H);
-            else /* SwiGLUFFN (swiglu_ffn.py): x1, x2 = w12(x).chunk(2); w3(silu(x1) * x2);
-                  * the product overwrites x1, so w3 reads rows of stride 2H */
-                bb_swiglu(impl, hr, hr + H, hr, (size_t)H);
-        }
-        gemm_rows(m, D, H, hid + (size_t)r0 * Hw, Hw, bw->fc2_w, H, 0.0f, ao + (size_t)r0 * D, D);
-        for (int r = r0; r < r1; r++)
-            residual_row(x + (size_t)r * D, ao + (size_t)r * D, D, bw->fc2_b, bw->ls2);
     }
 }
 

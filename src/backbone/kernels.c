@@ -10,7 +10,10 @@
 #include <math.h>
 #include <string.h>
 
-bb_impl bb_impl_auto(void) { return adi_cpu_has_avx2_fma() ? BB_AVX2 : BB_PORTABLE; }
+bb_impl bb_impl_auto(void)
+{
+    return bb_cpu_has_avx512() ? BB_AVX512 : adi_cpu_has_avx2_fma() ? BB_AVX2 : BB_PORTABLE;
+}
 
 float bb_exp_fast(float x) { return bb_exp1(x); }
 float bb_erf_fast(float x) { return bb_erf1(x); }
@@ -96,6 +99,22 @@ AVX2 static void gelu_avx2(float *x, size_t n)
     for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + bb_erf1(x[i] * 0.70710678118654752f));
 }
 
+AVX2 static void gelu_bias_avx2(float *x, const float *bias, size_t n)
+{
+    size_t i = 0;
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    const __m256 rs2 = _mm256_set1_ps(0.70710678118654752f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(bias + i));
+        __m256 e = bb_erf8(_mm256_mul_ps(v, rs2));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, e)));
+    }
+    for (; i < n; i++) {
+        float v = x[i] + bias[i];
+        x[i] = 0.5f * v * (1.0f + bb_erf1(v * 0.70710678118654752f));
+    }
+}
+
 AVX2 static void swiglu_avx2(const float *a, const float *b, float *out, size_t n)
 {
     size_t i = 0;
@@ -116,7 +135,7 @@ void bb_layernorm_row(bb_impl impl, const float *x, float *y, int d, const float
                       float eps)
 {
 #ifdef BB_HAVE_X86
-    if (impl == BB_AVX2 && adi_cpu_has_avx2_fma()) {
+    if (impl >= BB_AVX2 && adi_cpu_has_avx2_fma()) {
         layernorm_avx2(x, y, d, w, b, eps);
         return;
     }
@@ -152,7 +171,7 @@ void bb_layernorm_row(bb_impl impl, const float *x, float *y, int d, const float
 void bb_softmax_row(bb_impl impl, float *s, int n)
 {
 #ifdef BB_HAVE_X86
-    if (impl == BB_AVX2 && adi_cpu_has_avx2_fma()) {
+    if (impl >= BB_AVX2 && adi_cpu_has_avx2_fma()) {
         softmax_avx2(s, n);
         return;
     }
@@ -188,7 +207,7 @@ void bb_softmax_row(bb_impl impl, float *s, int n)
 void bb_gelu(bb_impl impl, float *x, size_t n)
 {
 #ifdef BB_HAVE_X86
-    if (impl == BB_AVX2 && adi_cpu_has_avx2_fma()) {
+    if (impl >= BB_AVX2 && adi_cpu_has_avx2_fma()) {
         gelu_avx2(x, n);
         return;
     }
@@ -200,10 +219,22 @@ void bb_gelu(bb_impl impl, float *x, size_t n)
     for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + bb_erf1(x[i] * (float)M_SQRT1_2));
 }
 
+void bb_gelu_bias(bb_impl impl, float *x, const float *bias, size_t n)
+{
+#ifdef BB_HAVE_X86
+    if (impl >= BB_AVX2 && adi_cpu_has_avx2_fma()) {
+        gelu_bias_avx2(x, bias, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] += bias[i];
+    bb_gelu(impl, x, n);
+}
+
 void bb_swiglu(bb_impl impl, const float *a, const float *b, float *out, size_t n)
 {
 #ifdef BB_HAVE_X86
-    if (impl == BB_AVX2 && adi_cpu_has_avx2_fma()) {
+    if (impl >= BB_AVX2 && adi_cpu_has_avx2_fma()) {
         swiglu_avx2(a, b, out, n);
         return;
     }

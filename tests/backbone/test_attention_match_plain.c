@@ -1,6 +1,6 @@
-/* The attention kernels (fused AVX2+FMA and portable OpenBLAS) against the plain reference
+/* The attention kernels (fused AVX2+FMA, fused AVX-512F, portable OpenBLAS) against the plain reference
  * (one query at a time, double sums, libm exp), on token counts around the kernel's tile sizes
- * (24-query units, 128-key blocks), query ranges that start and end inside a unit, head
+ * (24- and 48-query units, 128-key blocks), query ranges that start and end inside a unit, head
  * widths 64 (every DINOv2), 32 and 48, and scores large enough that the running maximum of the
  * online softmax changes from block to block. Prints, for each case, the largest difference
  * and the query and column where it occurs. Also: the fused kernel writes only its own rows
@@ -23,7 +23,7 @@ static float frand(float lo, float hi)
 
 static const char *impl_name(bb_impl i)
 {
-    return i == BB_AVX2 ? "avx2" : i == BB_PORTABLE ? "portable" : "plain";
+    return i == BB_AVX512 ? "avx512" : i == BB_AVX2 ? "avx2" : i == BB_PORTABLE ? "portable" : "plain";
 }
 
 #define GUARD 12345.0f
@@ -73,7 +73,7 @@ static void run_case(bb_impl impl, int T, int hd, int q0, int q1, float amp, int
           impl_name(impl), T, hd, worst, wi, wd);
     CHECK(untouched, "attention %s T %d: wrote outside its rows/columns", impl_name(impl), T);
 
-    if (impl == BB_AVX2 && q1 - q0 > 7) { /* the same queries in three uneven calls */
+    if (impl >= BB_AVX2 && q1 - q0 > 7) { /* the same queries in three uneven calls */
         float *split = malloc(sizeof(float) * (size_t)T * D);
         for (size_t i = 0; i < (size_t)T * D; i++) split[i] = GUARD;
         int a = q0 + (q1 - q0) / 3 + 1, b = q0 + 2 * (q1 - q0) / 3 + 2;
@@ -93,9 +93,11 @@ static void run_case(bb_impl impl, int T, int hd, int q0, int q1, float amp, int
 
 int main(void)
 {
-    bb_impl impls[2] = {BB_PORTABLE, BB_AVX2};
-    int n = adi_cpu_has_avx2_fma() ? 2 : 1;
+    bb_impl impls[3] = {BB_PORTABLE, BB_AVX2, BB_AVX512};
+    int n = bb_cpu_has_avx512() ? 3 : adi_cpu_has_avx2_fma() ? 2 : 1;
+    printf("forward pass uses: %s\n", impl_name(bb_impl_auto()));
     if (n == 1) printf("no AVX2+FMA on this CPU (or AD_NO_AVX2 set): portable path only\n");
+    if (n == 2) printf("no AVX-512F on this CPU: the 16-lane kernel is not tested here\n");
     for (int k = 0; k < n; k++) {
         bb_impl im = impls[k];
         run_case(im, 1, 64, 0, 1, 1.0f, 0);
@@ -107,7 +109,8 @@ int main(void)
         run_case(im, 300, 64, 0, 300, 1.0f, 1);
         run_case(im, 1025, 64, 96, 192, 2.0f, 1);
         run_case(im, 200, 32, 1, 199, 2.0f, 0);
-        run_case(im, 131, 48, 0, 131, 1.0f, 1); /* hd 48: fused where hd % 16 == 0 */
+        run_case(im, 131, 48, 0, 131, 1.0f, 1); /* hd 48: AVX2 fused, AVX-512 falls back */
+        run_case(im, 97, 96, 5, 97, 1.0f, 0);   /* hd 96: three 32-column steps */
         run_case(im, 70, 40, 0, 70, 1.0f, 0);   /* hd 40: the fused path falls back */
     }
     return t_done("attention_match_plain");
