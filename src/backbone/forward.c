@@ -26,6 +26,8 @@ struct ad_context {
     size_t cap_tok; /* tokens the per-token buffers hold */
     float *x, *xn, *ao, *qkv, *hid, *scores;
     size_t attn_work; /* floats of attention scratch per thread (scores) */
+    float *gpack;      /* per-thread B panels of the AVX-512 GEMM (gemm.c) */
+    size_t gpack_per;
     size_t cap_cols;
     float *cols;        /* im2col rows of the patch embedding */
     int pos_gh, pos_gw; /* grid of the cached positional embedding */
@@ -58,7 +60,8 @@ static void free_scratch(ad_context *c)
     adi_free(c->qkv);
     adi_free(c->hid);
     adi_free(c->scores);
-    c->x = c->xn = c->ao = c->qkv = c->hid = c->scores = NULL;
+    adi_free(c->gpack);
+    c->x = c->xn = c->ao = c->qkv = c->hid = c->scores = c->gpack = NULL;
     c->cap_tok = 0;
 }
 
@@ -105,7 +108,9 @@ static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
         c->qkv = adi_alloc(T * 3 * D, sizeof(float));
         c->hid = adi_alloc(T * H, sizeof(float));
         c->scores = adi_alloc((size_t)c->n_threads * c->attn_work, sizeof(float));
-        if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores) {
+        c->gpack_per = (bb_gemm_pack_floats((int)(D > H ? D : H)) + 15) / 16 * 16;
+        c->gpack = adi_alloc((size_t)c->n_threads * c->gpack_per, sizeof(float));
+        if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores || !c->gpack) {
             free_scratch(c);
             return adi_fail(AD_E_NOMEM, "backbone: out of memory for %zu tokens", T);
         }
@@ -149,6 +154,17 @@ static void gemm_rows(int M, int N, int K, const float *A, int lda, const float 
     if (M > 0)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C,
                     ldc);
+}
+
+/* C = A W^T (+ bias) for one thread's rows: the AVX-512 GEMM of gemm.c when the context runs
+ * BB_AVX512 (bias fused into its store; returns 1), else OpenBLAS with beta 0 (the caller adds
+ * the bias; returns 0). */
+static int mm(int use512, float *pack, int M, int N, int K, const float *A, int lda,
+              const float *W, const float *bias, float *C, int ldc)
+{
+    if (use512 && bb_gemm_nt(M, N, K, A, lda, W, K, bias, C, ldc, pack) == 0) return 1;
+    gemm_rows(M, N, K, A, lda, W, K, 0.0f, C, ldc);
+    return 0;
 }
 
 /* The rows [r0, r1) of T owned by the calling thread: a fixed, even split by thread count. */
@@ -226,6 +242,7 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
     const float scale = (float)(1.0 / sqrt((double)hd));
     const int rb = T < ATTN_RB ? T : ATTN_RB, nrb = (T + rb - 1) / rb, tasks = nh * nrb;
     const bb_impl impl = c->impl;
+    const int use512 = impl == BB_AVX512; /* linear layers through gemm.c (see mm) */
     float *x = c->x, *xn = c->xn, *qkv = c->qkv, *ao = c->ao, *hid = c->hid;
 
 #pragma omp parallel num_threads(c->n_threads)
@@ -234,12 +251,18 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
         int r0, r1;
         my_rows(T, &r0, &r1);
         const int m = r1 - r0;
+        float *pack = c->gpack + (size_t)omp_get_thread_num() * c->gpack_per;
         for (int r = r0; r < r1; r++) {
             bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm1_w,
                              bw->norm1_b, LN_EPS);
-            memcpy(qkv + (size_t)r * ld, bw->qkv_b, (size_t)ld * sizeof(float));
+            if (!use512) memcpy(qkv + (size_t)r * ld, bw->qkv_b, (size_t)ld * sizeof(float));
         }
-        gemm_rows(m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, D, 1.0f, qkv + (size_t)r0 * ld, ld);
+        if (use512) /* the bias is fused into the GEMM's store */
+            mm(1, pack, m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, bw->qkv_b,
+               qkv + (size_t)r0 * ld, ld);
+        else
+            gemm_rows(m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, D, 1.0f, qkv + (size_t)r0 * ld,
+                      ld);
 #pragma omp barrier
 
         float *work = c->scores + (size_t)omp_get_thread_num() * c->attn_work;
@@ -256,26 +279,31 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
          * runs on rows the GEMM just wrote, instead of a pass over the thread's whole slice. */
         for (int a = r0; a < r1; a += MLP_CH) {
             const int b = a + MLP_CH < r1 ? a + MLP_CH : r1, n = b - a;
-            gemm_rows(n, D, D, ao + (size_t)a * D, D, bw->proj_w, D, 0.0f, xn + (size_t)a * D, D);
+            mm(use512, pack, n, D, D, ao + (size_t)a * D, D, bw->proj_w, NULL, xn + (size_t)a * D,
+               D);
             for (int r = a; r < b; r++) {
                 residual_row(x + (size_t)r * D, xn + (size_t)r * D, D, bw->proj_b, bw->ls1);
                 bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm2_w,
                                  bw->norm2_b, LN_EPS);
             }
-            gemm_rows(n, Hw, D, xn + (size_t)a * D, D, bw->fc1_w, D, 0.0f, hid + (size_t)a * Hw,
-                      Hw);
+            const int biased = mm(use512, pack, n, Hw, D, xn + (size_t)a * D, D, bw->fc1_w,
+                                  bw->fc1_b, hid + (size_t)a * Hw, Hw);
             for (int r = a; r < b; r++) {
                 float *hr = hid + (size_t)r * Hw;
                 if (!swiglu) {
-                    bb_gelu_bias(impl, hr, bw->fc1_b, (size_t)H);
+                    if (biased)
+                        bb_gelu(impl, hr, (size_t)H);
+                    else
+                        bb_gelu_bias(impl, hr, bw->fc1_b, (size_t)H);
                 } else { /* SwiGLUFFN (swiglu_ffn.py): x1, x2 = w12(x).chunk(2); w3(silu(x1) *
                           * x2); the product overwrites x1, so w3 reads rows of stride 2H */
-                    for (int j = 0; j < Hw; j++) hr[j] += bw->fc1_b[j];
+                    if (!biased)
+                        for (int j = 0; j < Hw; j++) hr[j] += bw->fc1_b[j];
                     bb_swiglu(impl, hr, hr + H, hr, (size_t)H);
                 }
             }
-            gemm_rows(n, D, H, hid + (size_t)a * Hw, Hw, bw->fc2_w, H, 0.0f, ao + (size_t)a * D,
-                      D);
+            mm(use512, pack, n, D, H, hid + (size_t)a * Hw, Hw, bw->fc2_w, NULL, ao + (size_t)a * D,
+               D);
             for (int r = a; r < b; r++)
                 residual_row(x + (size_t)r * D, ao + (size_t)r * D, D, bw->fc2_b, bw->ls2);
         }
