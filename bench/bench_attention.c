@@ -84,7 +84,7 @@ static void gemm_split(int threads, int M, int N, int K, const float *A, const f
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         int r0 = (int)((long long)M * t / n), r1 = (int)((long long)M * (t + 1) / n);
         if (r1 > r0 && g_ours)
-            bb_gemm_nt(r1 - r0, N, K, A + (size_t)r0 * K, K, B, K, NULL, C + (size_t)r0 * N, N,
+            bb_gemm_nt(r1 - r0, N, K, A + (size_t)r0 * K, K, B, K, NULL, 0, C + (size_t)r0 * N, N,
                        g_pack + (size_t)t * g_pack_per);
         else if (r1 > r0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, N, K, 1.0f,

@@ -61,11 +61,11 @@ void bb_attention(bb_impl impl, const float *q, const float *k, const float *v, 
                   int hd, float scale, int q0, int q1, float *out, int ldo, float *work);
 size_t bb_attention_work(bb_impl impl, int T, int hd, int nq);
 
-/* C[M x N] = A[M x K] B[N x K]^T (+ bias[N] when bias is not NULL), row-major, in AVX-512F
- * (gemm.c). pack: bb_gemm_pack_floats(K) floats of per-thread scratch. Returns -1 and does
+/* C[M x N] = A[M x K] B[N x K]^T (+ bias[N] when bias is not NULL; then gelu() of it when
+ * gelu is non-zero), row-major, in AVX-512F (gemm.c). pack: bb_gemm_pack_floats(K) floats of per-thread scratch. Returns -1 and does
  * nothing where the CPU lacks AVX-512F (the caller uses OpenBLAS then), else 0. */
 int bb_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-               const float *bias, float *C, int ldc, float *pack);
+               const float *bias, int gelu, float *C, int ldc, float *pack);
 size_t bb_gemm_pack_floats(int K);
 
 /* Resamples the G x G patch part of the positional embedding (grid, row-major, G*G rows of D)

@@ -157,12 +157,12 @@ static void gemm_rows(int M, int N, int K, const float *A, int lda, const float 
 }
 
 /* C = A W^T (+ bias) for one thread's rows: the AVX-512 GEMM of gemm.c when the context runs
- * BB_AVX512 (bias fused into its store; returns 1), else OpenBLAS with beta 0 (the caller adds
+ * BB_AVX512 (bias, and GELU when asked, fused into its store; returns 1), else OpenBLAS with beta 0 (the caller adds
  * the bias; returns 0). */
 static int mm(int use512, float *pack, int M, int N, int K, const float *A, int lda,
-              const float *W, const float *bias, float *C, int ldc)
+              const float *W, const float *bias, int gelu, float *C, int ldc)
 {
-    if (use512 && bb_gemm_nt(M, N, K, A, lda, W, K, bias, C, ldc, pack) == 0) return 1;
+    if (use512 && bb_gemm_nt(M, N, K, A, lda, W, K, bias, gelu, C, ldc, pack) == 0) return 1;
     gemm_rows(M, N, K, A, lda, W, K, 0.0f, C, ldc);
     return 0;
 }
@@ -258,7 +258,7 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
             if (!use512) memcpy(qkv + (size_t)r * ld, bw->qkv_b, (size_t)ld * sizeof(float));
         }
         if (use512) /* the bias is fused into the GEMM's store */
-            mm(1, pack, m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, bw->qkv_b,
+            mm(1, pack, m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, bw->qkv_b, 0,
                qkv + (size_t)r0 * ld, ld);
         else
             gemm_rows(m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, D, 1.0f, qkv + (size_t)r0 * ld,
@@ -279,30 +279,28 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
          * runs on rows the GEMM just wrote, instead of a pass over the thread's whole slice. */
         for (int a = r0; a < r1; a += MLP_CH) {
             const int b = a + MLP_CH < r1 ? a + MLP_CH : r1, n = b - a;
-            mm(use512, pack, n, D, D, ao + (size_t)a * D, D, bw->proj_w, NULL, xn + (size_t)a * D,
+            mm(use512, pack, n, D, D, ao + (size_t)a * D, D, bw->proj_w, NULL, 0, xn + (size_t)a * D,
                D);
             for (int r = a; r < b; r++) {
                 residual_row(x + (size_t)r * D, xn + (size_t)r * D, D, bw->proj_b, bw->ls1);
                 bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm2_w,
                                  bw->norm2_b, LN_EPS);
             }
-            const int biased = mm(use512, pack, n, Hw, D, xn + (size_t)a * D, D, bw->fc1_w,
-                                  bw->fc1_b, hid + (size_t)a * Hw, Hw);
-            for (int r = a; r < b; r++) {
+            /* AVX-512: bias and GELU in the GEMM's store; else one bias + GELU pass per row */
+            const int fused = mm(use512, pack, n, Hw, D, xn + (size_t)a * D, D, bw->fc1_w,
+                                 bw->fc1_b, !swiglu, hid + (size_t)a * Hw, Hw);
+            for (int r = a; r < b && !(fused && !swiglu); r++) {
                 float *hr = hid + (size_t)r * Hw;
                 if (!swiglu) {
-                    if (biased)
-                        bb_gelu(impl, hr, (size_t)H);
-                    else
-                        bb_gelu_bias(impl, hr, bw->fc1_b, (size_t)H);
+                    bb_gelu_bias(impl, hr, bw->fc1_b, (size_t)H);
                 } else { /* SwiGLUFFN (swiglu_ffn.py): x1, x2 = w12(x).chunk(2); w3(silu(x1) *
                           * x2); the product overwrites x1, so w3 reads rows of stride 2H */
-                    if (!biased)
+                    if (!fused)
                         for (int j = 0; j < Hw; j++) hr[j] += bw->fc1_b[j];
                     bb_swiglu(impl, hr, hr + H, hr, (size_t)H);
                 }
             }
-            mm(use512, pack, n, D, H, hid + (size_t)a * Hw, Hw, bw->fc2_w, NULL, ao + (size_t)a * D,
+            mm(use512, pack, n, D, H, hid + (size_t)a * Hw, Hw, bw->fc2_w, NULL, 0, ao + (size_t)a * D,
                D);
             for (int r = a; r < b; r++)
                 residual_row(x + (size_t)r * D, ao + (size_t)r * D, D, bw->fc2_b, bw->ls2);

@@ -31,7 +31,7 @@ static void run_case(int M, int N, int K, int with_bias)
     for (size_t i = 0; i < (size_t)N * ldb; i++) B[i] = frand();
     for (int i = 0; i < N; i++) bias[i] = frand();
     for (size_t i = 0; i < (size_t)M * ldc; i++) C[i] = C2[i] = GUARD;
-    CHECK(bb_gemm_nt(M, N, K, A, lda, B, ldb, with_bias ? bias : NULL, C, ldc, pack) == 0,
+    CHECK(bb_gemm_nt(M, N, K, A, lda, B, ldb, with_bias ? bias : NULL, 0, C, ldc, pack) == 0,
           "bb_gemm_nt refused on an AVX-512 CPU");
     double worst = 0, worst_rel = 0;
     int wi = 0, wj = 0, untouched = 1;
@@ -65,9 +65,9 @@ static void run_case(int M, int N, int K, int with_bias)
     CHECK(untouched, "gemm M %d N %d K %d: wrote beyond column N", M, N, K);
     /* rows in two uneven calls: bit-identical */
     int cut = M / 3 + 1 < M ? M / 3 + 1 : M;
-    bb_gemm_nt(cut, N, K, A, lda, B, ldb, with_bias ? bias : NULL, C2, ldc, pack);
+    bb_gemm_nt(cut, N, K, A, lda, B, ldb, with_bias ? bias : NULL, 0, C2, ldc, pack);
     if (M > cut)
-        bb_gemm_nt(M - cut, N, K, A + (size_t)cut * lda, lda, B, ldb, with_bias ? bias : NULL,
+        bb_gemm_nt(M - cut, N, K, A + (size_t)cut * lda, lda, B, ldb, with_bias ? bias : NULL, 0,
                    C2 + (size_t)cut * ldc, ldc, pack);
     CHECK(!memcmp(C, C2, sizeof(float) * (size_t)M * ldc), "gemm M %d N %d K %d: split differs",
           M, N, K);
@@ -79,12 +79,44 @@ static void run_case(int M, int N, int K, int with_bias)
     free(pack);
 }
 
+/* the GELU epilogue: equals the GEMM + bias, then the AVX2 bias-free GELU kernel, within 2 ulp */
+static void run_gelu(int M, int N, int K)
+{
+    float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)N * K);
+    float *bias = malloc(sizeof(float) * (size_t)N), *C = malloc(sizeof(float) * (size_t)M * N);
+    float *R = malloc(sizeof(float) * (size_t)M * N), *pack = malloc(sizeof(float) * bb_gemm_pack_floats(K));
+    for (size_t i = 0; i < (size_t)M * K; i++) A[i] = frand();
+    for (size_t i = 0; i < (size_t)N * K; i++) B[i] = 0.3f * frand();
+    for (int i = 0; i < N; i++) bias[i] = frand();
+    bb_gemm_nt(M, N, K, A, K, B, K, bias, 1, C, N, pack);
+    bb_gemm_nt(M, N, K, A, K, B, K, bias, 0, R, N, pack);
+    bb_gelu(BB_PLAIN, R, (size_t)M * N);
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < (size_t)M * N; i++) {
+        double d = fabs((double)C[i] - R[i]);
+        if (d > worst) {
+            worst = d;
+            at = i;
+        }
+    }
+    printf("gemm M %4d N %4d K %4d +bias +gelu vs gemm, then plain gelu: max|diff| %.3g at (%zu, "
+           "%zu)\n", M, N, K, worst, at / N, at % N);
+    CHECK(worst <= 2e-6, "gemm gelu epilogue off by %g", worst);
+    free(A);
+    free(B);
+    free(bias);
+    free(C);
+    free(R);
+    free(pack);
+}
+
 int main(void)
 {
     if (!bb_cpu_has_avx512()) {
         printf("no AVX-512F on this CPU: bb_gemm_nt must refuse\n");
         float a = 1, b = 1, c = 0, p[32];
-        CHECK(bb_gemm_nt(1, 1, 1, &a, 1, &b, 1, NULL, &c, 1, p) == -1 && c == 0,
+        CHECK(bb_gemm_nt(1, 1, 1, &a, 1, &b, 1, NULL, 0, &c, 1, p) == -1 && c == 0,
               "bb_gemm_nt ran without AVX-512");
         return t_done("gemm_match_plain");
     }
@@ -95,5 +127,7 @@ int main(void)
     run_case(385, 1152, 384, 1); /* a qkv slice of ViT-S */
     run_case(130, 384, 1536, 0); /* an fc2 chunk */
     run_case(7, 17, 129, 1);
+    run_gelu(50, 1536, 384);
+    run_gelu(13, 45, 16);
     return t_done("gemm_match_plain");
 }
