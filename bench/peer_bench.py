@@ -12,7 +12,9 @@ round to round; each process warms up once and reports its best of --runs. Over 
 table gives the best and the median per engine, the ratios ours / ONNX Runtime and ours /
 PyTorch (time: below 1 means we are faster), and our effective GFLOP/s as a share of the sgemm
 ceiling (the best GFLOP/s of single-threaded OpenBLAS sgemm on the block's linear-layer shapes,
-split over the threads as the forward pass splits them).
+split over the threads as the forward pass splits them; on AVX-512 CPUs also with
+OPENBLAS_CORETYPE=SkylakeX, OpenBLAS's AVX-512 kernels, and the better of the two counts).
+Unless --spin, every engine is told not to spin while waiting (shared cores).
 """
 import argparse
 import json
@@ -74,6 +76,10 @@ def main():
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--json", default="")
     ap.add_argument("--python", default="/usr/bin/python3")
+    ap.add_argument("--spin", action="store_true",
+                    help="leave the engines' thread pools spinning while they wait (default: "
+                         "OMP_WAIT_POLICY=passive for ours and PyTorch, allow_spinning 0 for ORT: "
+                         "the setting for shared cores)")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     threads = [int(t) for t in a.threads.split(",")]
@@ -86,6 +92,9 @@ def main():
             sys.exit("peer_bench: %s is missing (build first / run bench/peer_bench.sh)" % p)
 
     env = dict(os.environ, ORT_NODE_DIR=a.ort)
+    if not a.spin:
+        env.update(OMP_WAIT_POLICY="passive", ORT_NO_SPIN="1")
+    avx512 = "avx512f" in open("/proc/cpuinfo").read()
     engines = ["ours", "ort", "torch"]
     t = {}  # (engine, size, threads) -> [seconds]
     ceil = {}  # (size, threads) -> [GFLOP/s]
@@ -94,6 +103,8 @@ def main():
     t_start = time.time()
     print("machine: %s" % machine())
     print("load average at start: %.2f %.2f %.2f" % load0)
+    print("waiting threads: %s" % ("spin (engine defaults)" if a.spin else
+                                   "passive (OMP_WAIT_POLICY=passive, ORT allow_spinning 0)"))
     sys.stdout.flush()
     for r in range(a.rounds):
         for s in sizes:
@@ -120,6 +131,12 @@ def main():
                 m = re.search(r"linear layers ([0-9.]+) GFLOP/s", out)
                 if m:
                     ceil.setdefault((s, th), []).append(float(m.group(1)))
+                if avx512:  # OpenBLAS's own AVX-512 kernels, which it does not pick on Zen 5
+                    out = run([ceil_bin, "--tokens", str(tok), "--threads", str(th), "--runs",
+                               str(a.runs)], dict(env, OPENBLAS_CORETYPE="SkylakeX"))
+                    m = re.search(r"linear layers ([0-9.]+) GFLOP/s", out)
+                    if m:
+                        ceil.setdefault((s, th), []).append(float(m.group(1)))
         print("round %d/%d done (%.0f s)" % (r + 1, a.rounds, time.time() - t_start))
         sys.stdout.flush()
     load1 = os.getloadavg()

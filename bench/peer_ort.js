@@ -1,7 +1,8 @@
 // Times one DINOv2 ONNX file under ONNX Runtime (onnxruntime-node, CPU execution provider,
 // graph optimisation 'all'), for the peer benchmark (bench/peer_bench.sh). Not a test.
 //   node bench/peer_ort.js MODEL.onnx SIZE THREADS RUNS
-// ORT_NODE_DIR: the folder holding node_modules/onnxruntime-node. Prints, like bench_backbone:
+// ORT_NODE_DIR: the folder holding node_modules/onnxruntime-node; ORT_NO_SPIN=1 turns the
+// worker threads' spinning off. Prints, like bench_backbone:
 //   ort VERSION: threads N: X s/image best, Y mean of RUNS
 'use strict';
 const path = require('path');
@@ -27,6 +28,10 @@ if (!(size > 0 && threads > 0 && runs > 0)) {
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
         executionMode: 'sequential',
+        // ORT_NO_SPIN=1: worker threads do not spin while waiting (ORT's counterpart of
+        // OMP_WAIT_POLICY=passive, for shared cores)
+        extra: process.env.ORT_NO_SPIN === '1' ?
+            {session: {intra_op: {allow_spinning: '0'}, inter_op: {allow_spinning: '0'}}} : {},
     });
     const n = 3 * size * size, data = new Float32Array(n);
     let s = 0x9e3779b9 >>> 0;

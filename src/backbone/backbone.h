@@ -62,11 +62,15 @@ void bb_attention(bb_impl impl, const float *q, const float *k, const float *v, 
 size_t bb_attention_work(bb_impl impl, int T, int hd, int nq);
 
 /* C[M x N] = A[M x K] B[N x K]^T (+ bias[N] when bias is not NULL; then gelu() of it when
- * gelu is non-zero), row-major, in AVX-512F (gemm.c). pack: bb_gemm_pack_floats(K) floats of per-thread scratch. Returns -1 and does
- * nothing where the CPU lacks AVX-512F (the caller uses OpenBLAS then), else 0. */
-int bb_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-               const float *bias, int gelu, float *C, int ldc, float *pack);
-size_t bb_gemm_pack_floats(int K);
+ * gelu is non-zero), row-major, in AVX-512F (gemm.c), B given packed: bb_gemm_pack writes its
+ * panels [p0, p1) of bb_gemm_panels(N) (so threads can share the packing) into
+ * bb_gemm_packed_floats(N, K) floats. bb_gemm_nt returns -1 and does nothing where the CPU
+ * lacks AVX-512F (the caller uses OpenBLAS then), else 0. */
+int bb_gemm_nt(int M, int N, int K, const float *A, int lda, const float *packed,
+               const float *bias, int gelu, float *C, int ldc);
+size_t bb_gemm_packed_floats(int N, int K);
+int bb_gemm_panels(int N);
+void bb_gemm_pack(const float *B, int ldb, int N, int K, int p0, int p1, float *packed);
 
 /* Resamples the G x G patch part of the positional embedding (grid, row-major, G*G rows of D)
  * to gh x gw (out, gh*gw rows of D) the way the official DINOv2 code does:

@@ -26,8 +26,9 @@ struct ad_context {
     size_t cap_tok; /* tokens the per-token buffers hold */
     float *x, *xn, *ao, *qkv, *hid, *scores;
     size_t attn_work; /* floats of attention scratch per thread (scores) */
-    float *gpack;      /* per-thread B panels of the AVX-512 GEMM (gemm.c) */
-    size_t gpack_per;
+    float *wpack;      /* the current block's four weight matrices packed for gemm.c */
+    size_t wpack_off[5]; /* qkv, proj, fc1, fc2 offsets into wpack, and the total */
+    size_t wpack_qkv;    /* floats of one thread's packed qkv weights */
     size_t cap_cols;
     float *cols;        /* im2col rows of the patch embedding */
     int pos_gh, pos_gw; /* grid of the cached positional embedding */
@@ -60,8 +61,8 @@ static void free_scratch(ad_context *c)
     adi_free(c->qkv);
     adi_free(c->hid);
     adi_free(c->scores);
-    adi_free(c->gpack);
-    c->x = c->xn = c->ao = c->qkv = c->hid = c->scores = c->gpack = NULL;
+    adi_free(c->wpack);
+    c->x = c->xn = c->ao = c->qkv = c->hid = c->scores = c->wpack = NULL;
     c->cap_tok = 0;
 }
 
@@ -108,9 +109,22 @@ static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
         c->qkv = adi_alloc(T * 3 * D, sizeof(float));
         c->hid = adi_alloc(T * H, sizeof(float));
         c->scores = adi_alloc((size_t)c->n_threads * c->attn_work, sizeof(float));
-        c->gpack_per = (bb_gemm_pack_floats((int)(D > H ? D : H)) + 15) / 16 * 16;
-        c->gpack = adi_alloc((size_t)c->n_threads * c->gpack_per, sizeof(float));
-        if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores || !c->gpack) {
+        /* packed weights only where the AVX-512 GEMM can run (H here is the fc1 width) */
+        size_t H1 = (size_t)w->ffn_hidden, sz[4] = {0, 0, 0, 0};
+        if (bb_cpu_has_avx512()) {
+            sz[0] = bb_gemm_packed_floats((int)(3 * D), (int)D);
+            sz[1] = bb_gemm_packed_floats((int)D, (int)D);
+            sz[2] = bb_gemm_packed_floats((int)H, (int)D);
+            sz[3] = bb_gemm_packed_floats((int)D, (int)H1);
+        }
+        /* qkv: one copy per thread (each packs its own, no barrier); proj, fc1, fc2: shared */
+        sz[0] = (sz[0] + 15) / 16 * 16;
+        c->wpack_qkv = sz[0];
+        sz[0] *= (size_t)c->n_threads;
+        c->wpack_off[0] = 0;
+        for (int i = 0; i < 4; i++) c->wpack_off[i + 1] = c->wpack_off[i] + (sz[i] + 15) / 16 * 16;
+        c->wpack = adi_alloc(c->wpack_off[4] ? c->wpack_off[4] : 1, sizeof(float));
+        if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores || !c->wpack) {
             free_scratch(c);
             return adi_fail(AD_E_NOMEM, "backbone: out of memory for %zu tokens", T);
         }
@@ -159,10 +173,10 @@ static void gemm_rows(int M, int N, int K, const float *A, int lda, const float 
 /* C = A W^T (+ bias) for one thread's rows: the AVX-512 GEMM of gemm.c when the context runs
  * BB_AVX512 (bias, and GELU when asked, fused into its store; returns 1), else OpenBLAS with beta 0 (the caller adds
  * the bias; returns 0). */
-static int mm(int use512, float *pack, int M, int N, int K, const float *A, int lda,
+static int mm(int use512, const float *packed, int M, int N, int K, const float *A, int lda,
               const float *W, const float *bias, int gelu, float *C, int ldc)
 {
-    if (use512 && bb_gemm_nt(M, N, K, A, lda, W, K, bias, gelu, C, ldc, pack) == 0) return 1;
+    if (use512 && bb_gemm_nt(M, N, K, A, lda, packed, bias, gelu, C, ldc) == 0) return 1;
     gemm_rows(M, N, K, A, lda, W, K, 0.0f, C, ldc);
     return 0;
 }
@@ -251,18 +265,37 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
         int r0, r1;
         my_rows(T, &r0, &r1);
         const int m = r1 - r0;
-        float *pack = c->gpack + (size_t)omp_get_thread_num() * c->gpack_per;
+        /* AVX-512: the block's weights packed for gemm.c. Each thread packs the qkv weights
+         * for itself (a barrier would cost more on shared cores); the threads share packing
+         * proj, fc1 and fc2 before the barrier that precedes attention. */
+        float *pq = c->wpack + c->wpack_off[0] + (size_t)omp_get_thread_num() * c->wpack_qkv;
+        float *pp = c->wpack + c->wpack_off[1];
+        float *p1 = c->wpack + c->wpack_off[2], *p2 = c->wpack + c->wpack_off[3];
+        if (use512) bb_gemm_pack(bw->qkv_w, D, ld, D, 0, bb_gemm_panels(ld), pq);
         for (int r = r0; r < r1; r++) {
             bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm1_w,
                              bw->norm1_b, LN_EPS);
             if (!use512) memcpy(qkv + (size_t)r * ld, bw->qkv_b, (size_t)ld * sizeof(float));
         }
         if (use512) /* the bias is fused into the GEMM's store */
-            mm(1, pack, m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, bw->qkv_b, 0,
+            mm(1, pq, m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, bw->qkv_b, 0,
                qkv + (size_t)r0 * ld, ld);
         else
             gemm_rows(m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, D, 1.0f, qkv + (size_t)r0 * ld,
                       ld);
+        if (use512) {
+            const int np = bb_gemm_panels(D), n1 = bb_gemm_panels(Hw), all = 2 * np + n1;
+            int g0, g1;
+            my_rows(all, &g0, &g1);
+            for (int g = g0; g < g1; g++) {
+                if (g < np)
+                    bb_gemm_pack(bw->proj_w, D, D, D, g, g + 1, pp);
+                else if (g < np + n1)
+                    bb_gemm_pack(bw->fc1_w, D, Hw, D, g - np, g - np + 1, p1);
+                else
+                    bb_gemm_pack(bw->fc2_w, H, D, H, g - np - n1, g - np - n1 + 1, p2);
+            }
+        }
 #pragma omp barrier
 
         float *work = c->scores + (size_t)omp_get_thread_num() * c->attn_work;
@@ -279,7 +312,7 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
          * runs on rows the GEMM just wrote, instead of a pass over the thread's whole slice. */
         for (int a = r0; a < r1; a += MLP_CH) {
             const int b = a + MLP_CH < r1 ? a + MLP_CH : r1, n = b - a;
-            mm(use512, pack, n, D, D, ao + (size_t)a * D, D, bw->proj_w, NULL, 0, xn + (size_t)a * D,
+            mm(use512, pp, n, D, D, ao + (size_t)a * D, D, bw->proj_w, NULL, 0, xn + (size_t)a * D,
                D);
             for (int r = a; r < b; r++) {
                 residual_row(x + (size_t)r * D, xn + (size_t)r * D, D, bw->proj_b, bw->ls1);
@@ -287,7 +320,7 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
                                  bw->norm2_b, LN_EPS);
             }
             /* AVX-512: bias and GELU in the GEMM's store; else one bias + GELU pass per row */
-            const int fused = mm(use512, pack, n, Hw, D, xn + (size_t)a * D, D, bw->fc1_w,
+            const int fused = mm(use512, p1, n, Hw, D, xn + (size_t)a * D, D, bw->fc1_w,
                                  bw->fc1_b, !swiglu, hid + (size_t)a * Hw, Hw);
             for (int r = a; r < b && !(fused && !swiglu); r++) {
                 float *hr = hid + (size_t)r * Hw;
@@ -300,7 +333,7 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
                     bb_swiglu(impl, hr, hr + H, hr, (size_t)H);
                 }
             }
-            mm(use512, pack, n, D, H, hid + (size_t)a * Hw, Hw, bw->fc2_w, NULL, 0, ao + (size_t)a * D,
+            mm(use512, p2, n, D, H, hid + (size_t)a * Hw, Hw, bw->fc2_w, NULL, 0, ao + (size_t)a * D,
                D);
             for (int r = a; r < b; r++)
                 residual_row(x + (size_t)r * D, ao + (size_t)r * D, D, bw->fc2_b, bw->ls2);

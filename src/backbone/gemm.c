@@ -4,20 +4,23 @@
  * (OPENBLAS_CORETYPE), which the library must not do; so on those CPUs the block's four
  * products run here.
  *
- * Blocking: rows of A in blocks of GEMM_MB; for each block, the columns in panels of 32 (two
- * 16-lane vectors): the panel's 32 rows of B are packed once, transposed to [K][32] (the only
- * copy; 32 K floats of per-thread scratch), then 12 x 32 micro-kernel steps run over the whole
- * K, A broadcast from its rows as they lie. Every C element is one FMA chain over k = 0..K-1 in
+ * Blocking: B (the layer's weights, N x K) is packed in panels of 32 columns, each transposed
+ * to [K][32] (bb_gemm_pack: the forward pass packs a block's four matrices once per block, the
+ * threads sharing the work, into the context). Rows of A go in blocks of GEMM_MB; for each
+ * block every panel passes, 12 x 32 micro-kernel steps over the whole K, A broadcast from its
+ * rows as they lie. Every C element is one FMA chain over k = 0..K-1 in
  * order, plus the bias at the end (and the exact-erf GELU when asked, fc1's epilogue, fused
  * into the store: no pass over the hidden rows): the result does not depend on M, the blocking or the
  * thread, and a short last panel or row block uses masks instead of padding C. */
 #include "backbone/backbone.h"
 #include "backbone/vecmath.h"
 
+#define NR_ALL 32 /* columns per panel (two 16-lane vectors) */
+
 #ifdef BB_HAVE_X86
 #define GEMM_MB 192 /* rows of A per block: 192 x K floats stay in L2 while the panels pass */
 #define MR 12
-#define NR 32
+#define NR NR_ALL
 #define AVX512 __attribute__((target("avx512f,fma")))
 
 /* the exact-erf GELU of kernels.c (same rational erf, same operation order) in 16 lanes */
@@ -34,18 +37,6 @@ AVX512 static inline __m512 gelu16(__m512 v)
     e = _mm512_max_ps(_mm512_min_ps(e, _mm512_set1_ps(1.0f)), _mm512_set1_ps(-1.0f));
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v),
                          _mm512_add_ps(_mm512_set1_ps(1.0f), e));
-}
-
-AVX512 static void pack_panel(const float *B, int ldb, int nn, int K, float *bp)
-{
-    for (int j = 0; j < NR; j++) {
-        if (j < nn) {
-            const float *src = B + (size_t)j * ldb;
-            for (int k = 0; k < K; k++) bp[(size_t)k * NR + j] = src[k];
-        } else {
-            for (int k = 0; k < K; k++) bp[(size_t)k * NR + j] = 0.0f;
-        }
-    }
 }
 
 AVX512 static void micro(int K, const float *A, int lda, int nr, const float *bp, float *C,
@@ -88,9 +79,10 @@ AVX512 static void micro(int K, const float *A, int lda, int nr, const float *bp
     }
 }
 
-AVX512 static void gemm_avx512(int M, int N, int K, const float *A, int lda, const float *B,
-                               int ldb, const float *bias, int gelu, float *C, int ldc,
-                               float *pack)
+/* C = A B^T over prepacked panels (bb_gemm_pack): row blocks of GEMM_MB outer, so a block of
+ * A stays in L2 while every panel passes */
+AVX512 static void gemm_avx512(int M, int N, int K, const float *A, int lda, const float *packed,
+                               const float *bias, int gelu, float *C, int ldc)
 {
     for (int m0 = 0; m0 < M; m0 += GEMM_MB) {
         int mb = M - m0 < GEMM_MB ? M - m0 : GEMM_MB;
@@ -98,23 +90,44 @@ AVX512 static void gemm_avx512(int M, int N, int K, const float *A, int lda, con
             int nn = N - n0 < NR ? N - n0 : NR;
             __mmask16 k0 = (__mmask16)(nn >= 16 ? 0xFFFF : (1u << nn) - 1);
             __mmask16 k1 = (__mmask16)(nn >= 32 ? 0xFFFF : nn > 16 ? (1u << (nn - 16)) - 1 : 0);
-            pack_panel(B + (size_t)n0 * ldb, ldb, nn, K, pack);
+            const float *bp = packed + (size_t)(n0 / NR) * NR * K;
             for (int i0 = 0; i0 < mb; i0 += MR)
-                micro(K, A + (size_t)(m0 + i0) * lda, lda, mb - i0 < MR ? mb - i0 : MR, pack,
+                micro(K, A + (size_t)(m0 + i0) * lda, lda, mb - i0 < MR ? mb - i0 : MR, bp,
                       C + (size_t)(m0 + i0) * ldc + n0, ldc, k0, k1, bias ? bias + n0 : NULL, gelu);
         }
     }
 }
 #endif
 
-size_t bb_gemm_pack_floats(int K) { return (size_t)32 * (size_t)(K > 0 ? K : 0); }
+size_t bb_gemm_packed_floats(int N, int K)
+{
+    return N > 0 && K > 0 ? (size_t)((N + NR_ALL - 1) / NR_ALL) * NR_ALL * (size_t)K : 0;
+}
 
-int bb_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-               const float *bias, int gelu, float *C, int ldc, float *pack)
+int bb_gemm_panels(int N) { return N > 0 ? (N + NR_ALL - 1) / NR_ALL : 0; }
+
+void bb_gemm_pack(const float *B, int ldb, int N, int K, int p0, int p1, float *packed)
+{
+    for (int p = p0; p < p1; p++) {
+        int n0 = p * NR_ALL, nn = N - n0 < NR_ALL ? N - n0 : NR_ALL;
+        float *bp = packed + (size_t)p * NR_ALL * K;
+        for (int j = 0; j < NR_ALL; j++) {
+            if (j < nn) {
+                const float *src = B + (size_t)(n0 + j) * ldb;
+                for (int k = 0; k < K; k++) bp[(size_t)k * NR_ALL + j] = src[k];
+            } else {
+                for (int k = 0; k < K; k++) bp[(size_t)k * NR_ALL + j] = 0.0f;
+            }
+        }
+    }
+}
+
+int bb_gemm_nt(int M, int N, int K, const float *A, int lda, const float *packed,
+               const float *bias, int gelu, float *C, int ldc)
 {
 #ifdef BB_HAVE_X86
     if (!bb_cpu_has_avx512()) return -1;
-    if (M > 0 && N > 0 && K > 0) gemm_avx512(M, N, K, A, lda, B, ldb, bias, gelu, C, ldc, pack);
+    if (M > 0 && N > 0 && K > 0) gemm_avx512(M, N, K, A, lda, packed, bias, gelu, C, ldc);
     return 0;
 #else
     return -1;

@@ -26,12 +26,15 @@ static void run_case(int M, int N, int K, int with_bias)
     float *A = malloc(sizeof(float) * (size_t)M * lda), *B = malloc(sizeof(float) * (size_t)N * ldb);
     float *bias = malloc(sizeof(float) * (size_t)N), *C = malloc(sizeof(float) * (size_t)M * ldc);
     float *C2 = malloc(sizeof(float) * (size_t)M * ldc);
-    float *pack = malloc(sizeof(float) * bb_gemm_pack_floats(K));
+    float *pack = malloc(sizeof(float) * bb_gemm_packed_floats(N, K));
     for (size_t i = 0; i < (size_t)M * lda; i++) A[i] = frand();
     for (size_t i = 0; i < (size_t)N * ldb; i++) B[i] = frand();
     for (int i = 0; i < N; i++) bias[i] = frand();
     for (size_t i = 0; i < (size_t)M * ldc; i++) C[i] = C2[i] = GUARD;
-    CHECK(bb_gemm_nt(M, N, K, A, lda, B, ldb, with_bias ? bias : NULL, 0, C, ldc, pack) == 0,
+    int np = bb_gemm_panels(N);
+    bb_gemm_pack(B, ldb, N, K, 0, np / 2, pack); /* in two parts, as threads share it */
+    bb_gemm_pack(B, ldb, N, K, np / 2, np, pack);
+    CHECK(bb_gemm_nt(M, N, K, A, lda, pack, with_bias ? bias : NULL, 0, C, ldc) == 0,
           "bb_gemm_nt refused on an AVX-512 CPU");
     double worst = 0, worst_rel = 0;
     int wi = 0, wj = 0, untouched = 1;
@@ -65,10 +68,10 @@ static void run_case(int M, int N, int K, int with_bias)
     CHECK(untouched, "gemm M %d N %d K %d: wrote beyond column N", M, N, K);
     /* rows in two uneven calls: bit-identical */
     int cut = M / 3 + 1 < M ? M / 3 + 1 : M;
-    bb_gemm_nt(cut, N, K, A, lda, B, ldb, with_bias ? bias : NULL, 0, C2, ldc, pack);
+    bb_gemm_nt(cut, N, K, A, lda, pack, with_bias ? bias : NULL, 0, C2, ldc);
     if (M > cut)
-        bb_gemm_nt(M - cut, N, K, A + (size_t)cut * lda, lda, B, ldb, with_bias ? bias : NULL, 0,
-                   C2 + (size_t)cut * ldc, ldc, pack);
+        bb_gemm_nt(M - cut, N, K, A + (size_t)cut * lda, lda, pack, with_bias ? bias : NULL, 0,
+                   C2 + (size_t)cut * ldc, ldc);
     CHECK(!memcmp(C, C2, sizeof(float) * (size_t)M * ldc), "gemm M %d N %d K %d: split differs",
           M, N, K);
     free(A);
@@ -84,12 +87,14 @@ static void run_gelu(int M, int N, int K)
 {
     float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)N * K);
     float *bias = malloc(sizeof(float) * (size_t)N), *C = malloc(sizeof(float) * (size_t)M * N);
-    float *R = malloc(sizeof(float) * (size_t)M * N), *pack = malloc(sizeof(float) * bb_gemm_pack_floats(K));
+    float *R = malloc(sizeof(float) * (size_t)M * N);
     for (size_t i = 0; i < (size_t)M * K; i++) A[i] = frand();
     for (size_t i = 0; i < (size_t)N * K; i++) B[i] = 0.3f * frand();
     for (int i = 0; i < N; i++) bias[i] = frand();
-    bb_gemm_nt(M, N, K, A, K, B, K, bias, 1, C, N, pack);
-    bb_gemm_nt(M, N, K, A, K, B, K, bias, 0, R, N, pack);
+    float *pack = malloc(sizeof(float) * bb_gemm_packed_floats(N, K));
+    bb_gemm_pack(B, K, N, K, 0, bb_gemm_panels(N), pack);
+    bb_gemm_nt(M, N, K, A, K, pack, bias, 1, C, N);
+    bb_gemm_nt(M, N, K, A, K, pack, bias, 0, R, N);
     bb_gelu(BB_PLAIN, R, (size_t)M * N);
     double worst = 0;
     size_t at = 0;
@@ -115,8 +120,8 @@ int main(void)
 {
     if (!bb_cpu_has_avx512()) {
         printf("no AVX-512F on this CPU: bb_gemm_nt must refuse\n");
-        float a = 1, b = 1, c = 0, p[32];
-        CHECK(bb_gemm_nt(1, 1, 1, &a, 1, &b, 1, NULL, 0, &c, 1, p) == -1 && c == 0,
+        float a = 1, c = 0, p[32] = {1};
+        CHECK(bb_gemm_nt(1, 1, 1, &a, 1, p, NULL, 0, &c, 1) == -1 && c == 0,
               "bb_gemm_nt ran without AVX-512");
         return t_done("gemm_match_plain");
     }
