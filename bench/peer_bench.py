@@ -5,7 +5,8 @@ run, plus the OpenBLAS sgemm ceiling (bench_attention). Not a test; run it throu
 bench/peer_bench.sh, which installs the peers and exports the ONNX files first.
 
     python3 bench/peer_bench.py --build build --onnx DIR --ort DIR
-        [--sizes 224,448,672] [--threads 1,2] [--rounds 5] [--runs 2] [--json FILE]
+        [--sizes 224,448,672] [--threads 1,2] [--rounds 5] [--runs 2] [--json FILE] [--spin]
+    python3 bench/peer_bench.py --table FILE      (the table again from a --json FILE)
 
 Every round starts a fresh process per (size, threads, engine), the engine order rotating from
 round to round; each process warms up once and reports its best of --runs. Over the rounds the
@@ -65,7 +66,61 @@ def machine():
     return "%s%s, %d CPUs, %s" % (name, flags, os.cpu_count() or 0, platform.platform())
 
 
+def table(t, ceil, gflop, sizes, threads, rounds, runs):
+    """Prints the markdown table; returns its rows (for the JSON)."""
+    engines = ["ours", "ort", "torch"]
+    rows = []
+    print()
+    print("ViT-S/14, seconds per image, best / median of %d fresh processes (each the best of "
+          "%d runs after a warm-up); 'paired' = median over the rounds of ours / ORT within "
+          "the round" % (rounds, runs))
+    print("| size | threads | ours | ONNX Runtime | PyTorch | ours/ORT best (median; paired) "
+          "| ours/PyTorch best | sgemm ceiling | ours % of ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in sizes:
+        for th in threads:
+            o, x, p = (t[(e, s, th)] for e in engines)
+            ob, xb, pb = min(o), min(x), min(p)
+            om, xm, pm = statistics.median(o), statistics.median(x), statistics.median(p)
+            paired = statistics.median([oi / xi for oi, xi in zip(o, x)])
+            cb = max(ceil.get((s, th), [float("nan")]))
+            eff = gflop.get(s, float("nan")) / ob
+            row = {"size": s, "threads": th, "ours_best": ob, "ours_median": om, "ort_best": xb,
+                   "ort_median": xm, "torch_best": pb, "torch_median": pm,
+                   "ours_over_ort_best": ob / xb, "ours_over_ort_median": om / xm,
+                   "ours_over_ort_paired_median": paired,
+                   "ours_over_torch_best": ob / pb, "sgemm_ceiling_gflops": cb,
+                   "ours_gflops": eff, "ours_share_of_ceiling": eff / cb,
+                   "samples": {e: t[(e, s, th)] for e in engines},
+                   "ceiling_samples": ceil.get((s, th), []), "gflop": gflop.get(s)}
+            rows.append(row)
+            print("| %d | %d | %.3f / %.3f | %.3f / %.3f | %.3f / %.3f | %.2fx (%.2fx; %.2fx) "
+                  "| %.2fx | %.0f GFLOP/s | %.0f %% |"
+                  % (s, th, ob, om, xb, xm, pb, pm, ob / xb, om / xm, paired, ob / pb, cb,
+                     100 * eff / cb))
+    return rows
+
+
+def reprint(path):
+    """--table FILE: the table again from a JSON this script wrote."""
+    d = json.load(open(path))
+    t, ceil, gflop, sizes, threads = {}, {}, {}, [], []
+    for r in d["rows"]:
+        s, th = r["size"], r["threads"]
+        sizes += [s] if s not in sizes else []
+        threads += [th] if th not in threads else []
+        for e, v in r["samples"].items():
+            t[(e, s, th)] = v
+        ceil[(s, th)] = r.get("ceiling_samples") or [r["sgemm_ceiling_gflops"]]
+        gflop[s] = r.get("gflop") or r["ours_gflops"] * r["ours_best"]
+    print("machine: %s" % d["machine"])
+    print("load average: %.2f at start, %.2f at end" % (d["load_start"][0], d["load_end"][0]))
+    table(t, ceil, gflop, sizes, threads, d["rounds"], d["runs"])
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":
+        return reprint(sys.argv[2])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default="build")
     ap.add_argument("--onnx", required=True, help="folder of dinov2_s_<size>.onnx")
@@ -96,7 +151,7 @@ def main():
         env.update(OMP_WAIT_POLICY="passive", ORT_NO_SPIN="1")
     avx512 = "avx512f" in open("/proc/cpuinfo").read()
     engines = ["ours", "ort", "torch"]
-    t = {}  # (engine, size, threads) -> [seconds]
+    t = {}  # (engine, size, threads) -> [seconds], one per round
     ceil = {}  # (size, threads) -> [GFLOP/s]
     gflop = {}
     load0 = os.getloadavg()
@@ -141,31 +196,7 @@ def main():
         sys.stdout.flush()
     load1 = os.getloadavg()
 
-    rows = []
-    print()
-    print("ViT-S/14, seconds per image, best / median of %d fresh processes (each the best of "
-          "%d runs after a warm-up)" % (a.rounds, a.runs))
-    print("| size | threads | ours | ONNX Runtime | PyTorch | ours/ORT best (median) "
-          "| ours/PyTorch best | sgemm ceiling | ours % of ceiling |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for s in sizes:
-        for th in threads:
-            o, x, p = (t[(e, s, th)] for e in engines)
-            ob, xb, pb = min(o), min(x), min(p)
-            om, xm, pm = statistics.median(o), statistics.median(x), statistics.median(p)
-            cb = max(ceil.get((s, th), [float("nan")]))
-            eff = gflop.get(s, float("nan")) / ob
-            row = {"size": s, "threads": th, "ours_best": ob, "ours_median": om, "ort_best": xb,
-                   "ort_median": xm, "torch_best": pb, "torch_median": pm,
-                   "ours_over_ort_best": ob / xb, "ours_over_ort_median": om / xm,
-                   "ours_over_torch_best": ob / pb, "sgemm_ceiling_gflops": cb,
-                   "ours_gflops": eff, "ours_share_of_ceiling": eff / cb,
-                   "samples": {e: t[(e, s, th)] for e in engines}}
-            rows.append(row)
-            print("| %d | %d | %.3f / %.3f | %.3f / %.3f | %.3f / %.3f | %.2fx (%.2fx) | %.2fx "
-                  "| %.0f GFLOP/s | %.0f %% |"
-                  % (s, th, ob, om, xb, xm, pb, pm, ob / xb, om / xm, ob / pb, cb,
-                     100 * eff / cb))
+    rows = table(t, ceil, gflop, sizes, threads, a.rounds, a.runs)
     print("load average at end: %.2f %.2f %.2f (%.0f s in all)" % (load1 + (time.time() - t_start,)))
     if a.json:
         with open(a.json, "w") as f:
