@@ -106,14 +106,40 @@ size_t bb_gemm_packed_floats(int N, int K)
 
 int bb_gemm_panels(int N) { return N > 0 ? (N + NR_ALL - 1) / NR_ALL : 0; }
 
+#ifdef BB_HAVE_X86
+/* one panel: for each k, the 32 values B[n0 + j][k] by two 16-lane gathers (masked for a short
+ * last panel), stored in order */
+AVX512 static void pack_avx512(const float *B, int ldb, int nn, int K, float *bp)
+{
+    __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(ldb));
+    __mmask16 m0 = (__mmask16)(nn >= 16 ? 0xFFFF : (1u << nn) - 1);
+    __mmask16 m1 = (__mmask16)(nn >= 32 ? 0xFFFF : nn > 16 ? (1u << (nn - 16)) - 1 : 0);
+    const float *b1 = B + (size_t)16 * ldb;
+    for (int k = 0; k < K; k++, bp += NR_ALL) {
+        __m512 v0 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, idx, B + k, 4);
+        __m512 v1 = m1 ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, idx, b1 + k, 4)
+                       : _mm512_setzero_ps();
+        _mm512_storeu_ps(bp, v0);
+        _mm512_storeu_ps(bp + 16, v1);
+    }
+}
+#endif
+
 void bb_gemm_pack(const float *B, int ldb, int N, int K, int p0, int p1, float *packed)
 {
     for (int p = p0; p < p1; p++) {
         int n0 = p * NR_ALL, nn = N - n0 < NR_ALL ? N - n0 : NR_ALL;
         float *bp = packed + (size_t)p * NR_ALL * K;
+#ifdef BB_HAVE_X86
+        if (bb_cpu_has_avx512() && (long long)ldb * 15 < (1LL << 31) / 4) {
+            pack_avx512(B + (size_t)n0 * ldb, ldb, nn, K, bp);
+            continue;
+        }
+#endif
         const float *src[NR_ALL];
         for (int j = 0; j < NR_ALL; j++) src[j] = B + (size_t)(n0 + (j < nn ? j : 0)) * ldb;
-        /* k outer: the writes run in order, the 32 source rows stay in L1 across 16 k */
         for (int k = 0; k < K; k++, bp += NR_ALL)
             for (int j = 0; j < NR_ALL; j++) bp[j] = j < nn ? src[j][k] : 0.0f;
     }
