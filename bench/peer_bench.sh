@@ -10,6 +10,10 @@
 #    threads, ROUNDS fresh processes each, with the OpenBLAS sgemm ceiling (bench/peer_bench.py).
 # Extra arguments for peer_bench.py go in PEER_ARGS (e.g. PEER_ARGS="--sizes 448 --threads 2").
 set -eu
+case "${1:-}" in -h | --help)
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0 ;;
+esac
 BUILD=${1:-build}
 ROUNDS=${2:-5}
 SCRATCH=${3:-/tmp/ad_peer}

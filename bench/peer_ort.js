@@ -7,6 +7,11 @@
 'use strict';
 const path = require('path');
 const [file, sizeS, threadsS, runsS] = process.argv.slice(2);
+if (file === '--help' || file === '-h') {
+    console.log('usage: node bench/peer_ort.js MODEL.onnx SIZE THREADS RUNS\n' +
+                '  ORT_NODE_DIR: folder with node_modules/onnxruntime-node; ORT_NO_SPIN=1: no spinning');
+    process.exit(0);
+}
 if (!file || !sizeS || !threadsS || !runsS) {
     console.error('usage: node bench/peer_ort.js MODEL.onnx SIZE THREADS RUNS');
     process.exit(2);
