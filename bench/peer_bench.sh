@@ -11,7 +11,7 @@
 # Extra arguments for peer_bench.py go in PEER_ARGS (e.g. PEER_ARGS="--sizes 448 --threads 2").
 set -eu
 case "${1:-}" in -h | --help)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 0 ;;
 esac
 BUILD=${1:-build}
