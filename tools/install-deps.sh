@@ -2,6 +2,9 @@
 # Debian 12 packages needed to build and test anomalydino (run as root).
 set -e
 PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libcjson-dev zlib1g-dev"
+# Python package (python/): numpy + pytest for its tests, venv/pip/setuptools/wheel for the
+# offline `pip install ./python`, Pillow to decode test PNGs.
+PKGS="$PKGS python3-numpy python3-pytest python3-venv python3-pip python3-setuptools python3-wheel python3-pil"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -223,11 +223,17 @@ class Model(_Handle):
             if not isinstance(context, Context):
                 raise arg_error(f"context: expected a Context, got {type(context).__name__}")
             return context
+        self._ptr  # a closed model refuses, even where a context of it is cached
         ctx = getattr(self._local, "ctx", None)
         if ctx is None or ctx.closed:
             ctx = Context(self, self.threads)
             self._local.ctx = ctx
         return ctx
+
+    def close(self) -> None:
+        """Release the weights (contexts and banks still holding them keep them alive)."""
+        super().close()
+        self._local = threading.local()  # drops the per-thread default contexts
 
     def features(self, image: Any, resolution: int = 448, *,
                  context: Optional["Context"] = None) -> Tuple[np.ndarray, np.ndarray]:
