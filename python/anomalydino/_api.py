@@ -1,7 +1,6 @@
 """The Python API over libanomalydino: one class per library handle, numpy in and out."""
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import threading

@@ -1,5 +1,4 @@
 """Banks cross-load between Python and the CLI; the anomalib-style adapter."""
-import os
 
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import anomalydino as ad
-from conftest import DATA, PKG_ROOT, TINY, load_png
+from conftest import DATA, PKG_ROOT, TINY
 
 
 @pytest.fixture(scope="module")

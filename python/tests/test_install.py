@@ -3,7 +3,6 @@ documented order (ANOMALYDINO_LIB, then the package folder)."""
 import os
 import shutil
 import subprocess
-import sys
 
 import anomalydino as ad
 from conftest import PKG_ROOT, TINY
