@@ -7,7 +7,8 @@ import threading
 import warnings
 from ctypes import POINTER, byref, c_double, c_float, c_int, c_uint8
 from dataclasses import dataclass
-from typing import (Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union)
+from typing import (Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar,
+                    Union)
 
 import numpy as np
 
@@ -24,6 +25,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 ThresholdSpec = Union[None, str, float, Tuple[str, float]]
 
 _VERDICTS = {-1: None, 0: "OK", 1: "NG"}
+_H = TypeVar("_H", bound="_Handle")
 
 
 def version() -> str:
@@ -75,7 +77,7 @@ class _Handle:
         or Bank of a Model) keep it alive until they are closed too."""
         self._h = None
 
-    def __enter__(self):
+    def __enter__(self: _H) -> _H:
         return self
 
     def __exit__(self, *exc: Any) -> None:
