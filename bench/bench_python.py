@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", default="tiny,s")
     args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
     os.environ.setdefault("ANOMALYDINO_LIB", os.path.join(args.build, "libanomalydino.so.0"))
     import anomalydino as ad
     from PIL import Image
