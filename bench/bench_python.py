@@ -111,7 +111,8 @@ def main():
                                       *tests], check=True, env=env, capture_output=True,
                                      text=True).stdout
                 rows = json.loads(out)["results"]
-                t_cli += [r["time_ms"] for r in rows]
+                by_image = {r["image"]: r for r in rows}
+                t_cli += [by_image[p]["time_ms"] for p in tests]
                 for p, arr in zip(tests, decoded):
                     t0 = time.perf_counter()
                     img = np.asarray(Image.open(p).convert("RGB"))
@@ -121,12 +122,16 @@ def main():
                     t2 = time.perf_counter()
                     t_py.append(1e3 * (t1 - t0))
                     t_pred.append(1e3 * (t2 - t1))
-                    assert r.score == next(x["score"] for x in rows if x["image"] == p) or \
-                        abs(r.score - next(x["score"] for x in rows if x["image"] == p)) < 1e-12
+                    # the same computation (the JSON carries 15-17 significant digits)
+                    assert abs(r.score - by_image[p]["score"]) <= 1e-12 * max(1.0, r.score)
             c, p_, q = (statistics.median(t) for t in (t_cli, t_py, t_pred))
-            print(f"{name:5s} ({model.info.dim} dims, {model.info.depth} blocks): median per image"
-                  f"  cli {c:8.1f} ms   py (decode + predict) {p_:8.1f} ms ({p_ / c:.3f} x)"
-                  f"   py bank.predict {q:8.1f} ms ({q / c:.3f} x)")
+            # paired: each image of each round against the CLI's time for it in that round
+            rp = statistics.median(a / b for a, b in zip(t_py, t_cli))
+            rq = statistics.median(a / b for a, b in zip(t_pred, t_cli))
+            print(f"{name} ({model.info.dim} dims, {model.info.depth} blocks), median ms per "
+                  f"image: cli {c:.1f}, py decode + predict {p_:.1f}, py bank.predict {q:.1f}; "
+                  f"median paired ratio to cli: {rp:.3f} (decode + predict), {rq:.3f} "
+                  f"(bank.predict)")
             bank.close()
             model.close()
 
