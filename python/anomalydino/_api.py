@@ -263,6 +263,42 @@ class Model(_Handle):
         del keep_alive
         return patch, cls
 
+    def features_layers(self, image: Any, layers: Sequence[int], resolution: int = 448,
+                        norm: bool = True, *, context: Optional["Context"] = None
+                        ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """Outputs of the listed 0-based blocks (negative: from the end, -1 = the last), each
+        through the final LayerNorm when ``norm``; one ``(patch, cls)`` per layer, as
+        ``anomalydino features --layers``."""
+        ctx = self._context(context)
+        res = _check_size("resolution", resolution, lo=0)
+        ls = list(layers)
+        if not ls or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                             for v in ls):
+            raise arg_error(f"layers: {layers!r}: expected a non-empty list of ints")
+        img, keep_alive = _as_image(image)
+        L = lib()
+        inp = _c.ad_input()
+        check(L.ad_preprocess(byref(img), res, byref(inp)))
+        del keep_alive
+        outs = (_c.ad_features * len(ls))()
+        try:
+            arr = (c_int * len(ls))(*[int(v) for v in ls])
+            check(L.ad_extract_layers(ctx._ptr, byref(inp), arr, len(ls), int(bool(norm)),
+                                      outs))
+        finally:
+            L.ad_input_free(byref(inp))
+        result = []
+        try:
+            for f in outs:
+                n = f.grid_h * f.grid_w
+                result.append((_copy_out(f.patch, n * f.dim, np.float32)
+                               .reshape(f.grid_h, f.grid_w, f.dim),
+                               _copy_out(f.cls, f.dim, np.float32)))
+        finally:
+            for f in outs:
+                L.ad_features_free(byref(f))
+        return result
+
     def __repr__(self) -> str:
         if self.closed:
             return "<anomalydino.Model closed>"

@@ -66,6 +66,10 @@ class ad_model_info(Structure):
                 ("n_params", c_uint64), ("fingerprint", c_uint64)]
 
 
+class ad_input(Structure):
+    _fields_ = [("width", c_int), ("height", c_int), ("data", POINTER(c_float))]
+
+
 class ad_context_params(Structure):
     _fields_ = [("n_threads", c_int)]
 
@@ -111,6 +115,10 @@ _PROTOTYPES = {
     "ad_context_threads": (c_int, [_P]),
     "ad_extract_image": (_st, [_P, POINTER(ad_image), c_int, POINTER(ad_features)]),
     "ad_features_free": (None, [POINTER(ad_features)]),
+    "ad_preprocess": (_st, [POINTER(ad_image), c_int, POINTER(ad_input)]),
+    "ad_input_free": (None, [POINTER(ad_input)]),
+    "ad_extract_layers": (_st, [_P, POINTER(ad_input), POINTER(c_int), c_int, c_int,
+                                POINTER(ad_features)]),
     "ad_mask_pca": (_st, [POINTER(ad_features), POINTER(c_uint8)]),
     "ad_bank_default_params": (ad_bank_params, []),
     "ad_bank_new": (_P, [_P, POINTER(ad_bank_params)]),

@@ -218,3 +218,27 @@ def test_pixel_metrics_golden(case):
 
 
 
+
+
+def test_features_layers_match_cli(tmp_path, tiny, samples):
+    png = samples[0][1]
+    img = load_png(png)
+    for norm in (True, False):
+        out, cls_out = tmp_path / f"l{norm}.npy", tmp_path / f"c{norm}.npy"
+        cli("features", "-m", TINY, png, "-o", out, "--cls", cls_out, "--layers", "0,-1",
+            "--resolution", 224, "--threads", THREADS, *([] if norm else ["--no-norm"]))
+        got = tiny.features_layers(img, [0, -1], resolution=224, norm=norm)
+        assert len(got) == 2
+        for (patch, cls), k in zip(got, (0, 1)):
+            assert_bit_equal(f"layer {k} norm={norm} patch", patch.reshape(-1, patch.shape[2]),
+                             np.load(tmp_path / f"l{norm}_layer{k}.npy"))
+            assert_bit_equal(f"layer {k} norm={norm} cls", cls,
+                             np.load(tmp_path / f"c{norm}_layer{k}.npy"))
+    last, _ = tiny.features(img, resolution=224)
+    via_layers = tiny.features_layers(img, [-1], resolution=224)[0][0]
+    assert via_layers.shape == (16, 16, 128) and np.array_equal(via_layers, last)
+    with pytest.raises(ad.AnomalyDinoError) as e:
+        tiny.features_layers(img, [5], resolution=224)
+    assert e.value.status == "AD_E_ARG"
+    with pytest.raises(ad.AnomalyDinoError):
+        tiny.features_layers(img, [], resolution=224)
