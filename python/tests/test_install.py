@@ -1,5 +1,5 @@
 """The package installs offline with the documented command and finds the library in the
-documented order (ANOMALYDINO_LIB, then the package folder)."""
+documented order (ANOMALYDINO_LIB, the package folder, the system's search)."""
 import os
 import shutil
 import subprocess
@@ -49,8 +49,25 @@ def test_offline_venv_install(tmp_path):
     pkg_file, used, shape = out.split("|")
     assert pkg_file.startswith(str(tmp_path / ".venv")), pkg_file
     assert used == lib and shape == "(2, 3, 128)"
-    # without the variable, a library copied into the installed package folder is used
+    # without the variable and nothing in the package folder: the system's search
+    # (LD_LIBRARY_PATH here) for libanomalydino.so.0
+    sys_env = _clean_env(LD_LIBRARY_PATH=os.path.dirname(lib))
+    out = _run([py, "-c", code, TINY], sys_env, tmp_path).stdout.strip()
+    assert out.split("|")[1] == "libanomalydino.so.0", out
+    # ... and with nothing found anywhere, one error listing the places tried (unless this
+    # machine has a system-wide copy: then that one must be the one found)
+    miss = ("import anomalydino as ad\ntry:\n print(ad.library_path())\n"
+            "except ad.AnomalyDinoError as e:\n print(e)")
+    out = _run([py, "-c", miss], _clean_env(), tmp_path).stdout.strip()
+    print(out)
+    probe = "import ctypes\ntry:\n ctypes.CDLL('libanomalydino.so.0'); print(1)\nexcept OSError: print(0)"
+    if _run([SYSTEM_PYTHON, "-c", probe], _clean_env(), tmp_path).stdout.strip() == "1":
+        assert out == "libanomalydino.so.0"
+    else:
+        assert out.startswith("AD_E_IO: libanomalydino not found; set ANOMALYDINO_LIB") and \
+            "libanomalydino.so.0 (" in out
+    # a library copied into the installed package folder comes before the system's
     pkg_dir = os.path.dirname(pkg_file)
     shutil.copy(lib, os.path.join(pkg_dir, "libanomalydino.so.0"))
-    out = _run([py, "-c", code, TINY], _clean_env(), tmp_path).stdout.strip()
+    out = _run([py, "-c", code, TINY], sys_env, tmp_path).stdout.strip()
     assert out.split("|")[1] == os.path.join(pkg_dir, "libanomalydino.so.0")
