@@ -433,6 +433,13 @@ class Bank(_Handle):
                 threshold; None: no threshold.
             calibration: held-out good images for the threshold.
         """
+        fixed = threshold is None or (isinstance(threshold, (int, float, np.floating, np.integer))
+                                      and not isinstance(threshold, bool))
+        if fixed and calibration is not None:
+            raise arg_error(f"Bank.fit: calibration images are only used to learn a threshold "
+                            f"('max' or a quantile), not with threshold={threshold!r}")
+        if not fixed:
+            _parse_rule(threshold)  # type: ignore[arg-type]  # refuse a bad rule before the work
         bank = cls(model, resolution=resolution, rotate=rotate, mask_refs=mask_refs,
                    mask_test=mask_test, knn=knn)
         ctx = model._context(context)

@@ -130,6 +130,9 @@ def test_bad_settings(tiny, small_bank):
     for thr in ("median", "quantile:x", "quantile:1.5", ("q", 0.5), float("nan")):
         _raises("AD_E_ARG", ad.Bank.fit, tiny, [IMG, IMG], resolution=0, rotate=False,
                 threshold=thr)
+    for thr in (0.3, None):
+        _raises("AD_E_ARG", ad.Bank.fit, tiny, [IMG, IMG], resolution=0, rotate=False,
+                threshold=thr, calibration=[IMG], match="calibration images are only used")
     _raises("AD_E_ARG", small_bank.calibrate_loo, "max", context="ctx")
     _raises("AD_E_ARG", tiny.features, IMG, resolution=-5)
     _raises("AD_E_ARG", ad.Bank, "weights.pth")
