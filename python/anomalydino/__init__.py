@@ -18,15 +18,15 @@ checkout (``build/libanomalydino.so.0``), then the system's library paths. Error
 reason (``.message``).
 """
 from ._api import (AnomalyDinoError, Bank, BankParams, Context, ImageMetrics, Model, ModelInfo,
-                   PixelEval, PixelMetrics, Result, anomaly_map, library_path, metrics_image,
-                   pixel_metrics, score_top1p, version, zeroshot)
+                   PixelEval, PixelMetrics, Reference, Result, ThresholdRecord, anomaly_map,
+                   library_path, metrics_image, pixel_metrics, score_top1p, version, zeroshot)
 from .adapter import AnomalibAdapter, InferenceBatch
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyDinoError", "Model", "ModelInfo", "Context", "Bank", "BankParams", "Result",
-    "anomaly_map", "score_top1p", "zeroshot", "metrics_image", "pixel_metrics", "PixelEval",
+    "Reference", "ThresholdRecord", "anomaly_map", "score_top1p", "zeroshot", "metrics_image", "pixel_metrics", "PixelEval",
     "ImageMetrics", "PixelMetrics", "AnomalibAdapter", "InferenceBatch", "version",
     "library_path", "__version__",
 ]

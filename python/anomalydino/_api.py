@@ -5,7 +5,7 @@ import math
 import os
 import threading
 import warnings
-from ctypes import POINTER, byref, c_double, c_float, c_int, c_uint8
+from ctypes import POINTER, byref, c_char_p, c_double, c_float, c_int, c_uint8
 from dataclasses import dataclass
 from typing import (Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar,
                     Union)
@@ -17,8 +17,8 @@ from ._lib import AnomalyDinoError, arg_error, check, last_error, lib
 
 __all__ = [
     "AnomalyDinoError", "Model", "ModelInfo", "Context", "Bank", "BankParams", "Result",
-    "anomaly_map", "score_top1p", "zeroshot", "metrics_image", "pixel_metrics", "PixelEval",
-    "ImageMetrics", "PixelMetrics", "version", "library_path",
+    "Reference", "ThresholdRecord", "anomaly_map", "score_top1p", "zeroshot", "metrics_image",
+    "pixel_metrics", "PixelEval", "ImageMetrics", "PixelMetrics", "version", "library_path",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -352,6 +352,24 @@ class BankParams:
     knn: int          # neighbours averaged
 
 
+class Reference(NamedTuple):
+    """A reference image of a bank."""
+    image_id: int
+    views: int     # 1, or 8 with rotations
+    added: int     # Unix seconds; 0 = unknown (bank files of format 1)
+    name: str      # "" if none
+
+
+class ThresholdRecord(NamedTuple):
+    """One threshold a bank learned."""
+    threshold: float
+    rule: str               # "max" or "quantile:Q"
+    source: str             # "leave-one-out" or "scores"
+    n_refs: int             # references in the bank then
+    time: int               # Unix seconds
+    scores: Tuple[float, ...]
+
+
 class Result(NamedTuple):
     """One prediction.
 
@@ -418,6 +436,7 @@ class Bank(_Handle):
     def fit(cls, model: Model, images: Iterable[Any], resolution: int = 448, rotate: bool = True,
             mask_refs: bool = False, knn: int = 1, threshold: ThresholdSpec = "max", *,
             mask_test: bool = False, calibration: Optional[Iterable[Any]] = None,
+            names: Optional[Sequence[str]] = None, clock: Optional[int] = None,
             context: Optional[Context] = None) -> "Bank":
         """Learn "normal" from good images, as ``anomalydino fit`` does.
 
@@ -432,6 +451,10 @@ class Bank(_Handle):
                 reference the bank gets no threshold and a warning is issued); a number: that
                 threshold; None: no threshold.
             calibration: held-out good images for the threshold.
+            names: a name per reference, recorded in the bank (the CLI records the file
+                names it was given); default: none.
+            clock: Unix seconds stamped on the references and the threshold instead of the
+                system clock (reproducible bank files; the CLI takes SOURCE_DATE_EPOCH).
         """
         fixed = threshold is None or (isinstance(threshold, (int, float, np.floating, np.integer))
                                       and not isinstance(threshold, bool))
@@ -442,9 +465,15 @@ class Bank(_Handle):
             _parse_rule(threshold)  # type: ignore[arg-type]  # refuse a bad rule before the work
         bank = cls(model, resolution=resolution, rotate=rotate, mask_refs=mask_refs,
                    mask_test=mask_test, knn=knn)
+        if clock is not None:
+            bank.set_clock(clock)
         ctx = model._context(context)
-        for i, im in enumerate(images):
-            bank.add(im, image_id=i, context=ctx, _what=f"images[{i}]")
+        imgs = list(images)
+        if names is not None and len(names) != len(imgs):
+            raise arg_error(f"Bank.fit: {len(names)} names for {len(imgs)} images")
+        for i, im in enumerate(imgs):
+            bank.add(im, name=None if names is None else names[i], context=ctx,
+                     _what=f"images[{i}]")
         if bank.n_images == 0:
             raise arg_error("Bank.fit: no reference images")
         if threshold is None:
@@ -494,14 +523,22 @@ class Bank(_Handle):
         """Write the bank file (versioned, checksummed; readable by the CLI)."""
         check(lib().ad_bank_save(self._ptr, _path_bytes(path)))
 
-    def add(self, image: Any, image_id: Optional[int] = None, *,
+    def add(self, image: Any, image_id: Optional[int] = None, *, name: Optional[str] = None,
             context: Optional[Context] = None, _what: str = "image") -> None:
-        """Add one reference image (and its rotations if the bank rotates). ``image_id``
-        (default: the number of images added so far) groups rows for leave-one-out."""
+        """Add one reference image (and its rotations if the bank rotates), recorded with
+        ``name`` and the time. It gets the next image id (largest + 1), or ``image_id`` when
+        given (ids group rows for leave-one-out)."""
         ctx = self._need_model(context)
-        iid = self.n_images if image_id is None else _check_size("image_id", image_id, lo=0)
         img, keep_alive = _as_image(image, _what)
-        st = lib().ad_bank_add_image(self._ptr, ctx._ptr, byref(img), iid)
+        if image_id is None:
+            nm = (c_char_p * 1)(None if name is None else os.fsencode(name))
+            st = lib().ad_bank_add_references(self._ptr, ctx._ptr, byref(img), nm, 1, 0)
+        else:
+            if name is not None:
+                raise arg_error("Bank.add: name is recorded for references added without an "
+                                "explicit image_id")
+            st = lib().ad_bank_add_image(self._ptr, ctx._ptr, byref(img),
+                                         _check_size("image_id", image_id, lo=0))
         del keep_alive
         if st != _c.AD_OK:
             e = last_error(st)
@@ -556,6 +593,39 @@ class Bank(_Handle):
         if not math.isfinite(v):
             raise arg_error(f"threshold: {v} is not finite")
         self.calibrate_scores([v], "max")
+
+    def set_clock(self, unix_seconds: int) -> None:
+        """Stamp references added and thresholds learned from now on with this time (Unix
+        seconds) instead of the system clock's (0: the system clock again)."""
+        if isinstance(unix_seconds, bool) or not isinstance(unix_seconds, (int, np.integer)) \
+                or not 0 <= int(unix_seconds) < 2**63:
+            raise arg_error(f"clock: {unix_seconds!r}: expected Unix seconds, an int >= 0")
+        lib().ad_bank_set_clock(self._ptr, int(unix_seconds))
+
+    @property
+    def references(self) -> List["Reference"]:
+        """The references, in the order added: id, views (8 with rotations), time, name."""
+        L = lib()
+        out = []
+        for i in range(self.n_images):
+            r = _c.ad_bank_ref()
+            check(L.ad_bank_ref_get(self._ptr, i, byref(r)))
+            out.append(Reference(r.image_id, r.views, int(r.added), _s(r.name)))
+        return out
+
+    @property
+    def threshold_history(self) -> List["ThresholdRecord"]:
+        """Every threshold learned, oldest first (the last is the current one)."""
+        L = lib()
+        out = []
+        for i in range(int(L.ad_bank_threshold_count(self._ptr))):
+            t = _c.ad_thresh_record()
+            check(L.ad_bank_threshold_get(self._ptr, i, byref(t)))
+            rule = "max" if t.rule == 0 else f"quantile:{t.quantile:g}"
+            out.append(ThresholdRecord(
+                t.threshold, rule, "leave-one-out" if t.source == 0 else "scores", t.n_refs,
+                int(t.time), tuple(_copy_out(t.scores, t.n_scores, np.float64).tolist())))
+        return out
 
     @property
     def threshold(self) -> Optional[float]:

@@ -17,8 +17,8 @@ import ctypes
 import ctypes.util
 import os
 import threading
-from ctypes import (POINTER, Structure, c_char_p, c_double, c_float, c_int, c_size_t, c_uint8,
-                    c_uint64, c_void_p)
+from ctypes import (POINTER, Structure, c_char_p, c_double, c_float, c_int, c_int64, c_size_t,
+                    c_uint8, c_uint64, c_void_p)
 from typing import List, Optional
 
 SONAME = "libanomalydino.so.0"
@@ -84,6 +84,16 @@ class ad_bank_params(Structure):
                 ("mask_test", c_int), ("knn_k", c_int)]
 
 
+class ad_bank_ref(Structure):
+    _fields_ = [("image_id", c_int), ("views", c_int), ("added", c_int64), ("name", c_char_p)]
+
+
+class ad_thresh_record(Structure):
+    _fields_ = [("rule", c_int), ("quantile", c_double), ("source", c_int),
+                ("threshold", c_double), ("n_refs", c_int), ("time", c_int64),
+                ("n_scores", c_int), ("scores", POINTER(c_double))]
+
+
 class ad_result(Structure):
     _fields_ = [("score", c_double), ("verdict", c_int), ("grid_h", c_int), ("grid_w", c_int),
                 ("grid", POINTER(c_double)), ("keep", POINTER(c_uint8))]
@@ -131,6 +141,11 @@ _PROTOTYPES = {
     "ad_bank_calibrate_loo": (_st, [_P, _P, c_int, c_double]),
     "ad_bank_calibrate_scores": (_st, [_P, POINTER(c_double), c_int, c_int, c_double]),
     "ad_bank_threshold": (c_int, [_P, POINTER(c_double)]),
+    "ad_bank_add_references": (_st, [_P, _P, POINTER(ad_image), POINTER(c_char_p), c_int, c_int]),
+    "ad_bank_ref_get": (_st, [_P, c_int, POINTER(ad_bank_ref)]),
+    "ad_bank_threshold_count": (c_int, [_P]),
+    "ad_bank_threshold_get": (_st, [_P, c_int, POINTER(ad_thresh_record)]),
+    "ad_bank_set_clock": (None, [_P, c_int64]),
     "ad_bank_save": (_st, [_P, c_char_p]),
     "ad_bank_load": (_P, [c_char_p]),
     "ad_bank_check_model": (_st, [_P, _P]),

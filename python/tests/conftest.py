@@ -24,6 +24,7 @@ BIN = os.environ.get("AD_BIN") or os.path.join(REPO, "build", "anomalydino")
 SAMPLES = os.path.join(REPO, "samples")
 TINY = os.path.join(DATA, "dinov2", "tiny.safetensors")
 THREADS = 2   # CLI and Python runs compared bit for bit use the same thread count
+CLOCK = 1764547200  # the time banks record (CLI: SOURCE_DATE_EPOCH), for byte-equal bank files
 
 import anomalydino as ad  # noqa: E402
 
@@ -43,7 +44,8 @@ def load_mask(path):
 
 def cli(*args, check=True):
     """Run the command-line tool; returns the CompletedProcess (stdout/stderr as text)."""
-    env = dict(os.environ, ANOMALYDINO_QUIET="1", OMP_WAIT_POLICY="passive")
+    env = dict(os.environ, ANOMALYDINO_QUIET="1", OMP_WAIT_POLICY="passive",
+               SOURCE_DATE_EPOCH=str(CLOCK))
     p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, env=env,
                        timeout=600)
     if check and p.returncode != 0:

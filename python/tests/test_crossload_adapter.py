@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import anomalydino as ad
-from conftest import THREADS, TINY, cli, cli_json, load_png, same_as_cli_json
+from conftest import CLOCK, THREADS, TINY, cli, cli_json, load_png, same_as_cli_json
 
 
 def _cli_scores(bank_path, images, *extra):
@@ -37,6 +37,12 @@ def test_cli_bank_in_python(tmp_path, tiny, samples):
     assert bank.params == ad.BankParams(224, True, False, True, 2)
     assert bank.n_images == 5 and bank.rows == 5 * 8 * 16 * 16
     assert f"{bank.threshold:.6f}" in out
+    # the references and threshold history the CLI recorded
+    assert bank.references == [ad.Reference(i, 8, CLOCK, g) for i, g in enumerate(good)]
+    (h,) = bank.threshold_history
+    assert (h.threshold, h.rule, h.source, h.n_refs, h.time) == \
+        (bank.threshold, "max", "leave-one-out", 5, CLOCK)
+    assert len(h.scores) == 5 and max(h.scores) == bank.threshold
     doc = _cli_scores(p, test)
     for png, row in zip(test, doc["results"]):
         r = bank.predict(load_png(png))
@@ -47,6 +53,30 @@ def test_cli_bank_in_python(tmp_path, tiny, samples):
     # a re-saved bank is the same file
     bank.save(tmp_path / "again.adbank")
     assert (tmp_path / "again.adbank").read_bytes() == p.read_bytes()
+
+
+def test_names_clock_and_history_round_trip(tmp_path, tiny):
+    rng = np.random.default_rng(11)
+    refs = [rng.integers(0, 256, (56, 70, 3), dtype=np.uint8) for _ in range(3)]
+    b = ad.Bank.fit(tiny, refs, resolution=0, rotate=False, names=["a.png", "b", "c"],
+                    clock=1000)
+    b.set_clock(2000)
+    b.add(refs[0][::-1], name="d")
+    b.calibrate_loo("quantile:0.5")
+    b.calibrate_scores([0.1, 0.3], "max")
+    b.save(tmp_path / "b.adbank")
+    c = ad.Bank.load(tmp_path / "b.adbank", tiny)
+    assert c.references == [ad.Reference(0, 1, 1000, "a.png"), ad.Reference(1, 1, 1000, "b"),
+                            ad.Reference(2, 1, 1000, "c"), ad.Reference(3, 1, 2000, "d")]
+    hist = c.threshold_history
+    assert [(t.rule, t.source, t.n_refs, t.time) for t in hist] == [
+        ("max", "leave-one-out", 3, 1000), ("quantile:0.5", "leave-one-out", 4, 2000),
+        ("max", "scores", 4, 2000)]
+    assert hist[-1].scores == (0.1, 0.3) and c.threshold == 0.3
+    with pytest.raises(ad.AnomalyDinoError):
+        ad.Bank.fit(tiny, refs, resolution=0, rotate=False, names=["x"])
+    with pytest.raises(ad.AnomalyDinoError):
+        b.set_clock(-1)
 
 
 def test_add_features_matches_add_image(tiny):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import anomalydino as ad
-from conftest import (DATA, THREADS, TINY, assert_bit_equal, cli, cli_json, load_mask, load_png,
+from conftest import (CLOCK, DATA, THREADS, TINY, assert_bit_equal, cli, cli_json, load_mask, load_png,
                       report_diff, same_as_cli_json)
 
 DINO = os.path.join(DATA, "dinov2")
@@ -92,7 +92,8 @@ def test_pipeline_golden(tmp_path, tiny, seed):
             "--rotate" if rot else "--no-rotate", "--mask-test" if mask else "--no-mask-test",
             "--threads", THREADS, ref)
         with pytest.warns(UserWarning, match="no decision threshold"):
-            bank = ad.Bank.fit(tiny, [load_png(ref)], resolution=res, rotate=rot, mask_test=mask)
+            bank = ad.Bank.fit(tiny, [load_png(ref)], resolution=res, rotate=rot, mask_test=mask,
+                               names=[ref], clock=CLOCK)
         assert bank.rows == s["bank_rows"]
         py_bank = tmp_path / f"{name}.py.adbank"
         bank.save(py_bank)
@@ -117,7 +118,7 @@ def test_samples_fit_predict(tmp_path, tiny, samples):
     good, test = samples
     cli_bank = tmp_path / "cli.adbank"
     cli("fit", "-m", TINY, "-o", cli_bank, "--threads", THREADS, *good)
-    bank = ad.Bank.fit(tiny, [load_png(p) for p in good])
+    bank = ad.Bank.fit(tiny, [load_png(p) for p in good], names=good, clock=CLOCK)
     assert bank.threshold is not None and bank.n_images == 5 and bank.rows == 5 * 8 * 32 * 32
     bank.save(tmp_path / "py.adbank")
     assert (tmp_path / "py.adbank").read_bytes() == cli_bank.read_bytes()
@@ -134,7 +135,8 @@ def test_calibration_and_quantile_match_cli(tmp_path, tiny, samples):
         "--calibrate", test[0], "--calibrate", test[1], "--threshold-rule", "quantile:0.5",
         *good[:2])
     bank = ad.Bank.fit(tiny, [load_png(p) for p in good[:2]], rotate=False,
-                       threshold="quantile:0.5", calibration=[load_png(p) for p in test[:2]])
+                       threshold="quantile:0.5", calibration=[load_png(p) for p in test[:2]],
+                       names=good[:2], clock=CLOCK)
     bank.save(tmp_path / "py.adbank")
     assert (tmp_path / "py.adbank").read_bytes() == cli_bank.read_bytes()
     s = [bank.predict(load_png(p)).score for p in test[:2]]
