@@ -18,7 +18,8 @@ checkout (``build/libanomalydino.so.0``), then the system's library paths. Error
 reason (``.message``).
 """
 from ._api import (AnomalyDinoError, Bank, BankParams, Context, ImageMetrics, Model, ModelInfo,
-                   PixelEval, PixelMetrics, Reference, Result, ThresholdRecord, anomaly_map,
+                   Nearest, PixelEval, PixelMetrics, Reference, Result, ThresholdRecord,
+                   anomaly_map,
                    library_path, metrics_image, pixel_metrics, score_top1p, version, zeroshot)
 from .adapter import AnomalibAdapter, InferenceBatch
 
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyDinoError", "Model", "ModelInfo", "Context", "Bank", "BankParams", "Result",
-    "Reference", "ThresholdRecord", "anomaly_map", "score_top1p", "zeroshot", "metrics_image", "pixel_metrics", "PixelEval",
-    "ImageMetrics", "PixelMetrics", "AnomalibAdapter", "InferenceBatch", "version",
-    "library_path", "__version__",
+    "Reference", "ThresholdRecord", "Nearest", "anomaly_map", "score_top1p", "zeroshot",
+    "metrics_image", "pixel_metrics", "PixelEval", "ImageMetrics", "PixelMetrics",
+    "AnomalibAdapter", "InferenceBatch", "version", "library_path", "__version__",
 ]

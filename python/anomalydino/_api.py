@@ -5,7 +5,7 @@ import math
 import os
 import threading
 import warnings
-from ctypes import POINTER, byref, c_char_p, c_double, c_float, c_int, c_uint8
+from ctypes import POINTER, byref, c_char_p, c_double, c_float, c_int, c_size_t, c_uint8
 from dataclasses import dataclass
 from typing import (Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar,
                     Union)
@@ -17,8 +17,9 @@ from ._lib import AnomalyDinoError, arg_error, check, last_error, lib
 
 __all__ = [
     "AnomalyDinoError", "Model", "ModelInfo", "Context", "Bank", "BankParams", "Result",
-    "Reference", "ThresholdRecord", "anomaly_map", "score_top1p", "zeroshot", "metrics_image",
-    "pixel_metrics", "PixelEval", "ImageMetrics", "PixelMetrics", "version", "library_path",
+    "Reference", "ThresholdRecord", "Nearest", "anomaly_map", "score_top1p", "zeroshot",
+    "metrics_image", "pixel_metrics", "PixelEval", "ImageMetrics", "PixelMetrics", "version",
+    "library_path",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -370,6 +371,22 @@ class ThresholdRecord(NamedTuple):
     scores: Tuple[float, ...]
 
 
+class Nearest(NamedTuple):
+    """The bank row nearest to one test patch (Bank.nearest)."""
+    patch: int          # index into the test image's grid (row-major)
+    test_x: int
+    test_y: int
+    grid_h: int
+    grid_w: int
+    masked: bool        # masking drops this patch (its grid value is 0)
+    ref_index: int      # the reference, 0-based in the order added (Bank.references)
+    ref_x: int
+    ref_y: int
+    view: int           # 0: the reference as given, v: its v-th rotation
+    angle_deg: float
+    distance: float     # 1 - cosine (the patch's grid value with knn 1, up to rounding)
+
+
 class Result(NamedTuple):
     """One prediction.
 
@@ -437,7 +454,7 @@ class Bank(_Handle):
             mask_refs: bool = False, knn: int = 1, threshold: ThresholdSpec = "max", *,
             mask_test: bool = False, calibration: Optional[Iterable[Any]] = None,
             names: Optional[Sequence[str]] = None, clock: Optional[int] = None,
-            context: Optional[Context] = None) -> "Bank":
+            coreset: Optional[float] = None, context: Optional[Context] = None) -> "Bank":
         """Learn "normal" from good images, as ``anomalydino fit`` does.
 
         Args:
@@ -455,6 +472,8 @@ class Bank(_Handle):
                 names it was given); default: none.
             clock: Unix seconds stamped on the references and the threshold instead of the
                 system clock (reproducible bank files; the CLI takes SOURCE_DATE_EPOCH).
+            coreset: subsample the rows before learning the threshold (see :meth:`coreset`),
+                as ``fit --coreset``.
         """
         fixed = threshold is None or (isinstance(threshold, (int, float, np.floating, np.integer))
                                       and not isinstance(threshold, bool))
@@ -476,6 +495,8 @@ class Bank(_Handle):
                      _what=f"images[{i}]")
         if bank.n_images == 0:
             raise arg_error("Bank.fit: no reference images")
+        if coreset is not None:
+            bank.coreset(coreset, context=ctx)
         if threshold is None:
             return bank
         if isinstance(threshold, (int, float, np.floating, np.integer)) and \
@@ -602,6 +623,23 @@ class Bank(_Handle):
             raise arg_error(f"clock: {unix_seconds!r}: expected Unix seconds, an int >= 0")
         lib().ad_bank_set_clock(self._ptr, int(unix_seconds))
 
+    def coreset(self, r: float, *, context: Optional[Context] = None) -> int:
+        """Greedy k-center coreset of the rows (PatchCore's; deterministic): r in (0, 1] keeps
+        ceil(r * rows) rows, an integer r > 1 that many. Once per bank, before learning the
+        threshold. Returns the rows kept."""
+        if isinstance(r, bool) or not isinstance(r, (int, float, np.integer, np.floating)):
+            raise arg_error(f"coreset: {r!r}: expected a number")
+        ctx = None if context is None else self._need_model(context)
+        check(lib().ad_bank_coreset(self._ptr, None if ctx is None else ctx._ptr, float(r)))
+        return self.rows
+
+    @property
+    def coreset_setting(self) -> Tuple[float, int]:
+        """(the recorded coreset setting, 0 if never subsampled; the rows offered to it)."""
+        n = c_size_t()
+        v = lib().ad_bank_coreset_setting(self._ptr, byref(n))
+        return float(v), int(n.value)
+
     @property
     def references(self) -> List["Reference"]:
         """The references, in the order added: id, views (8 with rotations), time, name."""
@@ -686,6 +724,21 @@ class Bank(_Handle):
             L.ad_result_free(byref(r))
         del keep_alive
         return res
+
+    def nearest(self, image: Any, patch: int, mask: Optional[bool] = None, *,
+                context: Optional[Context] = None) -> "Nearest":
+        """"Why is it NG": the bank row nearest to one test patch (row-major index into the
+        result's grid), with the preprocessing and distance of :meth:`predict`."""
+        ctx = self._need_model(context)
+        m = -1 if mask is None else int(bool(mask))
+        img, keep_alive = _as_image(image)
+        out = _c.ad_nearest()
+        check(lib().ad_predict_nearest(self._ptr, ctx._ptr, byref(img), m,
+                                       _check_size("patch", patch, lo=0), byref(out)))
+        del keep_alive
+        return Nearest(out.patch, out.test_x, out.test_y, out.grid_h, out.grid_w,
+                       bool(out.masked), out.ref_index, out.ref_x, out.ref_y, out.view,
+                       out.angle_deg, out.distance)
 
     def __repr__(self) -> str:
         if self.closed:

@@ -94,6 +94,12 @@ class ad_thresh_record(Structure):
                 ("n_scores", c_int), ("scores", POINTER(c_double))]
 
 
+class ad_nearest(Structure):
+    _fields_ = [(n, c_int) for n in ("patch", "test_x", "test_y", "grid_h", "grid_w", "masked",
+                                     "ref_index", "ref_x", "ref_y", "view")] + \
+               [("angle_deg", c_double), ("distance", c_double)]
+
+
 class ad_result(Structure):
     _fields_ = [("score", c_double), ("verdict", c_int), ("grid_h", c_int), ("grid_w", c_int),
                 ("grid", POINTER(c_double)), ("keep", POINTER(c_uint8))]
@@ -146,6 +152,9 @@ _PROTOTYPES = {
     "ad_bank_threshold_count": (c_int, [_P]),
     "ad_bank_threshold_get": (_st, [_P, c_int, POINTER(ad_thresh_record)]),
     "ad_bank_set_clock": (None, [_P, c_int64]),
+    "ad_bank_coreset": (_st, [_P, _P, c_double]),
+    "ad_bank_coreset_setting": (c_double, [_P, POINTER(c_size_t)]),
+    "ad_predict_nearest": (_st, [_P, _P, POINTER(ad_image), c_int, c_int, POINTER(ad_nearest)]),
     "ad_bank_save": (_st, [_P, c_char_p]),
     "ad_bank_load": (_P, [c_char_p]),
     "ad_bank_check_model": (_st, [_P, _P]),

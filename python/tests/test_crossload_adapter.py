@@ -141,3 +141,40 @@ def test_adapter_without_threshold_and_bad_batches(tiny, fitted):
             a(bad)
         assert e.value.status == "AD_E_ARG"
         print(e.value)
+
+
+def test_coreset_bank_equals_cli(tmp_path, tiny, samples):
+    good, test = samples
+    p = tmp_path / "cli.adbank"
+    cli("fit", "-m", TINY, "-o", p, "--resolution", 224, "--coreset", 0.25, "--threads", THREADS,
+        *good[:3])
+    bank = ad.Bank.fit(tiny, [load_png(g) for g in good[:3]], resolution=224, coreset=0.25,
+                       names=good[:3], clock=CLOCK)
+    full = 3 * 8 * 16 * 16
+    assert bank.rows == full // 4 and bank.coreset_setting == (0.25, full)
+    bank.save(tmp_path / "py.adbank")
+    assert (tmp_path / "py.adbank").read_bytes() == p.read_bytes()
+    doc = _cli_scores(p, test[:2])
+    for png, row in zip(test[:2], doc["results"]):
+        assert same_as_cli_json(bank.predict(load_png(png)).score, row["score"]), png
+    with pytest.raises(ad.AnomalyDinoError) as e:
+        bank.coreset(0.5)  # once per bank
+    print(e.value)
+    with pytest.raises(ad.AnomalyDinoError):
+        ad.Bank(tiny).coreset(-1.0)
+
+
+def test_nearest_explains_the_grid(tiny, fitted):
+    img = np.random.default_rng(12).integers(0, 256, (70, 84, 3), dtype=np.uint8)
+    r = fitted.predict(img)
+    worst = int(np.argmax(r.grid))
+    n = fitted.nearest(img, worst)
+    assert (n.patch, n.grid_h, n.grid_w) == (worst, 5, 6)
+    assert (n.test_y, n.test_x) == divmod(worst, 6) and not n.masked
+    assert 0 <= n.ref_index < fitted.n_images and n.view == 0 and n.angle_deg == 0.0
+    assert 0 <= n.ref_y < 5 and 0 <= n.ref_x < 6
+    print(f"nearest: distance {n.distance!r} vs grid {r.grid.flat[worst]!r}")
+    assert abs(n.distance - r.grid.flat[worst]) <= 1e-5
+    with pytest.raises(ad.AnomalyDinoError) as e:
+        fitted.nearest(img, 30)
+    assert e.value.status == "AD_E_ARG"
