@@ -35,3 +35,10 @@ cmake --build "$BUILD" -j2 --target bench_bank_scale bench_coreset_quality >/dev
 
 echo "== banks: coreset vs full bank, score and AUROC differences (issue 15)"
 "$BUILD/bench_coreset_quality" --threads "$T"
+
+echo "== Python package: bank.predict vs the CLI's per-image time (issue 12)"
+if /usr/bin/python3 -c 'import numpy, PIL' 2>/dev/null; then
+    /usr/bin/python3 "$(dirname "$0")/bench_python.py" --build "$BUILD" --threads "$T" --rounds 3
+else
+    echo "(python3-numpy / python3-pil not installed: skipped)"
+fi
