@@ -8,11 +8,9 @@
 #include <string.h>
 
 #define CMD "predict"
-/* Without a threshold: the vmax of the original demo notebook (dammsi/AnomalyDINO
- * demo_AnomalyDINO.ipynb) for cosine-distance maps. */
-#define VMAX_NO_THRESHOLD 0.5
-/* With a threshold: 2 x threshold, so the decision level sits at the middle of the scale. */
-#define VMAX_THRESHOLD_FACTOR 2.0
+/* Without a threshold the overlay scale tops at CLD_VMAX_NO_THRESHOLD, the vmax of the original
+ * demo notebook (dammsi/AnomalyDINO demo_AnomalyDINO.ipynb) for cosine-distance maps; with one
+ * at 2 x threshold, so the decision level sits at the middle of the scale (cli_detect.h). */
 
 static void usage(FILE *f)
 {
@@ -41,7 +39,7 @@ static void usage(FILE *f)
             "STEM is the image's file name without extension, with -2, -3, ... appended when an\n"
             "earlier image of the same run has the same stem. An unreadable image is reported,\n"
             "the others are still scored, and the exit status is 1.\n",
-            VMAX_NO_THRESHOLD);
+            CLD_VMAX_NO_THRESHOLD);
 }
 
 int cmd_predict(int argc, char **argv)
@@ -120,7 +118,9 @@ int cmd_predict(int argc, char **argv)
     }
     double thr = 0;
     int have_thr = ad_bank_threshold(bank, &thr);
-    if (vmax <= 0) vmax = have_thr && thr > 0 ? VMAX_THRESHOLD_FACTOR * thr : VMAX_NO_THRESHOLD;
+    if (vmax <= 0)
+        vmax = have_thr && thr > 0 ? CLD_VMAX_THRESHOLD_FACTOR * thr : CLD_VMAX_NO_THRESHOLD;
+    const adi_overlay_params op = cld_overlay_params(have_thr, thr, vmax);
     if (!have_thr)
         cli_progress("predict: the bank has no threshold (made from one reference without "
                      "--calibrate): scores only, no verdicts");
@@ -128,10 +128,6 @@ int cmd_predict(int argc, char **argv)
         cli_progress("predict: threshold %.6f (NG above it)", thr);
     if (ov_dir) cli_progress("predict: overlay colour scale 0 .. %.6g", vmax);
     const cld_out_dirs dirs = {grids_dir, maps_dir, ov_dir};
-    adi_overlay_params op = adi_overlay_default_params();
-    op.vmax = (float)vmax;
-    op.contour = have_thr;
-    op.threshold = (float)thr;
 
     cld_table t;
     if (cld_table_begin(&t, format, 1, 1)) {
@@ -155,7 +151,7 @@ int cmd_predict(int argc, char **argv)
         ad_result r = {0};
         ad_status st = adi_io_read_image(paths[i], &img);
         if (st == AD_OK) {
-            st = ad_predict(bank, ctx, &img, mask, &r);
+            st = cld_predict(bank, ctx, &img, mask, &r, NULL, NULL);
             if (st != AD_OK) adi_error_prefix("%s", paths[i]);
         }
         double ms = 1e3 * (cli_now() - t0);
