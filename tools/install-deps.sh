@@ -2,6 +2,9 @@
 # Debian 12 packages needed to build and test anomalydino (run as root).
 set -e
 PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libcjson-dev zlib1g-dev"
+# anomalydino serve: HTTP (libmicrohttpd), SHA-256/base64 (nettle); its tests use python3, its
+# benchmark wrk
+PKGS="$PKGS libmicrohttpd-dev nettle-dev python3 wrk"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,5 +1,8 @@
 /* anomalydino: command dispatcher. */
 #include "cli/cli.h"
+#ifdef AD_WITH_SERVE
+#include "serve/serve.h"
+#endif
 
 #include <getopt.h>
 #include <string.h>
@@ -19,6 +22,9 @@ static const command commands[] = {
     {"zeroshot", cmd_zeroshot, "batched zero-shot scoring of a set of images, no references"},
     {"eval", cmd_eval, "MVTec AD / VisA / folder benchmark evaluation with the paper's protocol"},
     {"metrics", cmd_metrics, "AUROC/AP/F1-max and pixel AU-PRO from a scores CSV"},
+#ifdef AD_WITH_SERVE
+    {"serve", cmd_serve, "HTTP service: OK/NG verdicts and heat maps from loaded banks"},
+#endif
     {NULL, NULL, NULL},
 };
 
