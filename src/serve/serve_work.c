@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -290,6 +291,30 @@ static const char *verdict_str(ad_verdict v)
     return v == AD_VERDICT_NG ? "NG" : v == AD_VERDICT_OK ? "OK" : NULL;
 }
 
+/* Numbers printed so that they read back exactly: float32 with 9 significant digits, float64
+ * with 17 (cJSON's own printing settles for a near value). */
+static cJSON *exact_array_f32(const float *v, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    char buf[40];
+    for (size_t i = 0; a && i < n; i++) {
+        snprintf(buf, sizeof buf, isfinite(v[i]) ? "%.9g" : "null", (double)v[i]);
+        cJSON_AddItemToArray(a, cJSON_CreateRaw(buf));
+    }
+    return a;
+}
+
+static cJSON *exact_array_f64(const double *v, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    char buf[40];
+    for (size_t i = 0; a && i < n; i++) {
+        snprintf(buf, sizeof buf, isfinite(v[i]) ? "%.17g" : "null", v[i]);
+        cJSON_AddItemToArray(a, cJSON_CreateRaw(buf));
+    }
+    return a;
+}
+
 static void run_job(srv *s, ad_context *ctx, srv_job *j, answer *a)
 {
     double t0 = srv_now();
@@ -392,8 +417,7 @@ static void run_job(srv *s, ad_context *ctx, srv_job *j, answer *a)
             cJSON_AddStringToObject(o, "datatype", "FP32");
             int shape[2] = {img.height, img.width};
             cJSON_AddItemToObject(o, "shape", cJSON_CreateIntArray(shape, 2));
-            cJSON_AddItemToObject(o, "data",
-                                  cJSON_CreateFloatArray(map, img.width * img.height));
+            cJSON_AddItemToObject(o, "data", exact_array_f32(map, (size_t)img.width * img.height));
             cJSON_AddItemToArray(outs, o);
         }
         answer_json(a, doc);
@@ -447,7 +471,7 @@ static void run_job(srv *s, ad_context *ctx, srv_job *j, answer *a)
         cJSON_AddItemToObject(o, "shape", cJSON_CreateIntArray(shape, 2));
         cJSON *rows = cJSON_AddArrayToObject(o, "data");
         for (int y = 0; y < r.grid_h; y++)
-            cJSON_AddItemToArray(rows, cJSON_CreateDoubleArray(r.grid + (size_t)y * r.grid_w, r.grid_w));
+            cJSON_AddItemToArray(rows, exact_array_f64(r.grid + (size_t)y * r.grid_w, (size_t)r.grid_w));
     }
     answer_json(a, doc);
 done:
