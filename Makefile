@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build test asan deps bench demo clean
+.PHONY: all build test asan deps bench demo clean tsan
 
 all: build
 
@@ -18,11 +18,19 @@ build:
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	$(MAKE) asan
+	$(MAKE) tsan
 
 asan:
 	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DAD_SANITIZE=ON
 	cmake --build $(BUILD)-asan -j$(JOBS)
 	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
+
+# ThreadSanitizer: the service's reload race (bank swaps under load) in build-tsan.
+tsan:
+	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DAD_TSAN=ON
+	cmake --build $(BUILD)-tsan -j$(JOBS) --target anomalydino
+	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
+	  ctest --output-on-failure -R 'serve\.test_serve_reload_race'
 
 bench: build
 	sh bench/run_all.sh
@@ -31,4 +39,4 @@ demo: build
 	sh samples/demo.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan
