@@ -332,16 +332,23 @@ int cmd_serve(int argc, char **argv)
     s->metrics = srv_metrics_new();
     if (!s->metrics) goto out;
 
-    /* every thread started from here on inherits the blocked set: signals go to sigwait */
-    sigset_t set;
+    /* Threads inherit the blocked set, so that signals reach the main thread's sigwait. While
+     * the weights and banks load, SIGTERM and SIGINT keep their default action (the process
+     * ends at once: nothing is in flight yet); a SIGHUP then waits and reloads once ready. */
+    sigset_t set, stop_set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN); /* a client that hangs up must not kill the service */
 
-    if (srv_http_start(s)) {
+    int http_rc = srv_http_start(s);
+    pthread_sigmask(SIG_UNBLOCK, &stop_set, NULL);
+    if (http_rc) {
         cli_error(CMD, "cannot listen on %s%s%s:%d: %s", s->ipv6 ? "[" : "", s->host,
                   s->ipv6 ? "]" : "", s->port, errno ? strerror(errno) : "invalid address");
         goto out;
@@ -375,6 +382,7 @@ int cmd_serve(int argc, char **argv)
         }
     }
     if (srv_warmup(s)) goto stop_http;
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* from now on: drain on SIGTERM */
     if (srv_start_threads(s)) {
         cli_error(CMD, "cannot start the worker threads");
         srv_stop_threads(s);

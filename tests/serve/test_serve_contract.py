@@ -54,6 +54,41 @@ rc, so, se = U.run(["serve", "--listen", "127.0.0.1:0", "-m", U.WEIGHTS, "--bank
                     "--api-key-file", os.path.join(T, "missing")])
 U.check(rc == 1 and "api-key-file" in se, "a missing key file: exit 1")
 
+# not ready while a bank is still loading: the bank path is a FIFO that the test fills late
+# (a FIFO is not a regular file: the load then fails and the server exits 1)
+fifo = os.path.join(T, "fifo.adbank")
+os.mkfifo(fifo)
+L = U.Server(["-m", U.WEIGHTS, "--bank", "late=" + fifo], "serve_contract_loading")
+st, h, d = L.json("GET", "/health/live")
+U.check(st == 200, "while the banks load: /health/live 200")
+for p in ("/health/ready", "/v2/health/ready"):
+    st, h, d = L.json("GET", p)
+    U.check(st == 503 and d["error"]["type"] == "not_ready", "while the banks load: %s 503" % p)
+st, h, d = L.predict("late", open(img_ok, "rb").read())
+U.check(st == 503 and d["error"]["type"] == "not_ready", "while the banks load: predict 503")
+st, h, d = L.json("GET", "/v2/models/late/ready")
+U.check(st == 503, "while the banks load: /v2/models/late/ready 503")
+# feed whichever reader the server has open (the digest, then the bank loader), bounded
+end = time.time() + 30 * U.SLOW
+while L.proc.poll() is None and time.time() < end:
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no reader yet
+        time.sleep(0.01)
+        continue
+    try:
+        os.write(fd, open(bank, "rb").read()[:4096])
+    except OSError:
+        pass
+    os.close(fd)
+    time.sleep(0.01)
+try:
+    rc = L.proc.wait(10 * U.SLOW)
+except Exception:
+    rc = None
+U.check(rc == 1 and "not a regular file" in L.stderr(), "a bank that cannot be loaded at start: exit 1")
+L.stop(expect_rc=None)
+
 # ---- the CLI's answers ----------------------------------------------------------------------
 cli_out = os.path.join(T, "cli")
 rc, so, se = U.run(["predict", "-m", U.WEIGHTS, "-b", bank, "--threads", "1", "--format", "json",
