@@ -7,7 +7,8 @@
 #   - memory: the server's RSS over 2,000 requests.
 #   sh bench/serve_load.sh [BUILD_DIR]
 #   env: DURATION seconds per point (default 10), THREADS (default 2), RES_S resolution of the
-#        ViT-S bank (default 448), TMPDIR
+#        ViT-S bank (default 448), TMPDIR, OMP_WAIT_POLICY (default passive: shared machines;
+#        the server and predict run with the same setting)
 # Everything stays on 127.0.0.1; every server started here is stopped on exit.
 set -eu
 BUILD=${1:-build}
@@ -15,6 +16,7 @@ BIN=$BUILD/anomalydino
 D=${DURATION:-10}
 T=${THREADS:-2}
 RES_S=${RES_S:-448}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
