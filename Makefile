@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build test asan deps bench demo clean tsan
+.PHONY: all build test asan tsan deps bench demo clean
 
 all: build
 
@@ -25,12 +25,14 @@ asan:
 	cmake --build $(BUILD)-asan -j$(JOBS)
 	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
 
-# ThreadSanitizer: the service's reload race (bank swaps under load) in build-tsan.
+# The concurrency tests (test_concurrent_*, label tsan) under ThreadSanitizer: clang + LLVM libomp
+# with its Archer tool, OpenBLAS' serial build (see CMakeLists.txt, tests/tsan.supp).
+ARCHER ?= $(firstword $(wildcard /usr/lib/llvm-*/lib/libarcher.so))
 tsan:
-	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DAD_TSAN=ON
-	cmake --build $(BUILD)-tsan -j$(JOBS) --target anomalydino
-	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
-	  ctest --output-on-failure -R 'serve\.test_serve_reload_race'
+	CC=clang cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAD_TSAN=ON
+	cmake --build $(BUILD)-tsan -j$(JOBS)
+	cd $(BUILD)-tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1" \
+	  OMP_TOOL_LIBRARIES=$(ARCHER) ctest --output-on-failure -L tsan -j$(JOBS)
 
 bench: build
 	sh bench/run_all.sh

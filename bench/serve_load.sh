@@ -89,7 +89,7 @@ for m in tiny vits14; do
     stop_server
 done
 echo
-awk '{d=$2-$3; printf "1 client, %s: service p50 %.2f ms vs predict %.2f ms per image: +%.2f ms (%+.1f %%)\n", $1, $2, $3, d, 100*d/$3}' "$W/one_client"
+awk '{d=$2-$3; printf "1 client, %s: service p50 %.2f ms vs predict %.2f ms per image: %+.2f ms (%+.1f %%)\n", $1, $2, $3, d, 100*d/$3}' "$W/one_client"
 
 echo
 echo "overload: tiny model, 1 worker, --queue 4, 16 clients for ${D} s (--timeout-ms 5000):"

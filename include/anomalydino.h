@@ -25,6 +25,24 @@
  *   (the command-line tool does it), and every failing call returns a status (or NULL) with a
  *   one-line reason in ad_errmsg(). Outputs are untouched on failure.
  *
+ * ERRORS
+ *   Every call that can fail returns an ad_status; a constructor (ad_model_load, ad_bank_load,
+ *   ad_bank_new, ad_context_new, ad_pixel_eval_new) returns NULL and ad_last_status() says why
+ *   (AD_E_IO: cannot open/read/write; AD_E_FORMAT: corrupt or unsupported content; AD_E_NOMEM;
+ *   AD_E_MISMATCH: made with other weights; AD_E_ARG: a bad argument). ad_errmsg() is one line
+ *   (no newline) naming the call or the file. Every allocation failure is reported as AD_E_NOMEM
+ *   and leaves the outputs, and a bank being changed, as they were.
+ *
+ * OWNERSHIP
+ *   Whatever the library allocates for the caller has one matching free function: ad_model_free,
+ *   ad_context_free, ad_bank_free, ad_pixel_eval_free (handles); ad_image_free (ad_image_alloc,
+ *   ad_resize_*, ad_rotate outputs); ad_input_free (ad_preprocess); ad_features_free
+ *   (ad_extract*; for ad_extract_layers, each of the n_layers outputs); ad_result_free
+ *   (ad_predict). Each free function takes NULL (and a zeroed struct) and does nothing. Buffers
+ *   the caller passes in (maps, grids, keep masks, score arrays) stay the caller's; the library
+ *   keeps no pointer to them after the call. Strings returned by the library are static or live
+ *   as long as the handle they came from (see each).
+ *
  * DATA FLOW
  *   weights (.pth / .safetensors) -> ad_model -> backbone forward (ad_extract) -> ad_features
  *   -> background mask (ad_mask_pca) -> memory bank / nearest neighbour (ad_bank_*)
@@ -32,11 +50,20 @@
  *   -> evaluation (ad_metrics_image, ad_pixel_eval_*).
  *
  * THREADS
- *   An ad_model is read-only after loading and may be shared by any number of threads and
- *   contexts. An ad_context, ad_bank or ad_pixel_eval must be used by one thread at a time.
- *   Compute-heavy calls use the context's n_threads (OpenMP + OpenBLAS); the BLAS thread count is
- *   process-global, so concurrent contexts should use the same n_threads.
- *   ad_errmsg() is per thread.
+ *   An ad_model, and an ad_bank once fitted or loaded, are read-only: any number of threads may
+ *   use them at once (ad_predict, ad_bank_query, ad_bank_check_model, ad_bank_save, getters).
+ *   Changing a bank (ad_bank_add_*, ad_bank_calibrate_*) needs exclusive use. Each thread uses
+ *   its own ad_context (and its own ad_pixel_eval). N threads predicting at once on one model
+ *   and one bank get results bit-identical to the same predictions run one after another.
+ *   How: a context's compute runs in the library's own OpenMP regions with the context's
+ *   n_threads, and every BLAS call is made inside such a region with BLAS single-threaded, so
+ *   OpenBLAS never starts a pool of its own. No library call changes a process-wide setting:
+ *   not omp_set_num_threads for the caller, not openblas_set_num_threads, not the environment.
+ *   Calls without a context (ad_zeroshot with ctx NULL, ad_anomaly_map, ad_resize_*, the pixel
+ *   metrics) use the caller's current OpenMP default, read and never changed.
+ *   BLAS: link OpenBLAS' OpenMP build (Debian libopenblas0-openmp) or its serial build; its
+ *   pthreads build ignores OpenMP and runs its own pool, governed by OPENBLAS_NUM_THREADS.
+ *   ad_errmsg() and ad_last_status() are per thread.
  *
  * DETERMINISM
  *   The same inputs and the same thread count give bit-identical outputs.
@@ -74,8 +101,9 @@ typedef enum {
     AD_E_INTERNAL = 6
 } ad_status;
 
-/* The reason for the last failure on this thread, one line, never NULL. Valid until the next
- * failing call on this thread. */
+/* The reason for the last failure on this thread, one line, never NULL. The string is the
+ * thread's own buffer: valid until the next failing call on this thread, never to be freed.
+ * ad_status_name() and ad_version() return static strings. */
 AD_API const char *ad_errmsg(void);
 /* The status of the last failure on this thread (the one ad_errmsg() describes), AD_OK if none
  * has failed yet. After a constructor returns NULL (ad_model_load, ad_bank_load, ad_bank_new,
@@ -128,6 +156,7 @@ typedef struct {
     int patch_size;        /* 14 */
     int pos_grid;          /* 37 */
     ad_pos_interp pos_interp;
+    /* The three strings belong to the model: valid until ad_model_free, never freed by the caller */
     const char *format;    /* "pth" or "safetensors" */
     const char *dtype;     /* dtype stored in the file: "F32", "F16", "BF16" */
     const char *name;      /* "vits14", "vitb14_reg4", ... or "custom" */

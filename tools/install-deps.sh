@@ -1,7 +1,9 @@
 #!/bin/sh
 # Debian 12 packages needed to build and test anomalydino (run as root).
 set -e
-PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libcjson-dev zlib1g-dev"
+PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libcjson-dev zlib1g-dev libtiff-dev libstb-dev"
+# make tsan: clang + LLVM libomp (its Archer tool) and the serial OpenBLAS beside the OpenMP one
+PKGS="$PKGS clang libomp-14-dev libopenblas0-serial"
 # anomalydino serve: HTTP (libmicrohttpd), SHA-256/base64 (nettle); its tests use python3, its
 # benchmark wrk
 PKGS="$PKGS libmicrohttpd-dev nettle-dev python3 wrk"

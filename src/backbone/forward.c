@@ -161,6 +161,7 @@ static void embed(ad_context *c, const ad_input *in, int gh, int gw)
     if (R) memcpy(x + D, w->register_tokens, (size_t)R * D * sizeof(float));
 #pragma omp parallel num_threads(c->n_threads)
     {
+        adi_blas_serial();
         int n0, n1;
         my_rows(N, &n0, &n1);
         for (int n = n0; n < n1; n++) {
@@ -215,6 +216,7 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
 
 #pragma omp parallel num_threads(c->n_threads)
     {
+        adi_blas_serial();
         int r0, r1;
         my_rows(T, &r0, &r1);
         const int m = r1 - r0;
@@ -339,15 +341,14 @@ ad_status ad_extract_layers(ad_context *ctx, const ad_input *in, const int *laye
         return st;
     }
 
-    /* The OpenMP threads each call OpenBLAS on their own rows: BLAS itself single-threaded. */
-    adi_threads_apply(1);
+    /* The context's OpenMP threads each call OpenBLAS on their own rows, BLAS single-threaded
+     * inside the regions (adi_blas_serial): nothing outside the context changes. */
     embed(ctx, in, gh, gw);
     for (int b = 0; b <= last; b++) {
         block_forward(ctx, &w->blocks[b], T);
         for (int j = 0; j < n_layers; j++)
             if (blk[j] == b) emit(ctx, N, norm, &res[j]);
     }
-    adi_threads_apply(ctx->n_threads);
 
     memcpy(outs, res, (size_t)n_layers * sizeof *res);
     adi_free(res);

@@ -38,13 +38,13 @@ ad_bank *ad_bank_new(const ad_model *m, const ad_bank_params *p)
     bp.rotate = !!bp.rotate;
     bp.mask_refs = !!bp.mask_refs;
     bp.mask_test = !!bp.mask_test;
-    ad_bank *b = calloc(1, sizeof *b);
+    ad_bank *b = adi_calloc(1, sizeof *b);
     if (!b) return adi_fail_null(AD_E_NOMEM, "bank: out of memory");
     b->p = bp;
     if (m) {
         ad_model_info info = ad_model_get_info(m);
         if (info.dim <= 0 || info.dim > BANK_MAX_DIM) {
-            free(b);
+            adi_free(b);
             return adi_fail_null(AD_E_ARG, "bank: model has feature width %d", info.dim);
         }
         b->dim = info.dim;
@@ -57,17 +57,17 @@ ad_bank *ad_bank_new(const ad_model *m, const ad_bank_params *p)
 void ad_bank_free(ad_bank *b)
 {
     if (!b) return;
-    free(b->feat);
-    free(b->norm2);
-    free(b->row_image);
-    free(b->row_angle);
-    free(b->row_cell);
-    free(b->side_feat);
-    free(b->side_image);
-    free(b->side_cell);
-    for (int i = 0; i < b->n_images; i++) free(b->images[i].keep_test);
-    free(b->images);
-    free(b);
+    adi_free(b->feat);
+    adi_free(b->norm2);
+    adi_free(b->row_image);
+    adi_free(b->row_angle);
+    adi_free(b->row_cell);
+    adi_free(b->side_feat);
+    adi_free(b->side_image);
+    adi_free(b->side_cell);
+    for (int i = 0; i < b->n_images; i++) adi_free(b->images[i].keep_test);
+    adi_free(b->images);
+    adi_free(b);
 }
 
 ad_bank_params ad_bank_get_params(const ad_bank *b)
@@ -112,7 +112,7 @@ static int grow(void **p, size_t need, size_t elem)
 {
     size_t bytes;
     if (adi_mul_overflow(need, elem, &bytes)) return 0;
-    void *q = realloc(*p, bytes ? bytes : 1);
+    void *q = adi_realloc(*p, bytes ? bytes : 1);
     if (!q) return 0;
     *p = q;
     return 1;
@@ -153,7 +153,7 @@ void dt_bank_truncate(ad_bank *b, size_t rows, size_t side_rows, int n_images)
     if (side_rows < b->side_rows) b->side_rows = side_rows;
     while (b->n_images > n_images) {
         b->n_images--;
-        free(b->images[b->n_images].keep_test);
+        adi_free(b->images[b->n_images].keep_test);
         b->images[b->n_images].keep_test = NULL;
     }
 }
@@ -211,7 +211,7 @@ ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
                 b->images_cap = cap;
         }
         if (st == AD_OK && keep_test) {
-            rec.keep_test = malloc(n);
+            rec.keep_test = adi_malloc(n);
             if (!rec.keep_test) st = adi_fail(AD_E_NOMEM, "bank: out of memory");
             else memcpy(rec.keep_test, keep_test, n);
         }
@@ -260,12 +260,12 @@ ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *
     /* The first features of an image are its unrotated self: record the mask leave-one-out
      * will score it with, as a test image of this bank would be masked. */
     if (b->p.mask_test && dt_bank_find_image(b, image_id) < 0) {
-        kt = malloc((size_t)f->grid_h * (size_t)f->grid_w);
+        kt = adi_malloc((size_t)f->grid_h * (size_t)f->grid_w);
         if (!kt) return adi_fail(AD_E_NOMEM, "ad_bank_add_features: out of memory");
         st = ad_mask_pca(f, kt);
     }
     if (st == AD_OK) st = dt_bank_insert(b, f, keep, kt, image_id);
-    free(kt);
+    adi_free(kt);
     return st;
 }
 
@@ -287,21 +287,25 @@ static int cmp_asc(const void *a, const void *b)
 
 double ad_score_top1p(const double *grid, size_t n)
 {
-    if (!grid || n == 0) return NAN;
+    double s;
+    return dt_score_top1p(grid, n, &s) == AD_OK ? s : NAN;
+}
+
+ad_status dt_score_top1p(const double *grid, size_t n, double *score)
+{
+    if (!grid || n == 0) return adi_fail(AD_E_ARG, "ad_score_top1p: empty grid");
     /* AD src/post_eval.py mean_top1p: n_top = int(N * 0.01) over every grid cell. */
     size_t top = (size_t)((double)n * 0.01);
     if (top == 0) {
         double m = grid[0];
         for (size_t i = 1; i < n; i++)
             if (grid[i] > m) m = grid[i];
-        return m;
+        *score = m;
+        return AD_OK;
     }
     /* A bounded min-heap of the `top` largest values: no copy of the whole grid. */
-    double *h = malloc(top * sizeof *h);
-    if (!h) {
-        adi_fail(AD_E_NOMEM, "ad_score_top1p: out of memory");
-        return NAN;
-    }
+    double *h = adi_malloc(top * sizeof *h);
+    if (!h) return adi_fail(AD_E_NOMEM, "ad_score_top1p: out of memory");
     size_t cnt = 0;
     for (size_t i = 0; i < n; i++) {
         double v = grid[i];
@@ -330,8 +334,9 @@ double ad_score_top1p(const double *grid, size_t n)
     qsort(h, top, sizeof *h, cmp_desc);
     double s = 0;
     for (size_t i = 0; i < top; i++) s += h[i];
-    free(h);
-    return s / (double)top;
+    adi_free(h);
+    *score = s / (double)top;
+    return AD_OK;
 }
 
 ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule rule, double q,
@@ -350,7 +355,7 @@ ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule r
     }
     if (rule != AD_THRESH_QUANTILE) return adi_fail(AD_E_ARG, "threshold: unknown rule %d", (int)rule);
     if (!(q >= 0 && q <= 1)) return adi_fail(AD_E_ARG, "threshold: quantile %g not in [0, 1]", q);
-    double *s = malloc((size_t)n * sizeof *s);
+    double *s = adi_malloc((size_t)n * sizeof *s);
     if (!s) return adi_fail(AD_E_NOMEM, "threshold: out of memory");
     memcpy(s, scores, (size_t)n * sizeof *s);
     qsort(s, (size_t)n, sizeof *s, cmp_asc);
@@ -361,7 +366,7 @@ ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule r
     size_t lo = (size_t)fl, hi = lo + 1 < (size_t)n ? lo + 1 : lo;
     double t = pos - fl, a = s[lo], bb = s[hi], diff = bb - a;
     double v = t >= 0.5 ? bb - diff * (1 - t) : a + diff * t;
-    free(s);
+    adi_free(s);
     *thr = v;
     return AD_OK;
 }

@@ -115,13 +115,13 @@ ad_status ad_bank_save(const ad_bank *b, const char *path)
     if (b->dim <= 0) return adi_fail(AD_E_ARG, "%s: the bank has no features yet", path);
     /* Written beside the target and renamed, so a failed save never leaves half a bank. */
     size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
+    char *tmp = adi_malloc(plen + 32);
     if (!tmp) return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
     snprintf(tmp, plen + 32, "%s.tmp%ld", path, (long)getpid());
     FILE *fp = fopen(tmp, "wb");
     if (!fp) {
         ad_status st = adi_fail(AD_E_IO, "%s: cannot create (as %s): %s", path, tmp, strerror(errno));
-        free(tmp);
+        adi_free(tmp);
         return st;
     }
     wstream w = {fp, path, crc32(0L, Z_NULL, 0), 0};
@@ -178,16 +178,16 @@ ad_status ad_bank_save(const ad_bank *b, const char *path)
     }
     if (w.failed) {
         remove(tmp);
-        free(tmp);
+        adi_free(tmp);
         return adi_fail(AD_E_IO, "%s: write failed: %s", path, strerror(err));
     }
     if (rename(tmp, path) != 0) {
         err = errno;
         remove(tmp);
-        free(tmp);
+        adi_free(tmp);
         return adi_fail(AD_E_IO, "%s: cannot replace: %s", path, strerror(err));
     }
-    free(tmp);
+    adi_free(tmp);
     return AD_OK;
 }
 
@@ -285,7 +285,7 @@ ad_bank *ad_bank_load(const char *path)
     if (!r_bytes(&r, h + 8, BANK_FIXED_BYTES - 8))
         return load_fail(NULL, fp, AD_E_FORMAT, path, "truncated bank (header)");
 
-    ad_bank *b = calloc(1, sizeof *b);
+    ad_bank *b = adi_calloc(1, sizeof *b);
     if (!b) return load_fail(NULL, fp, AD_E_NOMEM, path, "out of memory");
     uint32_t dim = (uint32_t)get_le(h + 8, 4);
     b->p.resolution = (int32_t)get_le(h + 12, 4);
@@ -315,7 +315,7 @@ ad_bank *ad_bank_load(const char *path)
         tail > r.left || (uint64_t)n_images * BANK_IMAGE_BYTES > r.left - tail || n_images > INT32_MAX)
         return load_fail(b, fp, AD_E_FORMAT, path, "truncated or corrupt bank (sizes exceed the file)");
 
-    b->images = calloc(n_images ? n_images : 1, sizeof *b->images);
+    b->images = adi_calloc(n_images ? n_images : 1, sizeof *b->images);
     if (!b->images) return load_fail(b, fp, AD_E_NOMEM, path, "out of memory");
     b->images_cap = (int)(n_images ? n_images : 1);
     for (uint32_t i = 0; i < n_images; i++) {
@@ -338,7 +338,7 @@ ad_bank *ad_bank_load(const char *path)
             uint64_t later = (uint64_t)(n_images - 1 - i) * BANK_IMAGE_BYTES;
             if (r.left < tail || r.left - tail < later || cells > r.left - tail - later)
                 return load_fail(b, fp, AD_E_FORMAT, path, "truncated or corrupt bank (mask sizes)");
-            im->keep_test = malloc((size_t)cells);
+            im->keep_test = adi_malloc((size_t)cells);
             if (!im->keep_test) return load_fail(b, fp, AD_E_NOMEM, path, "out of memory");
             if (!r_bytes(&r, im->keep_test, (size_t)cells))
                 return load_fail(b, fp, AD_E_FORMAT, path, "truncated bank (masks)");
@@ -351,14 +351,14 @@ ad_bank *ad_bank_load(const char *path)
     size_t d = dim;
     b->rows = b->cap = (size_t)rows;
     b->side_rows = b->side_cap = (size_t)side;
-    b->feat = malloc(rows * d * 4 + 1);
-    b->norm2 = malloc(rows * 4 + 1);
-    b->row_image = malloc(rows * 4 + 1);
-    b->row_angle = malloc(rows + 1);
-    b->row_cell = malloc(rows * 4 + 1);
-    b->side_feat = malloc(side * d * 4 + 1);
-    b->side_image = malloc(side * 4 + 1);
-    b->side_cell = malloc(side * 4 + 1);
+    b->feat = adi_malloc(rows * d * 4 + 1);
+    b->norm2 = adi_malloc(rows * 4 + 1);
+    b->row_image = adi_malloc(rows * 4 + 1);
+    b->row_angle = adi_malloc(rows + 1);
+    b->row_cell = adi_malloc(rows * 4 + 1);
+    b->side_feat = adi_malloc(side * d * 4 + 1);
+    b->side_image = adi_malloc(side * 4 + 1);
+    b->side_cell = adi_malloc(side * 4 + 1);
     if (!b->feat || !b->norm2 || !b->row_image || !b->row_angle || !b->row_cell || !b->side_feat ||
         !b->side_image || !b->side_cell)
         return load_fail(b, fp, AD_E_NOMEM, path, "out of memory for the bank rows");
@@ -382,7 +382,7 @@ ad_bank *ad_bank_load(const char *path)
     swap4_inplace(b->side_feat, side * d);
 
     /* Cross references: a checksummed file can still come from a buggy writer. */
-    id_index *ix = malloc((size_t)(b->n_images ? b->n_images : 1) * sizeof *ix);
+    id_index *ix = adi_malloc((size_t)(b->n_images ? b->n_images : 1) * sizeof *ix);
     if (!ix) return load_fail(b, NULL, AD_E_NOMEM, path, "out of memory");
     for (int i = 0; i < b->n_images; i++) ix[i] = (id_index){b->images[i].id, i};
     qsort(ix, (size_t)b->n_images, sizeof *ix, cmp_id_index);
@@ -409,7 +409,7 @@ ad_bank *ad_bank_load(const char *path)
         else if (!isfinite(dt_norm2_row(b->side_feat + j * d, (int)d)))
             bad = "corrupt bank (non-finite feature values)";
     }
-    free(ix);
+    adi_free(ix);
     if (bad) return load_fail(b, NULL, AD_E_FORMAT, path, bad);
     return b;
 }

@@ -58,6 +58,10 @@ float dt_norm2_row(const float *x, int d);
 /* Exact k-NN search of the kept cells of f against the bank. block_rows > 0 forces the number
  * of bank rows per GEMM block (tests), 0 picks it from the query size. n_threads <= 0 uses the
  * current OpenMP setting. Same contract as ad_bank_query otherwise. */
+/* The leave-one-out scores behind ad_bank_calibrate_loo, one per reference image in the order
+ * they were added (scores: ad_bank_images(b) values). Needs >= 2 references. */
+ad_status adi_bank_loo_scores(const ad_bank *b, ad_context *ctx, double *scores);
+
 ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
                          const uint8_t *keep, int exclude_image_id, size_t block_rows,
                          double *grid);
@@ -79,6 +83,8 @@ int dt_bank_find_image(const ad_bank *b, int image_id);
 void dt_bank_truncate(ad_bank *b, size_t rows, size_t side_rows, int n_images);
 
 /* Threshold from scores (copied, not modified): max, or numpy.quantile(linear) at q. */
+/* ad_score_top1p with a status (AD_E_NOMEM, AD_E_ARG for an empty grid) instead of NaN. */
+ad_status dt_score_top1p(const double *grid, size_t n, double *score);
 ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule rule, double q,
                                    double *thr);
 

@@ -25,10 +25,16 @@
 #define IO_MAX_SIDE 65535
 #define IO_MAX_PIXELS ((size_t)1 << 28)
 
+/* The caller's pixel limit (adi_io_read_image_max) for the decode running on this thread; 0:
+ * only the built-in bounds. Per thread, so concurrent readers never see each other's limit. */
+static _Thread_local size_t io_max_pixels;
+
 static ad_status check_dims(const char *path, size_t w, size_t h)
 {
     if (w == 0 || h == 0)
         return adi_fail(AD_E_FORMAT, "%s: image has zero size (%zu x %zu)", path, w, h);
+    if (io_max_pixels && w <= IO_MAX_SIDE && h <= IO_MAX_SIDE && w * h > io_max_pixels)
+        return adi_io_pixel_limit_error(path, w, h, io_max_pixels);
     if (w > IO_MAX_SIDE || h > IO_MAX_SIDE || w * h > IO_MAX_PIXELS)
         return adi_fail(AD_E_FORMAT, "%s: image size %zu x %zu is out of range (max %d per side, "
                        "%zu pixels)", path, w, h, IO_MAX_SIDE, IO_MAX_PIXELS);
@@ -312,6 +318,29 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
 
 /* ------------------------------------------------------------------------------------------ */
 
+ad_status adi_io_pixel_limit_error(const char *path, size_t w, size_t h, size_t max_pixels)
+{
+    if (max_pixels < 1000000) /* small limits read better as plain counts */
+        return adi_fail(AD_E_FORMAT,
+                        "%s: image is %zu x %zu (%zu pixels), above the limit of %zu pixels "
+                        "(raise it with --max-pixels N)",
+                        path, w, h, w * h, max_pixels);
+    return adi_fail(AD_E_FORMAT,
+                    "%s: image is %zu x %zu (%.1f megapixels), above the limit of %.1f megapixels "
+                    "(raise it with --max-pixels N)",
+                    path, w, h, (double)w * (double)h / 1e6, (double)max_pixels / 1e6);
+}
+
+ad_status adi_io_read_image_max(const char *path, size_t max_pixels, ad_image *out)
+{
+    size_t saved = io_max_pixels;
+    io_max_pixels = max_pixels;
+    ad_status st = adi_io_read_image(path, out);
+    io_max_pixels = saved;
+    return st;
+}
+
+
 static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
 static int is_png(const unsigned char *buf, size_t len)
@@ -400,9 +429,20 @@ ad_status adi_io_read_image(const char *path, ad_image *out)
     return st;
 }
 
+ad_status adi_io_read_mask_max(const char *path, size_t max_pixels, uint8_t **out, int *w, int *h)
+{
+    size_t saved = io_max_pixels;
+    io_max_pixels = max_pixels;
+    ad_status st = adi_io_read_mask(path, out, w, h);
+    io_max_pixels = saved;
+    return st;
+}
+
 ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
 {
     if (!path || !out || !w || !h) return adi_fail(AD_E_ARG, "adi_io_read_mask: NULL argument");
+    int other = adi_io_mask_kind(path);
+    if (other) return adi_io_read_mask_other(path, other, io_max_pixels, out, w, h);
     ad_image img;
     ad_status st = adi_io_read_image(path, &img);
     if (st) return st;

@@ -360,7 +360,7 @@ static ad_status npy_encode(const char *who, adi_npy_dtype dtype, const void *da
     size_t padded = (total + 63) / 64 * 64;
     size_t hlen = padded - 10;
     if (bytes > SIZE_MAX - padded) return adi_fail(AD_E_ARG, "%s: npy shape overflows", who);
-    uint8_t *buf = malloc(padded + bytes);
+    uint8_t *buf = adi_malloc(padded + bytes);
     if (!buf) return adi_fail(AD_E_NOMEM, "%s: out of memory", who);
     const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
                                    (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
@@ -391,11 +391,11 @@ ad_status adi_npy_write(const char *path, adi_npy_dtype dtype, const void *data,
     if (st != AD_OK) return st;
     FILE *f = fopen(path, "wb");
     if (!f) {
-        free(buf);
+        adi_free(buf);
         return adi_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
     }
     int ok = fwrite(buf, 1, len, f) == len;
-    free(buf);
+    adi_free(buf);
     if (fclose(f) != 0) ok = 0;
     if (!ok) {
         int e = errno;

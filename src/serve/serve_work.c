@@ -377,7 +377,7 @@ static void run_job(srv *s, ad_context *ctx, srv_job *j, answer *a)
     }
     j->stage_ms[SRV_STAGE_MAP] = 1e3 * (srv_now() - t2);
 
-    if (j->want_png) { /* Accept: image/png: the overlay itself */
+    if (j->want_png) { /* Accept: image/png: the overlay itself (adi_free is free) */
         a->code = 200;
         a->body = (char *)png;
         a->len = png_len;
@@ -475,8 +475,8 @@ static void run_job(srv *s, ad_context *ctx, srv_job *j, answer *a)
     }
     answer_json(a, doc);
 done:
-    free(png);
-    free(npy);
+    adi_free(png); /* io buffers are the library allocator's (adi_free) */
+    adi_free(npy);
     adi_free(map);
     ad_image_free(&ov);
     ad_image_free(&img);
