@@ -69,7 +69,8 @@ predict_ms() { # WEIGHTS BANK N
     while [ $k -le "$3" ]; do ln -sf "$W/test.png" "$W/p$k.png"; imgs="$imgs $W/p$k.png"; k=$((k + 1)); done
     # shellcheck disable=SC2086
     ANOMALYDINO_QUIET=1 "$BIN" predict -m "$1" -b "$2" --threads "$T" $imgs 2>/dev/null |
-        tail -n +3 | cut -d, -f4 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+        awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "time_ms") c = i; next }
+                 NR > 2 { print $c }' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
 
 echo "| model | bank resolution | clients | requests/s | p50 ms | p95 ms | p99 ms | non-200 | predict ms/image |"
