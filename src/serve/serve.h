@@ -12,6 +12,7 @@
 
 #include "core/core.h"
 
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -42,6 +43,9 @@ typedef struct srv_metrics srv_metrics;
 /* --------------------------------------------------------------------------------------- */
 /* Banks                                                                                     */
 /* --------------------------------------------------------------------------------------- */
+/* Banks POST .../fit may add to those given at start. */
+#define SRV_MAX_NEW_BANKS 64
+
 typedef struct srv_bank_ver {
     ad_bank *bank;
     char sha256[65];
@@ -53,6 +57,7 @@ typedef struct {
     char *name, *path;
     srv_bank_ver *cur;        /* srv.mu */
     uint64_t reloads, reload_failures;   /* srv.mu */
+    int changing;             /* srv.mu: a POST .../references is growing this bank */
     char last_error[300];     /* srv.mu: why the last reload failed, "" if it did not */
     /* score histogram (srv.mu) */
     uint64_t score_bucket[SRV_N_SCORE_BUCKETS + 1];
@@ -64,7 +69,15 @@ typedef struct {
 /* Jobs: one inference request between the HTTP thread and a worker                         */
 /* --------------------------------------------------------------------------------------- */
 typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_TIMEDOUT, JOB_CANCELLED } job_state;
-typedef enum { JOB_PREDICT, JOB_KSERVE } job_kind;
+typedef enum { JOB_PREDICT, JOB_KSERVE, JOB_FIT, JOB_ADD_REFS } job_kind;
+
+/* One uploaded file or value of a multipart form (fit, references). */
+typedef struct {
+    char field[24];           /* image, calibrate, or a setting */
+    char *filename;           /* may be NULL */
+    uint8_t *data;
+    size_t len, cap;
+} srv_part;
 
 typedef struct srv_job {
     int refs;                 /* srv.mu: the request and the queue/worker */
@@ -85,6 +98,14 @@ typedef struct srv_job {
     int thr_override;
     double thr;
     char *id;                 /* echoed back, may be NULL */
+    int want_nearest, patch;  /* outputs=nearest&patch=K */
+
+    /* fit / references: the form's parts (owned) and settings */
+    srv_part *parts;
+    int n_parts;
+    char *new_name;           /* fit: the bank to create */
+    ad_bank_params fit_params;
+    int recalibrate;
 
     /* result, written by the worker before DONE */
     int http_code;
@@ -130,8 +151,13 @@ typedef struct {
     ad_model *model;
     char model_name[64];
     char fingerprint[17];
-    srv_bank *banks;
-    int n_banks;
+    srv_bank *banks;          /* banks_cap entries; the first n_banks are in use */
+    _Atomic int n_banks;      /* grows on the HTTP thread only (fit); entries never move */
+    int banks_cap;
+    const char *bank_dir;     /* --bank-dir: where POST .../fit writes banks (NULL: fit off) */
+    uint8_t admin_digest[32]; /* --admin-key-file */
+    int have_admin;
+    char *fit_pending[8];     /* names of banks being fitted (srv.mu) */
 
     struct MHD_Daemon *daemon;
     pthread_mutex_t mu;
@@ -186,7 +212,13 @@ void srv_reload_enqueue(srv *s, srv_reload *r);
 /* Body of a reload answer for one bank or all; code 200 or 422. */
 void srv_do_reload(srv *s, srv_reload *r);
 
+/* Frees a job's form parts. */
+void srv_parts_free(srv_part *p, int n);
+
 /* serve_http.c */
+cJSON *srv_bank_json(srv *s, srv_bank *b);
+/* Frees the name reserved by POST .../fit. */
+void srv_unpend_fit(srv *s, const char *name);
 int srv_http_start(srv *s);
 void srv_http_stop(srv *s);
 /* Builds {"error": {"code", "type", "message"}} (malloc'ed). */

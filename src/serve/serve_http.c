@@ -35,7 +35,9 @@ enum {
     R_BODY_IMAGE = 2, /* raw image/png, image/jpeg or multipart/form-data with an `image` field */
     R_BODY_JSON = 4, /* application/json */
     R_BANK = 8,      /* the captured segment must name a configured bank (404 otherwise) */
-    R_READY = 16     /* 503 until the banks are loaded and warmed up */
+    R_READY = 16,    /* 503 until the banks are loaded and warmed up */
+    R_ADMIN = 32,    /* needs the admin key (--admin-key-file) */
+    R_FORM = 64      /* multipart/form-data, every part kept (fit, references) */
 };
 
 typedef struct {
@@ -56,6 +58,8 @@ struct req {
     int multipart;
     struct MHD_PostProcessor *pp;
     int pp_images;            /* `image` fields seen */
+    srv_part *parts;          /* R_FORM: every part of the form */
+    int n_parts, parts_cap;
     uint8_t *body;
     size_t len, cap;
     uint64_t received;
@@ -207,7 +211,8 @@ static int append_body(req *r, const char *data, size_t n)
     return 0;
 }
 
-static int key_ok(srv *s, struct MHD_Connection *c)
+/* The key the request presents (Bearer or X-API-Key), or NULL. */
+static const char *presented_key(struct MHD_Connection *c)
 {
     const char *cand = NULL;
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -216,14 +221,34 @@ static int key_ok(srv *s, struct MHD_Connection *c)
         while (*cand == ' ') cand++;
     }
     if (!cand) cand = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key");
-    if (!cand) return 0;
-    /* constant time: equal-length digests compared without an early exit */
+    return cand;
+}
+
+/* constant time: equal-length digests compared without an early exit */
+static int digest_eq(const char *cand, const uint8_t want[32])
+{
     struct sha256_ctx h;
     uint8_t d[SHA256_DIGEST_SIZE];
     sha256_init(&h);
     sha256_update(&h, strlen(cand), (const uint8_t *)cand);
     sha256_digest(&h, sizeof d, d);
-    return memeql_sec(d, s->key_digest, sizeof d);
+    return memeql_sec(d, want, sizeof d);
+}
+
+static int admin_ok(srv *s, struct MHD_Connection *c)
+{
+    const char *cand = presented_key(c);
+    return cand && s->have_admin && digest_eq(cand, s->admin_digest);
+}
+
+/* The API key, or the admin key (which may do everything). */
+static int key_ok(srv *s, struct MHD_Connection *c)
+{
+    const char *cand = presented_key(c);
+    if (!cand) return 0;
+    int api = digest_eq(cand, s->key_digest);
+    int adm = s->have_admin && digest_eq(cand, s->admin_digest);
+    return api | adm;
 }
 
 /* Media type of the header without parameters, lower case. */
@@ -266,7 +291,7 @@ static enum MHD_Result h_metrics(srv *s, struct MHD_Connection *c, req *r)
     return send_body(r, c, 200, "text/plain; version=0.0.4; charset=utf-8", txt, len, NULL, NULL);
 }
 
-static cJSON *bank_json(srv *s, srv_bank *b)
+cJSON *srv_bank_json(srv *s, srv_bank *b)
 {
     srv_bank_ver *v = srv_bank_acquire(s, b);
     cJSON *o = cJSON_CreateObject();
@@ -303,6 +328,11 @@ static cJSON *bank_json(srv *s, srv_bank *b)
         cJSON_AddNullToObject(t, "quantile");
     }
     cJSON_AddNumberToObject(o, "references", ad_bank_images(bk));
+    cJSON *names = cJSON_AddArrayToObject(o, "reference_names");
+    for (int i = 0; i < ad_bank_images(bk); i++) {
+        ad_bank_ref ref;
+        if (ad_bank_ref_get(bk, i, &ref) == AD_OK) cJSON_AddItemToArray(names, cJSON_CreateString(ref.name));
+    }
     cJSON_AddNumberToObject(o, "rows", (double)ad_bank_rows(bk));
     pthread_mutex_lock(&s->mu);
     cJSON_AddNumberToObject(o, "reloads", (double)b->reloads);
@@ -318,13 +348,13 @@ static enum MHD_Result h_banks(srv *s, struct MHD_Connection *c, req *r)
 {
     cJSON *d = cJSON_CreateObject();
     cJSON *a = cJSON_AddArrayToObject(d, "banks");
-    for (int i = 0; i < s->n_banks; i++) cJSON_AddItemToArray(a, bank_json(s, &s->banks[i]));
+    for (int i = 0; i < s->n_banks; i++) cJSON_AddItemToArray(a, srv_bank_json(s, &s->banks[i]));
     return send_json(r, c, 200, d);
 }
 
 static enum MHD_Result h_bank(srv *s, struct MHD_Connection *c, req *r)
 {
-    return send_json(r, c, 200, bank_json(s, r->bank));
+    return send_json(r, c, 200, srv_bank_json(s, r->bank));
 }
 
 /* Strict number: the whole string, finite. */
@@ -402,7 +432,7 @@ static enum MHD_Result h_predict(srv *s, struct MHD_Connection *c, req *r)
     double thr = 0;
     if (thr_s && parse_num(thr_s, &thr))
         return send_error(r, c, 400, "bad_request", "threshold=%.40s is not a finite number", thr_s);
-    int want_map = 0, want_ov = 0, want_grid = 0;
+    int want_map = 0, want_ov = 0, want_grid = 0, want_near = 0;
     if (outs && *outs) {
         char buf[256];
         if (strlen(outs) >= sizeof buf)
@@ -413,12 +443,20 @@ static enum MHD_Result h_predict(srv *s, struct MHD_Connection *c, req *r)
             if (!strcmp(t, "map")) want_map = 1;
             else if (!strcmp(t, "overlay")) want_ov = 1;
             else if (!strcmp(t, "grid")) want_grid = 1;
+            else if (!strcmp(t, "nearest")) want_near = 1;
             else
                 return send_error(r, c, 400, "bad_request",
-                                  "outputs=: unknown output '%.40s' (expected map, overlay, grid)", t);
+                                  "outputs=: unknown output '%.40s' (expected map, overlay, grid, "
+                                  "nearest)", t);
         }
     }
     if (id && strlen(id) > 256) return send_error(r, c, 400, "bad_request", "id= is longer than 256 bytes");
+    const char *patch_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "patch");
+    double patch = -1;
+    if (want_near && (!patch_s || parse_num(patch_s, &patch) || patch < 0 || patch != floor(patch) ||
+                      patch > 1e9))
+        return send_error(r, c, 400, "bad_request",
+                          "outputs=nearest needs patch=K, the patch's index in the grid (row-major)");
     if (r->multipart) {
         enum MHD_Result done = MHD_destroy_post_processor(r->pp);
         r->pp = NULL;
@@ -443,12 +481,250 @@ static enum MHD_Result h_predict(srv *s, struct MHD_Connection *c, req *r)
     j->want_map = want_map;
     j->want_overlay = want_ov;
     j->want_grid = want_grid;
+    j->want_nearest = want_near;
+    j->patch = (int)patch;
     j->want_png = accept && strstr(accept, "image/png") && !strstr(accept, "application/json");
     if (thr_s) {
         j->thr_override = 1;
         j->thr = thr;
     }
     return submit(s, c, r, j);
+}
+
+/* The page (src/serve/page.html, built into the binary by CMake). */
+extern const unsigned char srv_page_html[];
+extern const size_t srv_page_html_len;
+static enum MHD_Result h_page(srv *s, struct MHD_Connection *c, req *r)
+{
+    (void)s;
+    char *body = malloc(srv_page_html_len);
+    if (!body) return send_error(r, c, 500, "internal", "out of memory");
+    memcpy(body, srv_page_html, srv_page_html_len);
+    return send_body(r, c, 200, "text/html; charset=utf-8", body, srv_page_html_len, NULL, NULL);
+}
+
+/* The form of fit / references: its files move into the job; settings are read here. */
+static const char *form_value(req *r, const char *field, char *buf, size_t n)
+{
+    for (int i = 0; i < r->n_parts; i++)
+        if (!strcmp(r->parts[i].field, field) && !r->parts[i].filename) {
+            size_t len = r->parts[i].len < n - 1 ? r->parts[i].len : n - 1;
+            memcpy(buf, r->parts[i].data, len);
+            buf[len] = 0;
+            return buf;
+        }
+    return NULL;
+}
+
+static int form_flag(req *r, const char *field, int dflt, int *out)
+{
+    char buf[16];
+    const char *v = form_value(r, field, buf, sizeof buf);
+    if (!v) {
+        *out = dflt;
+        return 0;
+    }
+    if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "on")) *out = 1;
+    else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "off")) *out = 0;
+    else return -1;
+    return 0;
+}
+
+/* Closes the form and counts its image files; answers the error itself when there is one. */
+static int form_close(req *r, struct MHD_Connection *c, int *n_images, enum MHD_Result *ret)
+{
+    enum MHD_Result done = MHD_destroy_post_processor(r->pp);
+    r->pp = NULL;
+    if (done != MHD_YES) {
+        *ret = send_error(r, c, 400, "bad_request", "malformed or truncated multipart body");
+        return -1;
+    }
+    int n = 0;
+    for (int i = 0; i < r->n_parts; i++)
+        if (!strcmp(r->parts[i].field, "image")) {
+            if (!r->parts[i].len) {
+                *ret = send_error(r, c, 400, "bad_request", "image file %d is empty", n + 1);
+                return -1;
+            }
+            n++;
+        }
+    if (!n) {
+        *ret = send_error(r, c, 400, "bad_request", "the form has no 'image' file");
+        return -1;
+    }
+    *n_images = n;
+    return 0;
+}
+
+static int bank_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (len < 1 || len > 64) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)n[i]) && n[i] != '_' && n[i] != '-') return 0;
+    return 1;
+}
+
+/* Every image part's header checked against --max-pixels before any decoding. */
+static int form_probe(srv *s, req *r, struct MHD_Connection *c, enum MHD_Result *ret)
+{
+    for (int i = 0; i < r->n_parts; i++) {
+        srv_part *p = &r->parts[i];
+        if (strcmp(p->field, "image") && strcmp(p->field, "calibrate")) continue;
+        int w, h;
+        const char *nm = p->filename ? p->filename : p->field;
+        if (adi_io_probe_image(nm, p->data, p->len, &w, &h) != AD_OK) {
+            *ret = send_error(r, c, 422, "invalid_image", "%s", ad_errmsg());
+            return -1;
+        }
+        if ((size_t)w * (size_t)h > s->max_pixels) {
+            srv_metrics_reject(s->metrics, SRV_REJ_TOO_MANY_PIXELS);
+            *ret = send_error(r, c, 422, "too_many_pixels",
+                              "%s is %d x %d = %zu pixels, more than --max-pixels %zu", nm, w, h,
+                              (size_t)w * (size_t)h, s->max_pixels);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static srv_job *form_job(req *r, job_kind kind)
+{
+    srv_job *j = new_job(r, kind);
+    if (!j) return NULL;
+    j->parts = r->parts;
+    j->n_parts = r->n_parts;
+    r->parts = NULL;
+    r->n_parts = r->parts_cap = 0;
+    return j;
+}
+
+/* Queues a fit or references job; fits have no --timeout-ms (they take minutes on big sets). */
+static enum MHD_Result submit_form(srv *s, struct MHD_Connection *c, req *r, srv_job *j)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    j->fd = ci ? ci->connect_fd : -1;
+    j->conn = c;
+    j->t_enqueue = srv_now();
+    j->deadline = j->t_enqueue + 3600.0;
+    j->refs = 1;
+    if (srv_enqueue(s, j)) {
+        srv_metrics_reject(s->metrics, SRV_REJ_QUEUE_FULL);
+        return MHD_NO; /* the caller answers */
+    }
+    r->job = j;
+    return MHD_YES;
+}
+
+void srv_unpend_fit(srv *s, const char *name)
+{
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < sizeof s->fit_pending / sizeof s->fit_pending[0]; i++)
+        if (s->fit_pending[i] && !strcmp(s->fit_pending[i], name)) {
+            free(s->fit_pending[i]);
+            s->fit_pending[i] = NULL;
+        }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* POST /v1/banks/{name}/fit: a new bank from good images, written into --bank-dir. */
+static enum MHD_Result h_fit(srv *s, struct MHD_Connection *c, req *r)
+{
+    enum MHD_Result ret;
+    int n_img;
+    if (form_close(r, c, &n_img, &ret)) return ret;
+    if (!s->bank_dir)
+        return send_error(r, c, 403, "forbidden", "fitting on the server is off: start the service "
+                                                  "with --bank-dir DIR");
+    if (!bank_name_ok(r->arg))
+        return send_error(r, c, 400, "bad_request",
+                          "bank name '%.80s': use 1 to 64 of A-Z a-z 0-9 _ -", r->arg);
+    if (srv_find_bank(s, r->arg))
+        return send_error(r, c, 409, "conflict", "a bank named '%s' is served already; grow it with "
+                                                 "POST /v1/banks/%s/references", r->arg, r->arg);
+    char buf[32];
+    ad_bank_params p = ad_bank_default_params();
+    const char *res = form_value(r, "resolution", buf, sizeof buf);
+    double rv = 0;
+    if (res && (parse_num(res, &rv) || rv < 0 || rv > 4096 || rv != floor(rv) || (rv > 0 && rv < 14)))
+        return send_error(r, c, 400, "bad_request", "resolution=%.20s: expected 0 or 14..4096", res);
+    if (res) p.resolution = (int)rv;
+    int mask;
+    if (form_flag(r, "rotate", 1, &p.rotate) || form_flag(r, "mask", 0, &mask))
+        return send_error(r, c, 400, "bad_request", "rotate= and mask= take 1 or 0");
+    p.mask_refs = p.mask_test = mask;
+    int n_cal = 0;
+    for (int i = 0; i < r->n_parts; i++) n_cal += !strcmp(r->parts[i].field, "calibrate");
+    if (form_probe(s, r, c, &ret)) return ret;
+    if (s->n_banks >= s->banks_cap)
+        return send_error(r, c, 507, "insufficient_storage", "at most %d banks can be added",
+                          SRV_MAX_NEW_BANKS);
+    /* reserve the name while it is being fitted */
+    pthread_mutex_lock(&s->mu);
+    int slot = -1, busy = 0;
+    for (int i = 0; i < (int)(sizeof s->fit_pending / sizeof s->fit_pending[0]); i++) {
+        if (s->fit_pending[i] && !strcmp(s->fit_pending[i], r->arg)) busy = 1;
+        if (!s->fit_pending[i] && slot < 0) slot = i;
+    }
+    if (!busy && slot >= 0) s->fit_pending[slot] = strdup(r->arg);
+    int reserved = !busy && slot >= 0 && s->fit_pending[slot];
+    pthread_mutex_unlock(&s->mu);
+    if (busy) return send_error(r, c, 409, "conflict", "bank '%s' is being fitted already", r->arg);
+    if (!reserved) return send_error(r, c, 503, "busy", "too many fits at once; retry later");
+    srv_job *j = form_job(r, JOB_FIT);
+    if (j) j->new_name = strdup(r->arg);
+    if (!j || !j->new_name) {
+        srv_unpend_fit(s, r->arg);
+        if (j) drop_job(s, j);
+        return send_error(r, c, 500, "internal", "out of memory");
+    }
+    j->fit_params = p;
+    (void)n_cal;
+    (void)n_img;
+    if (submit_form(s, c, r, j) != MHD_YES) {
+        srv_unpend_fit(s, r->arg);
+        drop_job(s, j);
+        return send_error(r, c, 503, "queue_full", "all %d queue slots are taken; retry later",
+                          s->queue_cap);
+    }
+    return MHD_YES;
+}
+
+/* POST /v1/banks/{name}/references: good images appended to a served bank (written back to its
+ * file atomically, then swapped in as a reload is). */
+static enum MHD_Result h_references(srv *s, struct MHD_Connection *c, req *r)
+{
+    enum MHD_Result ret;
+    int n_img;
+    if (form_close(r, c, &n_img, &ret)) return ret;
+    int recal;
+    if (form_flag(r, "recalibrate", 0, &recal))
+        return send_error(r, c, 400, "bad_request", "recalibrate= takes 1 or 0");
+    for (int i = 0; i < r->n_parts; i++)
+        if (!strcmp(r->parts[i].field, "calibrate"))
+            return send_error(r, c, 400, "bad_request",
+                              "references takes 'image' files and recalibrate=1 (leave-one-out); "
+                              "calibration images are for fit");
+    if (form_probe(s, r, c, &ret)) return ret;
+    pthread_mutex_lock(&s->mu);
+    int busy = r->bank->changing;
+    if (!busy) r->bank->changing = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (busy)
+        return send_error(r, c, 409, "conflict", "bank '%s' is being grown already; retry after it",
+                          r->bank->name);
+    srv_job *j = form_job(r, JOB_ADD_REFS);
+    if (!j || submit_form(s, c, r, j) != MHD_YES) {
+        pthread_mutex_lock(&s->mu);
+        r->bank->changing = 0;
+        pthread_mutex_unlock(&s->mu);
+        if (j) drop_job(s, j);
+        return j ? send_error(r, c, 503, "queue_full", "all %d queue slots are taken; retry later",
+                              s->queue_cap)
+                 : send_error(r, c, 500, "internal", "out of memory");
+    }
+    j->recalibrate = recal;
+    return MHD_YES;
 }
 
 static enum MHD_Result h_reload(srv *s, struct MHD_Connection *c, req *r)
@@ -607,6 +883,7 @@ static enum MHD_Result h_v2_infer(srv *s, struct MHD_Connection *c, req *r)
 
 /* The routes. Order matters only for patterns that could match the same path. */
 static const route routes[] = {
+    {"GET", "/", R_PUBLIC, h_page},
     {"GET", "/health/live", R_PUBLIC, h_live},
     {"GET", "/health/ready", R_PUBLIC, h_ready},
     {"GET", "/v2/health/live", R_PUBLIC, h_live},
@@ -616,6 +893,8 @@ static const route routes[] = {
     {"GET", "/v1/banks/{}", R_BANK, h_bank},
     {"POST", "/v1/banks/{}/predict", R_BANK | R_READY | R_BODY_IMAGE, h_predict},
     {"POST", "/v1/banks/{}/reload", R_BANK | R_READY, h_reload},
+    {"POST", "/v1/banks/{}/fit", R_ADMIN | R_READY | R_FORM, h_fit},
+    {"POST", "/v1/banks/{}/references", R_BANK | R_ADMIN | R_READY | R_FORM, h_references},
     {"GET", "/v2", 0, h_v2},
     {"GET", "/v2/models/{}", R_BANK, h_v2_model},
     {"GET", "/v2/models/{}/ready", R_BANK, h_v2_model_ready},
@@ -675,6 +954,49 @@ static enum MHD_Result pp_iter(void *cls, enum MHD_ValueKind kind, const char *k
                                const char *data, uint64_t off, size_t size)
 {
     req *r = cls;
+    if (r->rt && (r->rt->flags & R_FORM)) {
+        if (!key) return MHD_YES;
+        if (off == 0) { /* a new part */
+            if (r->n_parts >= 4096 || strlen(key) >= sizeof r->parts[0].field) {
+                set_error(r, 400, "bad_request", "too many form parts, or a field name too long");
+                return MHD_NO;
+            }
+            if (r->n_parts == r->parts_cap) {
+                int cap = r->parts_cap ? 2 * r->parts_cap : 16;
+                srv_part *np = realloc(r->parts, (size_t)cap * sizeof *np);
+                if (!np) {
+                    set_error(r, 500, "internal", "out of memory");
+                    return MHD_NO;
+                }
+                r->parts = np;
+                r->parts_cap = cap;
+            }
+            srv_part *pt = &r->parts[r->n_parts++];
+            memset(pt, 0, sizeof *pt);
+            snprintf(pt->field, sizeof pt->field, "%s", key);
+            if (filename && !(pt->filename = strdup(filename))) {
+                set_error(r, 500, "internal", "out of memory");
+                return MHD_NO;
+            }
+        }
+        srv_part *pt = &r->parts[r->n_parts - 1];
+        if (size) { /* the whole body is bounded by --max-body already */
+            if (pt->len + size > pt->cap) {
+                size_t cap = pt->cap ? pt->cap : 65536;
+                while (cap < pt->len + size) cap *= 2;
+                uint8_t *nd = realloc(pt->data, cap);
+                if (!nd) {
+                    set_error(r, 500, "internal", "out of memory for the form");
+                    return MHD_NO;
+                }
+                pt->data = nd;
+                pt->cap = cap;
+            }
+            memcpy(pt->data + pt->len, data, size);
+            pt->len += size;
+        }
+        return MHD_YES;
+    }
     if (!key || strcmp(key, "image")) return MHD_YES; /* other fields are ignored */
     if (off == 0) r->pp_images++;
     if (r->pp_images > 1) return MHD_YES;
@@ -710,6 +1032,16 @@ static void begin(srv *s, struct MHD_Connection *c, req *r, const char *url, con
                   "missing or wrong API key (send Authorization: Bearer KEY or X-API-Key: KEY)");
         return;
     }
+    if ((f & R_ADMIN) && !s->have_admin) {
+        set_error(r, 403, "forbidden",
+                  "building and growing banks is off: start the service with --admin-key-file");
+        return;
+    }
+    if ((f & R_ADMIN) && !admin_ok(s, c)) {
+        set_error(r, 401, "unauthorized",
+                  "this endpoint needs the admin key (Authorization: Bearer ADMIN_KEY)");
+        return;
+    }
     if (f & R_BANK) {
         r->bank = srv_find_bank(s, r->arg);
         if (!r->bank) {
@@ -736,6 +1068,21 @@ static void begin(srv *s, struct MHD_Connection *c, req *r, const char *url, con
                       s->max_body);
             return;
         }
+    }
+    if (f & R_FORM) {
+        char mt[128];
+        media_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE), mt,
+                   sizeof mt);
+        if (strcmp(mt, "multipart/form-data")) {
+            set_error(r, 415, "unsupported_media_type",
+                      "Content-Type '%s': send multipart/form-data with 'image' files",
+                      mt[0] ? mt : "(none)");
+            return;
+        }
+        r->multipart = 1;
+        r->pp = MHD_create_post_processor(c, 65536, pp_iter, r);
+        if (!r->pp) set_error(r, 400, "bad_request", "multipart/form-data without a boundary");
+        return;
     }
     if (f & (R_BODY_IMAGE | R_BODY_JSON)) {
         char mt[128];
@@ -880,6 +1227,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     free(r->arg);
     free(r->body);
+    srv_parts_free(r->parts, r->n_parts);
     free(r);
 }
 

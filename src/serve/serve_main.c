@@ -50,11 +50,18 @@ static void usage(FILE *f)
             "      --drain-ms T           on SIGTERM, wait at most T ms for requests in flight\n"
             "                             (default: --timeout-ms + 5000)\n"
             "      --access-log           one line per request on stderr\n"
+            "      --bank-dir DIR         POST /v1/banks/NAME/fit writes new banks here as\n"
+            "                             NAME.adbank (atomically) and serves them; without it\n"
+            "                             fitting on the server is off\n"
+            "      --admin-key-file F     the admin key (first line, >= 16 characters): needed for\n"
+            "                             fit and references (building and growing banks); it\n"
+            "                             also works as an API key. Without it those are off (403)\n"
             "  -h, --help                 this help\n\n"
             "Signals: SIGHUP reloads every bank from its path (a bad file keeps the old one);\n"
             "SIGTERM or SIGINT stops accepting, answers what is in flight and exits 0.\n"
             "Exit status: 0 after a clean drain, 1 when the weights or a bank cannot be loaded\n"
             "or a bank does not match the weights, 2 for wrong usage.\n"
+            "The page at / (built in) inspects images, keeps a history and builds banks.\n"
             "Endpoints, errors and metrics: docs/serve.md.\n");
 }
 
@@ -91,12 +98,20 @@ bad:
     return -1;
 }
 
+static int read_key_into(const char *opt, const char *path, uint8_t digest[32]);
 static int read_key(srv *s, const char *path)
+{
+    if (read_key_into("--api-key-file", path, s->key_digest)) return -1;
+    s->have_key = 1;
+    return 0;
+}
+
+static int read_key_into(const char *opt, const char *path, uint8_t digest[32])
 {
     size_t len;
     char *txt = adi_io_read_file(path, &len);
     if (!txt) {
-        cli_error(CMD, "--api-key-file: %s", ad_errmsg());
+        cli_error(CMD, "%s: %s", opt, ad_errmsg());
         return -1;
     }
     size_t n = strcspn(txt, "\r\n");
@@ -104,7 +119,7 @@ static int read_key(srv *s, const char *path)
     size_t start = 0;
     while (start < n && isspace((unsigned char)txt[start])) start++;
     if (n - start < 16) {
-        cli_error(CMD, "--api-key-file %s: the key (first line) must have at least 16 characters",
+        cli_error(CMD, "%s %s: the key (first line) must have at least 16 characters", opt,
                   path);
         free(txt);
         return -1;
@@ -112,8 +127,7 @@ static int read_key(srv *s, const char *path)
     struct sha256_ctx h;
     sha256_init(&h);
     sha256_update(&h, n - start, (const uint8_t *)txt + start);
-    sha256_digest(&h, sizeof s->key_digest, s->key_digest);
-    s->have_key = 1;
+    sha256_digest(&h, 32, digest);
     memset(txt, 0, len);
     free(txt);
     return 0;
@@ -195,7 +209,7 @@ static void srv_free(srv *s)
 int cmd_serve(int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_KEY, O_WORKERS, O_TPW, O_QUEUE, O_TIMEOUT, O_MAXBODY, O_MAXPIX,
-           O_MAXHDR, O_IDLE, O_MAXCONN, O_DRAIN, O_ACCESS };
+           O_MAXHDR, O_IDLE, O_MAXCONN, O_DRAIN, O_ACCESS, O_BANKDIR, O_ADMIN };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
         {"bank", required_argument, 0, 'b'},
@@ -212,6 +226,8 @@ int cmd_serve(int argc, char **argv)
         {"max-connections", required_argument, 0, O_MAXCONN},
         {"drain-ms", required_argument, 0, O_DRAIN},
         {"access-log", no_argument, 0, O_ACCESS},
+        {"bank-dir", required_argument, 0, O_BANKDIR},
+        {"admin-key-file", required_argument, 0, O_ADMIN},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     srv S;
@@ -232,7 +248,7 @@ int cmd_serve(int argc, char **argv)
     s->idle_timeout_s = 10;
     s->max_connections = 256;
     s->drain_ms = -1;
-    const char *key_file = NULL;
+    const char *key_file = NULL, *admin_file = NULL;
     int rc = 2, c;
     char **bank_args = NULL;
     int n_bank_args = 0;
@@ -252,6 +268,8 @@ int cmd_serve(int argc, char **argv)
             if (parse_listen(s, optarg)) goto out;
             break;
         case O_KEY: key_file = optarg; break;
+        case O_BANKDIR: s->bank_dir = optarg; break;
+        case O_ADMIN: admin_file = optarg; break;
         case O_WORKERS:
             if (cli_parse_int(CMD, "--workers", optarg, 1, 256, &s->n_workers)) goto out;
             break;
@@ -304,7 +322,8 @@ int cmd_serve(int argc, char **argv)
     }
     if (!s->host) s->host = strdup("127.0.0.1");
     if (s->drain_ms < 0) s->drain_ms = s->timeout_ms + 5000;
-    s->banks = calloc((size_t)n_bank_args, sizeof *s->banks);
+    s->banks_cap = n_bank_args + SRV_MAX_NEW_BANKS; /* room for banks fitted later: never moved */
+    s->banks = calloc((size_t)s->banks_cap, sizeof *s->banks);
     if (!s->banks || !s->host) goto out;
     for (int i = 0; i < n_bank_args; i++) {
         const char *eq = strchr(bank_args[i], '=');
@@ -325,6 +344,14 @@ int cmd_serve(int argc, char **argv)
     }
     rc = 1;
     if (key_file && read_key(s, key_file)) goto out;
+    if (admin_file) {
+        if (read_key_into("--admin-key-file", admin_file, s->admin_digest)) goto out;
+        s->have_admin = 1;
+    }
+    if (s->bank_dir && !adi_io_is_dir(s->bank_dir)) {
+        cli_error(CMD, "--bank-dir %s: not a folder", s->bank_dir);
+        goto out;
+    }
     if (s->threads_per_worker <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         s->threads_per_worker = cores > s->n_workers ? (int)(cores / s->n_workers) : 1;

@@ -186,6 +186,15 @@ int srv_reload_bank(srv *s, srv_bank *b, char *err, size_t errn)
 /* Jobs                                                                                        */
 /* ------------------------------------------------------------------------------------------ */
 
+static void unpend_locked(srv *s, const char *name)
+{
+    for (size_t i = 0; i < sizeof s->fit_pending / sizeof s->fit_pending[0]; i++)
+        if (s->fit_pending[i] && !strcmp(s->fit_pending[i], name)) {
+            free(s->fit_pending[i]);
+            s->fit_pending[i] = NULL;
+        }
+}
+
 void srv_job_release(srv *s, srv_job *j)
 {
     if (--j->refs > 0) return;
@@ -196,10 +205,23 @@ void srv_job_release(srv *s, srv_job *j)
         s->n_outstanding--;
     }
     ver_release_locked(j->ver);
+    if (j->kind == JOB_FIT && j->new_name) unpend_locked(s, j->new_name);
+    if (j->kind == JOB_ADD_REFS && j->bank) j->bank->changing = 0;
+    srv_parts_free(j->parts, j->n_parts);
+    free(j->new_name);
     free(j->img);
     free(j->id);
     free(j->body);
     free(j);
+}
+
+void srv_parts_free(srv_part *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(p[i].filename);
+        free(p[i].data);
+    }
+    free(p);
 }
 
 int srv_enqueue(srv *s, srv_job *j)
@@ -315,8 +337,176 @@ static cJSON *exact_array_f64(const double *v, size_t n)
     return a;
 }
 
+/* Decodes the form's files of one field; names[i] are the upload's file names (borrowed). */
+static int decode_parts(srv_job *j, const char *field, ad_image **imgs, const char ***names,
+                        int *n, answer *a)
+{
+    int cnt = 0;
+    for (int i = 0; i < j->n_parts; i++) cnt += !strcmp(j->parts[i].field, field);
+    *imgs = calloc((size_t)(cnt ? cnt : 1), sizeof **imgs);
+    *names = calloc((size_t)(cnt ? cnt : 1), sizeof **names);
+    *n = 0;
+    if (!*imgs || !*names) {
+        answer_error(a, 500, "internal", "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < j->n_parts; i++) {
+        srv_part *p = &j->parts[i];
+        if (strcmp(p->field, field)) continue;
+        const char *nm = p->filename && *p->filename ? p->filename : field;
+        if (adi_io_decode_image(nm, p->data, p->len, &(*imgs)[*n]) != AD_OK) {
+            answer_error(a, 422, "invalid_image", ad_errmsg());
+            return -1;
+        }
+        (*names)[*n] = nm;
+        (*n)++;
+    }
+    return 0;
+}
+
+static void free_images(ad_image *imgs, const char **names, int n)
+{
+    for (int i = 0; imgs && i < n; i++) ad_image_free(&imgs[i]);
+    free(imgs);
+    free(names);
+}
+
+static void answer_bank(srv *s, srv_bank *b, answer *a, int code, int added)
+{
+    cJSON *doc = cJSON_CreateObject();
+    if (added >= 0) cJSON_AddNumberToObject(doc, "added", added);
+    cJSON_AddItemToObject(doc, "bank", srv_bank_json(s, b));
+    answer_json(a, doc);
+    a->code = code;
+}
+
+/* POST .../fit: the bank built as anomalydino fit builds it, saved atomically into --bank-dir,
+ * then served under its name. */
+static void run_fit(srv *s, ad_context *ctx, srv_job *j, answer *a)
+{
+    ad_image *imgs = NULL, *cal = NULL;
+    const char **names = NULL, **cal_names = NULL;
+    int n = 0, n_cal = 0;
+    ad_bank *bank = NULL;
+    double *scores = NULL;
+    char path[4096], err[400] = "";
+    if (decode_parts(j, "image", &imgs, &names, &n, a) ||
+        decode_parts(j, "calibrate", &cal, &cal_names, &n_cal, a))
+        goto out;
+    bank = ad_bank_new(s->model, &j->fit_params);
+    if (!bank) {
+        answer_error(a, 400, "bad_request", ad_errmsg());
+        goto out;
+    }
+    ad_status st = ad_bank_add_references(bank, ctx, imgs, names, n, 0);
+    if (st == AD_OK && n_cal) {
+        scores = calloc((size_t)n_cal, sizeof *scores);
+        if (!scores) st = adi_fail(AD_E_NOMEM, "out of memory");
+        for (int i = 0; i < n_cal && st == AD_OK; i++) {
+            ad_result r;
+            st = ad_predict(bank, ctx, &cal[i], -1, &r);
+            if (st == AD_OK) {
+                scores[i] = r.score;
+                ad_result_free(&r);
+            } else {
+                adi_error_prefix("%s", cal_names[i]);
+            }
+        }
+        if (st == AD_OK) st = ad_bank_calibrate_scores(bank, scores, n_cal, AD_THRESH_MAX, 0);
+    } else if (st == AD_OK && n >= 2) {
+        st = ad_bank_calibrate_loo(bank, ctx, AD_THRESH_MAX, 0);
+    }
+    if (st != AD_OK) {
+        answer_error(a, st == AD_E_ARG ? 422 : 500, st == AD_E_ARG ? "invalid_image" : "internal",
+                     ad_errmsg());
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/%s.adbank", s->bank_dir, j->new_name);
+    if (ad_bank_save(bank, path) != AD_OK) { /* atomic: a unique temp file renamed into place */
+        answer_error(a, 500, "io_error", ad_errmsg());
+        goto out;
+    }
+    srv_bank_ver *v = load_version(s, path, err, sizeof err);
+    if (!v) {
+        answer_error(a, 500, "internal", err);
+        goto out;
+    }
+    pthread_mutex_lock(&s->mu);
+    int idx = s->n_banks;
+    srv_bank *b = idx < s->banks_cap ? &s->banks[idx] : NULL;
+    if (b) {
+        memset(b, 0, sizeof *b);
+        b->name = strdup(j->new_name);
+        b->path = strdup(path);
+        b->cur = v;
+        if (!b->name || !b->path) {
+            free(b->name);
+            free(b->path);
+            b = NULL;
+        } else {
+            s->n_banks = idx + 1; /* atomic: the entry is complete before it is counted */
+        }
+    }
+    if (!b) ver_release_locked(v);
+    pthread_mutex_unlock(&s->mu);
+    if (!b) {
+        answer_error(a, 507, "insufficient_storage", "no room to serve another bank");
+        goto out;
+    }
+    srv_log("bank %s: fitted from %d image(s) into %s", j->new_name, n, path);
+    answer_bank(s, b, a, 201, -1);
+out:
+    free(scores);
+    ad_bank_free(bank);
+    free_images(imgs, names, n);
+    free_images(cal, cal_names, n_cal);
+}
+
+/* POST .../references: good images appended to a copy of the bank (read from its file), the
+ * copy saved over the file atomically and swapped in as a reload is. */
+static void run_add_refs(srv *s, ad_context *ctx, srv_job *j, answer *a)
+{
+    ad_image *imgs = NULL;
+    const char **names = NULL;
+    int n = 0;
+    char err[400] = "";
+    ad_bank *copy = NULL;
+    if (decode_parts(j, "image", &imgs, &names, &n, a)) goto out;
+    copy = ad_bank_load(j->bank->path);
+    if (!copy || ad_bank_check_model(copy, s->model) != AD_OK) {
+        answer_error(a, 409, "conflict", ad_errmsg());
+        goto out;
+    }
+    ad_status st = ad_bank_add_references(copy, ctx, imgs, names, n, j->recalibrate);
+    if (st != AD_OK) {
+        answer_error(a, st == AD_E_ARG ? 422 : 500, st == AD_E_ARG ? "unprocessable" : "internal",
+                     ad_errmsg());
+        goto out;
+    }
+    if (ad_bank_save(copy, j->bank->path) != AD_OK) {
+        answer_error(a, 500, "io_error", ad_errmsg());
+        goto out;
+    }
+    if (srv_reload_bank(s, j->bank, err, sizeof err)) {
+        answer_error(a, 500, "internal", err);
+        goto out;
+    }
+    answer_bank(s, j->bank, a, 200, n);
+out:
+    ad_bank_free(copy);
+    free_images(imgs, names, n);
+}
+
 static void run_job(srv *s, ad_context *ctx, srv_job *j, answer *a)
 {
+    if (j->kind == JOB_FIT) {
+        run_fit(s, ctx, j, a);
+        return;
+    }
+    if (j->kind == JOB_ADD_REFS) {
+        run_add_refs(s, ctx, j, a);
+        return;
+    }
     double t0 = srv_now();
     ad_image img = {0};
     ad_result r = {0};
@@ -472,6 +662,35 @@ static void run_job(srv *s, ad_context *ctx, srv_job *j, answer *a)
         cJSON *rows = cJSON_AddArrayToObject(o, "data");
         for (int y = 0; y < r.grid_h; y++)
             cJSON_AddItemToArray(rows, exact_array_f64(r.grid + (size_t)y * r.grid_w, (size_t)r.grid_w));
+    }
+    if (j->want_nearest) {
+        ad_nearest nb;
+        st = ad_predict_nearest(bank, ctx, &img, -1, j->patch, &nb);
+        if (st != AD_OK) {
+            cJSON_Delete(doc);
+            answer_error(a, st == AD_E_ARG ? 400 : 500, st == AD_E_ARG ? "bad_request" : "internal",
+                         ad_errmsg());
+            goto done;
+        }
+        ad_bank_ref ref;
+        cJSON *o = cJSON_AddObjectToObject(outs, "nearest");
+        cJSON_AddNumberToObject(o, "patch", nb.patch);
+        cJSON_AddNumberToObject(o, "test_x", nb.test_x);
+        cJSON_AddNumberToObject(o, "test_y", nb.test_y);
+        cJSON_AddBoolToObject(o, "masked", nb.masked);
+        cJSON_AddNumberToObject(o, "reference", nb.ref_index);
+        if (ad_bank_ref_get(bank, nb.ref_index, &ref) == AD_OK && ref.name[0]) {
+            const char *base = strrchr(ref.name, '/');
+            cJSON_AddStringToObject(o, "reference_name", base ? base + 1 : ref.name);
+        } else {
+            cJSON_AddNullToObject(o, "reference_name");
+        }
+        cJSON_AddNumberToObject(o, "x", nb.ref_x);
+        cJSON_AddNumberToObject(o, "y", nb.ref_y);
+        cJSON_AddNumberToObject(o, "rotation", nb.angle_deg);
+        char dbuf[40];
+        snprintf(dbuf, sizeof dbuf, "%.17g", nb.distance); /* every digit, as the score */
+        cJSON_AddItemToObject(o, "distance", cJSON_CreateRaw(dbuf));
     }
     answer_json(a, doc);
 done:
