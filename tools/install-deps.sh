@@ -7,6 +7,9 @@ PKGS="$PKGS clang libomp-14-dev libopenblas0-serial"
 # anomalydino serve: HTTP (libmicrohttpd), SHA-256/base64 (nettle); its tests use python3, its
 # benchmark wrk
 PKGS="$PKGS libmicrohttpd-dev nettle-dev python3 wrk"
+# the service beyond one machine and in a browser: HAProxy in front of replicas, the manifests'
+# YAML, Debian's chromium driven by playwright-core (npm, below) through node
+PKGS="$PKGS haproxy python3-yaml chromium nodejs npm"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -16,4 +19,10 @@ if [ -n "$missing" ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq $missing
+fi
+# playwright-core for the browser test, pinned by tests/browser/package-lock.json (it brings no
+# browser: the test drives Debian's chromium)
+top=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$top/tests/browser/node_modules/playwright-core" ]; then
+  (cd "$top/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
