@@ -258,6 +258,76 @@ ad_status cld_write_map(const char *path, const float *map, int w, int h)
     return adi_npy_write(path, AD_NPY_F4, map, 2, shape);
 }
 
+ad_status cld_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int mask,
+                      ad_result *out, double *features_ms, double *search_ms)
+{
+    if (!b || !ctx || !img || !out)
+        return adi_fail(AD_E_ARG, "predict: NULL %s", !b ? "bank" : !ctx ? "context" : !img ? "image" : "result");
+    if (mask < -1 || mask > 1) return adi_fail(AD_E_ARG, "predict: mask %d is not -1, 0 or 1", mask);
+    if (ad_bank_rows(b) == 0) return adi_fail(AD_E_ARG, "predict: the bank is empty");
+    ad_status st = ad_bank_check_model(b, ad_context_model(ctx));
+    if (st != AD_OK) return st;
+    ad_bank_params bp = ad_bank_get_params(b);
+    int use_mask = mask < 0 ? bp.mask_test : mask;
+    double t0 = cli_now();
+    ad_features f = {0};
+    st = ad_extract_image(ctx, img, bp.resolution, &f);
+    if (st != AD_OK) return st;
+    double t1 = cli_now();
+    size_t n = (size_t)f.grid_h * (size_t)f.grid_w;
+    uint8_t *keep = adi_alloc(n, 1);
+    double *grid = adi_alloc(n, sizeof *grid);
+    if (!keep || !grid) st = adi_fail(AD_E_NOMEM, "predict: out of memory");
+    if (st == AD_OK) {
+        if (use_mask) st = ad_mask_pca(&f, keep);
+        else memset(keep, 1, n);
+    }
+    if (st == AD_OK) st = ad_bank_query(b, ctx, &f, use_mask ? keep : NULL, -1, grid);
+    if (st == AD_OK) {
+        double thr;
+        out->score = ad_score_top1p(grid, n);
+        out->verdict = ad_bank_threshold(b, &thr)
+                           ? (out->score > thr ? AD_VERDICT_NG : AD_VERDICT_OK)
+                           : AD_VERDICT_NONE;
+        out->grid_h = f.grid_h;
+        out->grid_w = f.grid_w;
+        out->grid = grid;
+        out->keep = keep;
+        if (features_ms) *features_ms = 1e3 * (t1 - t0);
+        if (search_ms) *search_ms = 1e3 * (cli_now() - t1);
+    } else {
+        adi_free(keep);
+        adi_free(grid);
+    }
+    ad_features_free(&f);
+    return st;
+}
+
+adi_overlay_params cld_overlay_params(int have_thr, double thr, double vmax)
+{
+    if (vmax <= 0) vmax = have_thr && thr > 0 ? CLD_VMAX_THRESHOLD_FACTOR * thr : CLD_VMAX_NO_THRESHOLD;
+    adi_overlay_params op = adi_overlay_default_params();
+    op.vmax = (float)vmax;
+    op.contour = have_thr;
+    op.threshold = (float)thr;
+    return op;
+}
+
+ad_status cld_map_overlay(const double *grid, int gh, int gw, const ad_image *img,
+                          const adi_overlay_params *op, float **map, ad_image *ov)
+{
+    float *m = adi_alloc((size_t)img->width * (size_t)img->height, sizeof *m);
+    if (!m) return AD_E_NOMEM;
+    ad_status st = ad_anomaly_map(grid, gh, gw, img->width, img->height, m);
+    if (st == AD_OK && ov) st = adi_overlay_heatmap(img, m, op, ov);
+    if (st != AD_OK) {
+        adi_free(m);
+        return st;
+    }
+    *map = m;
+    return AD_OK;
+}
+
 ad_status cld_write_outputs(const cld_out_dirs *dirs, const char *stem, const double *grid,
                             int gh, int gw, int w, int h, const ad_image *img,
                             const char *img_path, const adi_overlay_params *op,

@@ -71,6 +71,22 @@ int cld_dataset_images(const char *cmd, const char *layout, const char *data,
                        const char *category, double train_fraction, size_t max_pixels,
                        int want_train, char ***paths, char ***rels);
 
+/* ad_predict in its stages (features, then mask + nearest-neighbour search + score), through the
+ * same library calls, so that each stage can be timed; predict and serve both score with it.
+ * mask: 1 on, 0 off, -1 the bank's setting. features_ms / search_ms may be NULL. */
+ad_status cld_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int mask,
+                      ad_result *out, double *features_ms, double *search_ms);
+
+/* Overlay colour scale of predict and serve: vmax > 0 as given, else 2 x the threshold (the
+ * threshold mid-scale) or CLD_VMAX_NO_THRESHOLD without one; contour at the threshold. */
+#define CLD_VMAX_NO_THRESHOLD 0.5
+#define CLD_VMAX_THRESHOLD_FACTOR 2.0
+adi_overlay_params cld_overlay_params(int have_thr, double thr, double vmax);
+/* Full-resolution map (img->width x img->height floats, adi_alloc'ed) and, when ov is not NULL,
+ * the heat-map overlay over img. Outputs untouched on failure. */
+ad_status cld_map_overlay(const double *grid, int gh, int gw, const ad_image *img,
+                          const adi_overlay_params *op, float **map, ad_image *ov);
+
 /* Result table: CSV rows are printed as they come (header first), JSON is printed at the end. */
 typedef enum { CLD_CSV = 0, CLD_JSON = 1 } cld_format;
 int cld_parse_format(const char *cmd, const char *s, cld_format *out);

@@ -9,11 +9,9 @@
 #include <string.h>
 
 #define CMD "predict"
-/* Without a threshold: the vmax of the original demo notebook (dammsi/AnomalyDINO
- * demo_AnomalyDINO.ipynb) for cosine-distance maps. */
-#define VMAX_NO_THRESHOLD 0.5
-/* With a threshold: 2 x threshold, so the decision level sits at the middle of the scale. */
-#define VMAX_THRESHOLD_FACTOR 2.0
+/* Without a threshold the overlay scale tops at CLD_VMAX_NO_THRESHOLD, the vmax of the original
+ * demo notebook (dammsi/AnomalyDINO demo_AnomalyDINO.ipynb) for cosine-distance maps; with one
+ * at 2 x threshold, so the decision level sits at the middle of the scale (cli_detect.h). */
 
 static void usage(FILE *f)
 {
@@ -57,7 +55,7 @@ static void usage(FILE *f)
             "and a warning names both.\n\n"
             "Exit status: 0 every image scored, 1 an image or file failed (it is reported, the\n"
             "others are still scored), 2 wrong usage.\n",
-            VMAX_NO_THRESHOLD);
+            CLD_VMAX_NO_THRESHOLD);
 }
 
 int cmd_predict(int argc, char **argv)
@@ -164,7 +162,9 @@ int cmd_predict(int argc, char **argv)
     }
     double thr = 0;
     int have_thr = ad_bank_threshold(bank, &thr);
-    if (vmax <= 0) vmax = have_thr && thr > 0 ? VMAX_THRESHOLD_FACTOR * thr : VMAX_NO_THRESHOLD;
+    if (vmax <= 0)
+        vmax = have_thr && thr > 0 ? CLD_VMAX_THRESHOLD_FACTOR * thr : CLD_VMAX_NO_THRESHOLD;
+    const adi_overlay_params op = cld_overlay_params(have_thr, thr, vmax);
     if (!have_thr)
         cli_progress("predict: the bank has no threshold (made from one reference without "
                      "--calibrate): scores only, no verdicts");
@@ -172,10 +172,6 @@ int cmd_predict(int argc, char **argv)
         cli_progress("predict: threshold %.6f (NG above it)", thr);
     if (ov_dir) cli_progress("predict: overlay colour scale 0 .. %.6g", vmax);
     const cld_out_dirs dirs = {grids_dir, maps_dir, ov_dir, maps_tiff};
-    adi_overlay_params op = adi_overlay_default_params();
-    op.vmax = (float)vmax;
-    op.contour = have_thr;
-    op.threshold = (float)thr;
 
     cld_table t;
     if (cld_table_begin(&t, format, 1, 1, 1, have_thr, thr)) {
@@ -204,7 +200,7 @@ int cmd_predict(int argc, char **argv)
         cld_out_files files = {0};
         ad_status st = adi_io_read_image_max(paths[i], max_pixels, &img);
         if (st == AD_OK) {
-            st = ad_predict(bank, ctx, &img, mask, &r);
+            st = cld_predict(bank, ctx, &img, mask, &r, NULL, NULL);
             if (st != AD_OK) adi_error_prefix("%s", paths[i]);
         }
         double ms = 1e3 * (cli_now() - t0);

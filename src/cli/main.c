@@ -1,5 +1,8 @@
 /* anomalydino: command dispatcher. */
 #include "cli/cli.h"
+#ifdef AD_WITH_SERVE
+#include "serve/serve.h"
+#endif
 
 #include <getopt.h>
 #include <string.h>
@@ -21,6 +24,9 @@ static const command commands[] = {
     {"metrics", cmd_metrics, "AUROC/AP/F1-max and pixel AU-PRO from a scores CSV"},
     {"dataset", cmd_dataset, "what a dataset layout yields; --manifest writes it as a CSV"},
     {"bank", cmd_bank, "grow a bank (bank add) and show what it holds (bank info)"},
+#ifdef AD_WITH_SERVE
+    {"serve", cmd_serve, "HTTP service: OK/NG verdicts and heat maps from loaded banks"},
+#endif
     {NULL, NULL, NULL},
 };
 

@@ -340,25 +340,92 @@ ad_status adi_io_read_image_max(const char *path, size_t max_pixels, ad_image *o
     return st;
 }
 
+
+static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+static int is_png(const unsigned char *buf, size_t len)
+{
+    return len >= 8 && memcmp(buf, png_sig, 8) == 0;
+}
+
+static int is_jpeg(const unsigned char *buf, size_t len)
+{
+    return len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff;
+}
+
+ad_status adi_io_decode_image(const char *name, const uint8_t *buf, size_t len, ad_image *out)
+{
+    if (!name || (!buf && len) || !out) return adi_fail(AD_E_ARG, "adi_io_decode_image: NULL argument");
+    ad_image img = {0, 0, NULL};
+    ad_status st;
+    if (is_png(buf, len))
+        st = decode_png(name, buf, len, &img);
+    else if (is_jpeg(buf, len))
+        st = decode_jpeg(name, buf, len, &img);
+    else if (len == 0)
+        st = adi_fail(AD_E_FORMAT, "%s: empty file", name);
+    else
+        st = adi_fail(AD_E_FORMAT, "%s: not a PNG or JPEG file", name);
+    if (st == AD_OK) *out = img;
+    return st;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+ad_status adi_io_probe_image(const char *name, const uint8_t *buf, size_t len, int *w, int *h)
+{
+    if (!name || (!buf && len) || !w || !h) return adi_fail(AD_E_ARG, "adi_io_probe_image: NULL argument");
+    if (len == 0) return adi_fail(AD_E_FORMAT, "%s: empty file", name);
+    size_t pw, ph;
+    if (is_png(buf, len)) {
+        /* the first chunk must be IHDR: length 13, type, width, height (big-endian) */
+        if (len < 8 + 8 + 13 || be32(buf + 8) != 13 || memcmp(buf + 12, "IHDR", 4) != 0)
+            return adi_fail(AD_E_FORMAT, "%s: corrupt PNG: no IHDR chunk", name);
+        pw = be32(buf + 16);
+        ph = be32(buf + 20);
+    } else if (is_jpeg(buf, len)) {
+        /* libjpeg reads the markers up to the start of scan; no pixel memory is touched */
+        struct jpeg_decompress_struct cinfo;
+        jpeg_err jerr;
+        memset(&cinfo, 0, sizeof cinfo);
+        cinfo.err = jpeg_std_error(&jerr.pub);
+        jerr.pub.error_exit = jpeg_error_exit_fn;
+        jerr.pub.emit_message = jpeg_emit_fn;
+        jerr.pub.output_message = jpeg_output_fn;
+        snprintf(jerr.msg, sizeof jerr.msg, "unknown libjpeg error");
+        volatile int created = 0;
+        if (setjmp(jerr.jb)) {
+            if (created) jpeg_destroy_decompress(&cinfo);
+            return adi_fail(AD_E_FORMAT, "%s: corrupt JPEG: %s", name, jerr.msg);
+        }
+        jpeg_create_decompress(&cinfo);
+        created = 1;
+        jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+        jpeg_read_header(&cinfo, TRUE);
+        pw = cinfo.image_width;
+        ph = cinfo.image_height;
+        jpeg_destroy_decompress(&cinfo);
+    } else {
+        return adi_fail(AD_E_FORMAT, "%s: not a PNG or JPEG file", name);
+    }
+    ad_status st = check_dims(name, pw, ph);
+    if (st != AD_OK) return st;
+    *w = (int)pw;
+    *h = (int)ph;
+    return AD_OK;
+}
+
 ad_status adi_io_read_image(const char *path, ad_image *out)
 {
     if (!path || !out) return adi_fail(AD_E_ARG, "adi_io_read_image: NULL argument");
     size_t len;
     unsigned char *buf = (unsigned char *)adi_io_read_file(path, &len);
     if (!buf) return AD_E_IO;
-    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    ad_image img = {0, 0, NULL};
-    ad_status st;
-    if (len >= 8 && memcmp(buf, png_sig, 8) == 0)
-        st = decode_png(path, buf, len, &img);
-    else if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
-        st = decode_jpeg(path, buf, len, &img);
-    else if (len == 0)
-        st = adi_fail(AD_E_FORMAT, "%s: empty file", path);
-    else
-        st = adi_fail(AD_E_FORMAT, "%s: not a PNG or JPEG file", path);
+    ad_status st = adi_io_decode_image(path, buf, len, out);
     free(buf);
-    if (st == AD_OK) *out = img;
     return st;
 }
 

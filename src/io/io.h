@@ -10,6 +10,12 @@
  * as OpenCV's imread(IMREAD_COLOR) followed by BGR->RGB gives (16-bit: high byte; alpha
  * dropped; grey replicated). */
 ad_status adi_io_read_image(const char *path, ad_image *out);
+/* The same decoder over bytes in memory; `name` starts the error messages. */
+ad_status adi_io_decode_image(const char *name, const uint8_t *buf, size_t len, ad_image *out);
+/* Width and height from the header alone (PNG IHDR, JPEG markers up to the scan), so that a
+ * caller can refuse a decompression bomb before any pixel memory exists. Stored size, before
+ * any EXIF rotation (which keeps the pixel count). */
+ad_status adi_io_probe_image(const char *name, const uint8_t *buf, size_t len, int *w, int *h);
 /* Grey 8-bit mask, allocated with adi_alloc (free with adi_free) (any PNG: converted to grey by taking the first channel / 16-bit high byte). */
 ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h);
 
@@ -63,6 +69,9 @@ double *adi_npy_to_f64(const adi_npy *a);
 float *adi_npy_to_f32(const adi_npy *a);
 ad_status adi_npy_write(const char *path, adi_npy_dtype dtype, const void *data, int ndim,
                        const size_t *shape);
+/* The bytes adi_npy_write would write, in memory (*out allocated here, free with adi_free). */
+ad_status adi_npy_encode(adi_npy_dtype dtype, const void *data, int ndim, const size_t *shape,
+                        uint8_t **out, size_t *len);
 
 /* Whole file into memory (NUL-terminated); NULL on failure. */
 char *adi_io_read_file(const char *path, size_t *len);
