@@ -72,4 +72,11 @@ int cli_list_dir(const char *dir, cli_list_kind kind, char ***names);
 int cli_has_image_ext(const char *name);
 double cli_now(void);   /* monotonic seconds */
 
+/* Banks that grow (cmd_bank.c) */
+int cmd_bank(int argc, char **argv);
+/* --coreset R: a fraction in (0, 1] or a whole row count >= 2. 0 or -1 (error printed). */
+int cli_parse_coreset(const char *cmd, const char *s, double *out);
+/* Sets the bank's clock from SOURCE_DATE_EPOCH when set (reproducible bank files). */
+void cli_bank_clock(ad_bank *b);
+
 #endif

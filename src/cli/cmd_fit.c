@@ -52,6 +52,11 @@ static void usage(FILE *f)
             "                            header before decoding (default 40M; 0 = no limit)\n"
             "      --json                the summary as JSON, with the scores the threshold was\n"
             "                            learned from\n"
+            "      --coreset R           keep a coreset of the bank rows (greedy k-center, as\n"
+            "                            PatchCore): R in (0,1] a fraction, R > 1 a row count;\n"
+            "                            an approximation (docs/banks.md); default: all rows\n"
+            "      --bank-dtype T        row storage: f32 (default, exact); f16 is not offered:\n"
+            "                            it measured no faster (docs/banks.md)\n"
             "      --threads N           threads (default: all cores)\n"
             "  -h, --help                this help\n\n"
             "Threshold: from --calibrate images when given, else leave-one-out over the\n"
@@ -59,7 +64,9 @@ static void usage(FILE *f)
             "needs >= 2 references). With one reference and no --calibrate images the bank has\n"
             "no threshold and predict prints scores without verdicts. A test image is NG when\n"
             "its score is above the threshold. The summary lists the leave-one-out or calibration\n"
-            "scores behind the threshold (they are shown, not stored in the bank file).\n\n"
+            "scores behind the threshold; the bank keeps them too (anomalydino bank info).\n"
+            "Grow the bank later with anomalydino bank add. SOURCE_DATE_EPOCH, when set, is the\n"
+            "time recorded in the bank (reproducible files).\n\n"
             "Exit status: 0 bank written, 1 failure (bad image, weights, output), 2 wrong usage.\n",
             d.resolution, d.rotate ? "on" : "off", d.mask_test ? "on" : "off", d.knn_k);
 }
@@ -114,7 +121,8 @@ int cmd_fit(int argc, char **argv)
 {
     enum {
         O_RES = 256, O_ROT, O_NOROT, O_MASKREFS, O_MASKTEST, O_NOMASKTEST, O_PRESET, O_DATASET,
-        O_CATEGORY, O_KNN, O_CALIB, O_RULE, O_THREADS, O_JSON, O_MAXPX, O_DATA, O_TRAINFRAC
+        O_CATEGORY, O_KNN, O_CALIB, O_RULE, O_THREADS, O_JSON, O_MAXPX, O_DATA, O_TRAINFRAC,
+        O_CORESET, O_DTYPE
     };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"out", required_argument, 0, 'o'},
@@ -129,6 +137,7 @@ int cmd_fit(int argc, char **argv)
         {"json", no_argument, 0, O_JSON}, {"max-pixels", required_argument, 0, O_MAXPX},
         {"data", required_argument, 0, O_DATA},
         {"train-fraction", required_argument, 0, O_TRAINFRAC},
+        {"coreset", required_argument, 0, O_CORESET}, {"bank-dtype", required_argument, 0, O_DTYPE},
         {0, 0, 0, 0}};
     const char *weights = NULL, *out = NULL, *preset = NULL, *dataset = NULL, *category = NULL;
     int resolution = -1, rotate = -1, mask_refs = 0, mask_test = -1, knn = -1, threads = 0;
@@ -137,7 +146,7 @@ int cmd_fit(int argc, char **argv)
     const char *data = NULL;
     double train_fraction = DS_DEFAULT_TRAIN_FRACTION;
     ad_thresh_rule rule = AD_THRESH_MAX;
-    double q = 1.0;
+    double q = 1.0, coreset = 0;
     char **calib_in = NULL;
     int n_calib_in = 0;
     int c, rc = 2;
@@ -177,6 +186,17 @@ int cmd_fit(int argc, char **argv)
             if (cli_parse_double(CMD, "--train-fraction", optarg, 0.0, 1.0, &train_fraction))
                 goto out;
             break;
+        case O_CORESET:
+            if (cli_parse_coreset(CMD, optarg, &coreset)) goto out;
+            break;
+        case O_DTYPE:
+            if (!strcmp(optarg, "f32")) break;
+            if (!strcmp(optarg, "f16"))
+                cli_error(CMD, "--bank-dtype f16: not offered: float16 rows measured no faster "
+                               "than float32 at full-shot size (docs/banks.md); use f32");
+            else
+                cli_error(CMD, "--bank-dtype '%s': expected f32", optarg);
+            goto out;
         case 'h':
             usage(stdout);
             rc = 0;
@@ -254,6 +274,7 @@ int cmd_fit(int argc, char **argv)
         goto done;
     }
     p = ad_bank_get_params(bank);
+    cli_bank_clock(bank);
 
     double t_start = cli_now();
     cli_meter meter;
@@ -262,7 +283,10 @@ int cmd_fit(int argc, char **argv)
         ad_image img = {0};
         ad_status st = adi_io_read_image_max(refs[i], max_pixels, &img);
         if (st == AD_OK) {
-            st = ad_bank_add_image(bank, ctx, &img, i);
+            /* one reference per call: the very path `bank add` takes, so that growing a bank
+             * one image at a time gives this bank */
+            const char *name = refs[i];
+            st = ad_bank_add_references(bank, ctx, &img, &name, 1, 0);
             if (st != AD_OK) adi_error_prefix("%s", refs[i]);
         }
         ad_image_free(&img);
@@ -278,6 +302,17 @@ int cmd_fit(int argc, char **argv)
         cli_error(CMD, "%d of %d reference images failed (listed above); no bank written", n_failed,
                   n_refs);
         goto done;
+    }
+
+    size_t rows_full = ad_bank_rows(bank);
+    if (coreset > 0) {
+        double t0 = cli_now();
+        if (ad_bank_coreset(bank, ctx, coreset) != AD_OK) {
+            cli_error(CMD, "--coreset %g: %s", coreset, ad_errmsg());
+            goto done;
+        }
+        cli_progress("fit: coreset %g: %zu of %zu rows (%.1f s)", coreset, ad_bank_rows(bank),
+                     rows_full, cli_now() - t0);
     }
 
     /* Threshold from normal images only. */
@@ -328,7 +363,7 @@ int cmd_fit(int argc, char **argv)
         if (!scores || !score_of) goto done;
         cli_progress("fit: leave-one-out scores of %d references ...", n_refs);
         if (adi_bank_loo_scores(bank, ctx, scores) != AD_OK ||
-            ad_bank_calibrate_scores(bank, scores, n_refs, rule, q) != AD_OK) {
+            dt_bank_calibrate(bank, scores, n_refs, rule, q, AD_THRESH_FROM_LOO) != AD_OK) {
             cli_error(CMD, "leave-one-out calibration: %s", ad_errmsg());
             goto done;
         }
@@ -363,6 +398,13 @@ int cmd_fit(int argc, char **argv)
         cJSON *ra = cJSON_AddArrayToObject(o, "references");
         for (int i = 0; i < n_refs; i++) cJSON_AddItemToArray(ra, cJSON_CreateString(refs[i]));
         cJSON_AddNumberToObject(o, "rows", (double)ad_bank_rows(bank));
+        if (coreset > 0) {
+            cJSON *cs = cJSON_AddObjectToObject(o, "coreset");
+            cJSON_AddNumberToObject(cs, "setting", coreset);
+            cJSON_AddNumberToObject(cs, "rows_offered", (double)rows_full);
+        } else {
+            cJSON_AddNullToObject(o, "coreset");
+        }
         cJSON *st = cJSON_AddObjectToObject(o, "settings");
         cJSON_AddNumberToObject(st, "resolution", p.resolution);
         cJSON_AddBoolToObject(st, "rotate", p.rotate);
@@ -393,6 +435,9 @@ int cmd_fit(int argc, char **argv)
                mi.dim, (unsigned long long)mi.fingerprint);
         printf("references  %d image%s, %zu rows%s\n", n_refs, n_refs == 1 ? "" : "s",
                ad_bank_rows(bank), p.rotate ? " (8 rotations each)" : "");
+        if (coreset > 0)
+            printf("coreset     %g: %zu of %zu rows kept (greedy k-center, approximate)\n", coreset,
+                   ad_bank_rows(bank), rows_full);
         printf("settings    resolution %d, rotate %s, mask refs %s, mask test %s, knn %d\n",
                p.resolution, p.rotate ? "yes" : "no", p.mask_refs ? "yes" : "no",
                p.mask_test ? "yes" : "no", p.knn_k);

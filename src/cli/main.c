@@ -23,6 +23,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "benchmark evaluation (MVTec AD, VisA, KolektorSDD, MTD, folder, manifest)"},
     {"metrics", cmd_metrics, "AUROC/AP/F1-max and pixel AU-PRO from a scores CSV"},
     {"dataset", cmd_dataset, "what a dataset layout yields; --manifest writes it as a CSV"},
+    {"bank", cmd_bank, "grow a bank (bank add) and show what it holds (bank info)"},
 #ifdef AD_WITH_SERVE
     {"serve", cmd_serve, "HTTP service: OK/NG verdicts and heat maps from loaded banks"},
 #endif

@@ -31,6 +31,9 @@ void *adi_calloc(size_t n_elems, size_t elem_size);
 void *adi_malloc(size_t bytes);
 void *adi_realloc(void *p, size_t bytes);
 void adi_free(void *p);
+/* strdup / strndup through the same allocator. */
+char *adi_strdup(const char *s);
+char *adi_strndup(const char *s, size_t n);
 void *adi_zalloc(void *opaque, unsigned items, unsigned size);
 void adi_zfree(void *opaque, void *p);
 /* Fault injection for tests: from now on, the n-th allocation fails (once); n <= 0 turns it

@@ -77,6 +77,18 @@ void *adi_calloc(size_t n_elems, size_t elem_size)
 
 void adi_free(void *p) { free(p); }
 
+char *adi_strndup(const char *s, size_t n)
+{
+    size_t len = strnlen(s, n);
+    char *d = adi_malloc(len + 1);
+    if (!d) return NULL;
+    memcpy(d, s, len);
+    d[len] = 0;
+    return d;
+}
+
+char *adi_strdup(const char *s) { return adi_strndup(s, SIZE_MAX); }
+
 /* zlib's allocator hooks, so that inflate's state counts as the library's too. */
 void *adi_zalloc(void *opaque, unsigned items, unsigned size)
 {

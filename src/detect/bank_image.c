@@ -156,8 +156,73 @@ ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule
     double *scores = adi_malloc((size_t)b->n_images * sizeof *scores);
     if (!scores) return adi_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
     ad_status st = adi_bank_loo_scores(b, ctx, scores);
-    if (st == AD_OK) st = ad_bank_calibrate_scores(b, scores, b->n_images, rule, q);
+    if (st == AD_OK) st = dt_bank_calibrate(b, scores, b->n_images, rule, q, AD_THRESH_FROM_LOO);
     adi_free(scores);
+    return st;
+}
+
+ad_status ad_bank_add_references(ad_bank *b, ad_context *ctx, const ad_image *imgs,
+                                 const char *const *names, int n, int recalibrate)
+{
+    if (!b || !ctx || !imgs)
+        return adi_fail(AD_E_ARG, "ad_bank_add_references: NULL %s",
+                       !b ? "bank" : !ctx ? "context" : "images");
+    if (n < 1) return adi_fail(AD_E_ARG, "ad_bank_add_references: no images (n = %d)", n);
+    ad_thresh_rule rule = AD_THRESH_MAX;
+    double q = 1.0;
+    if (recalibrate) {
+        /* the rule of the latest threshold; a format-1 bank has its threshold without history */
+        if (b->n_hist > 0) {
+            const dt_thresh_rec *last = &b->hist[b->n_hist - 1];
+            if (last->source != AD_THRESH_FROM_LOO)
+                return adi_fail(AD_E_ARG,
+                               "the bank's threshold was learned from %d calibration image "
+                               "scores, not by leave-one-out: score held-out good images against "
+                               "the grown bank to recalibrate it", last->n_scores);
+            rule = last->rule;
+            q = last->quantile;
+        } else if (b->has_threshold) {
+            rule = b->rule;
+            q = b->quantile;
+        }
+        if (b->n_images + n < 2)
+            return adi_fail(AD_E_ARG, "recalibration by leave-one-out needs at least 2 "
+                                     "references, the bank would have %d", b->n_images + n);
+    }
+    for (int i = 0; i < n; i++)
+        if (names && names[i] && strlen(names[i]) > DT_MAX_NAME)
+            return adi_fail(AD_E_ARG, "ad_bank_add_references: name %d longer than %d bytes", i,
+                           DT_MAX_NAME);
+    int32_t next = 0;
+    for (int i = 0; i < b->n_images; i++)
+        if (b->images[i].id >= next) next = b->images[i].id + 1;
+    if (next > INT32_MAX - n) return adi_fail(AD_E_ARG, "ad_bank_add_references: image ids exhausted");
+
+    const size_t rows0 = b->rows, side0 = b->side_rows;
+    const int images0 = b->n_images, dim0 = b->dim;
+    const uint64_t offered0 = b->coreset_offered;
+    ad_status st = AD_OK;
+    for (int i = 0; i < n && st == AD_OK; i++) {
+        st = ad_bank_add_image(b, ctx, &imgs[i], next + i);
+        if (st != AD_OK) {
+            adi_error_prefix("image %d", i);
+            break;
+        }
+        dt_image *im = &b->images[b->n_images - 1];
+        if (names && names[i] && names[i][0]) {
+            im->name = adi_strdup(names[i]);
+            if (!im->name) st = adi_fail(AD_E_NOMEM, "ad_bank_add_references: out of memory");
+        }
+    }
+    /* A coreset bank keeps its fraction of the new rows, the rows before as centres. */
+    if (st == AD_OK && b->coreset > 0 && b->coreset_frac < 1.0)
+        st = dt_bank_coreset_rows(b, rows0, use_threads(ctx));
+    if (st == AD_OK && recalibrate) st = ad_bank_calibrate_loo(b, ctx, rule, q);
+    if (st != AD_OK) { /* all or nothing (the threshold only changes on success) */
+        dt_bank_truncate(b, rows0, side0, images0);
+        if (b->rows == 0) b->dim = dim0;
+        b->coreset_offered = offered0;
+    }
     return st;
 }
 

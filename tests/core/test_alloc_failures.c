@@ -49,7 +49,10 @@ static void sweep(const char *name, op_fn op, void *state)
               ad_status_name(st), ad_errmsg());
     }
     CHECK(allocs >= 0 || g_op_fail, "%s: no success within %d injected failures", name, MAX_N);
-    printf("%-28s %5ld allocations, each failure -> AD_E_NOMEM, then success\n", name, allocs);
+    if (allocs >= 0)
+        printf("%-28s %5ld allocations, each failure -> AD_E_NOMEM, then success\n", name, allocs);
+    else
+        printf("%-28s stopped at allocation %ld (see the failure above)\n", name, n);
 }
 
 /* ---- model load ---- */
@@ -146,6 +149,33 @@ static ad_status op_fit(int first, void *state)
     return st;
 }
 
+/* ---- growing a bank: add references (with recalibration), then a coreset ---- */
+static ad_status op_grow(int first, void *state)
+{
+    ad_bank_params bp = ad_bank_default_params();
+    bp.resolution = 112;
+    bp.rotate = 1;
+    ad_bank *b = ad_bank_new(g_model, &bp);
+    if (!b) return ad_last_status();
+    const char *names[2] = {"washer_01.png", "washer_02.png"};
+    ad_status st = ad_bank_add_references(b, g_ctx, &g_img[0], &names[0], 1, 0);
+    if (st == AD_OK) {
+        size_t rows = ad_bank_rows(b);
+        st = ad_bank_add_references(b, g_ctx, &g_img[1], &names[1], 1, 1);
+        if (st != AD_OK)
+            CHECK(ad_bank_rows(b) == rows && ad_bank_images(b) == 1,
+                  "%s: a failed add_references changed the bank", g_op);
+    }
+    if (st == AD_OK) {
+        size_t rows = ad_bank_rows(b);
+        st = ad_bank_coreset(b, g_ctx, 0.5);
+        if (st != AD_OK) CHECK(ad_bank_rows(b) == rows, "%s: a failed coreset changed the bank", g_op);
+        else CHECK(ad_bank_rows(b) < rows, "%s: the coreset kept every row", g_op);
+    }
+    ad_bank_free(b);
+    return st;
+}
+
 /* ---- predict ---- */
 static ad_result g_pred_ref[2];
 static ad_status op_predict(int first, void *state)
@@ -170,6 +200,23 @@ static ad_status op_predict(int first, void *state)
               memcmp(r.grid, ref->grid, n * sizeof *r.grid) == 0,
           "%s: result differs from the reference (%.17g vs %.17g)", g_op, r.score, ref->score);
     ad_result_free(&r);
+    return AD_OK;
+}
+
+/* ---- nearest reference patch ---- */
+static ad_nearest g_near_ref;
+static ad_status op_nearest(int first, void *state)
+{
+    ad_nearest nb;
+    memset(&nb, 0x5a, sizeof nb);
+    ad_nearest sentinel = nb;
+    ad_status st = ad_predict_nearest(g_bank, g_ctx, &g_img[2], 1, 20, &nb);
+    if (st != AD_OK) {
+        CHECK(memcmp(&nb, &sentinel, sizeof nb) == 0, "%s: output touched on failure", g_op);
+        return st;
+    }
+    if (first) g_near_ref = nb;
+    else CHECK(memcmp(&nb, &g_near_ref, sizeof nb) == 0, "%s: answer differs", g_op);
     return AD_OK;
 }
 
@@ -278,10 +325,13 @@ int main(void)
     CHECK_OK(ad_bank_calibrate_loo(g_bank, g_ctx, AD_THRESH_QUANTILE, 0.5));
     sweep("bank fit+save+load", op_fit, (void *)t_tmp("alloc_failures.adbank"));
 
+    sweep("bank add_references+coreset", op_grow, NULL);
+
     int mask0 = 0, mask1 = 1;
     sweep("ad_predict(no mask)", op_predict, &mask0);
     sweep("ad_predict(PCA mask)", op_predict, &mask1);
     for (int i = 0; i < 2; i++) ad_result_free(&g_pred_ref[i]);
+    sweep("ad_predict_nearest", op_nearest, NULL);
 
     for (int i = 0; i < 3; i++) CHECK_OK(ad_extract_image(g_ctx, &g_img[i], 112, &g_zs_feat[i]));
     sweep("ad_zeroshot", op_zeroshot, NULL);
