@@ -49,13 +49,24 @@ start_server() { # WEIGHTS BANK extra options...
     SPID=$!
     i=0
     while ! grep -q "listening on" "$W/serve.out" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt 300 ] && { cat "$W/serve.err" >&2; exit 1; }; sleep 0.1
+        i=$((i + 1)); [ $i -gt 300 ] && { echo "serve_load.sh: no listening line" >&2; cat "$W/serve.err" >&2; exit 1; }; sleep 0.1
     done
     PORT=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\)$/\1/p' "$W/serve.out")
-    i=0
-    until $PY -c "import http.client,sys; c=http.client.HTTPConnection('127.0.0.1',$PORT,timeout=2); c.request('GET','/health/ready'); sys.exit(c.getresponse().status!=200)" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt 600 ] && { cat "$W/serve.err" >&2; exit 1; }; sleep 0.1
-    done
+    $PY - "$PORT" <<'PYEOF' || { echo "serve_load.sh: not ready (port '$PORT')" >&2; cat "$W/serve.out" "$W/serve.err" >&2; exit 1; }
+import http.client, sys, time
+end, last = time.time() + 60, None
+while time.time() < end:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
+        c.request("GET", "/health/ready")
+        if c.getresponse().status == 200:
+            sys.exit(0)
+    except Exception as e:
+        last = e
+    time.sleep(0.05)
+print("last error: %r" % last, file=sys.stderr)
+sys.exit(1)
+PYEOF
 }
 stop_server() {
     kill -TERM "$SPID"; wait "$SPID" || { echo "server exit status $?" >&2; exit 1; }; SPID=""
@@ -101,6 +112,31 @@ c200=${c200:-0}; c503=${c503:-0}
 errs=$(( $(field "$r" err_connect) + $(field "$r" err_read) + $(field "$r" err_write) + $(field "$r" err_timeout) ))
 echo "  $tot answers: $c200 x 200, $c503 x 503, $((tot - c200 - c503)) other, $errs socket errors/timeouts; max latency $(field "$r" max_ms) ms"
 [ $((tot - c200 - c503)) -eq 0 ] && [ "$errs" -eq 0 ] && echo "  PASS: only 200 and 503" || echo "  FAIL: other answers or errors"
+stop_server
+
+echo
+echo "what the service adds: tiny model, 1 client, 300 requests, client wall time minus the"
+echo "library stages the answer reports (decode + features + search + map), medians:"
+start_server "$TINY" "$W/tiny.adbank" --workers 1 --threads-per-worker "$T"
+$PY - "$PORT" "$W/test.png" <<'PYEOF'
+import http.client, json, sys, time
+port, img = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+wall, lib = [], []
+for i in range(330):
+    t0 = time.perf_counter()
+    c.request("POST", "/v1/banks/part/predict", body=img, headers={"Content-Type": "image/png"})
+    r = c.getresponse(); d = json.loads(r.read())
+    t1 = time.perf_counter()
+    if i >= 30:  # warm
+        tm = d["timings_ms"]
+        wall.append(1e3 * (t1 - t0))
+        lib.append(tm["decode"] + tm["features"] + tm["search"] + tm["map"])
+med = lambda v: sorted(v)[len(v) // 2]
+over = med([w - l for w, l in zip(wall, lib)])
+print("  wall %.2f ms, library stages %.2f ms, service overhead %.2f ms (%.1f %% of the stages)"
+      % (med(wall), med(lib), over, 100 * over / med(lib)))
+PYEOF
 stop_server
 
 echo

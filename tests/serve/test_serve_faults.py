@@ -46,17 +46,17 @@ def healthy(what):
 # 20 connections send a request one byte every 0.25 s for ~3 s; meanwhile predictions must be
 # answered as fast as without them.
 def timed_predictions(n):
-    worst = 0.0
+    times = []
     ok = True
     for _ in range(n):
         t0 = time.time()
         st, h, d = S.predict("part", img)
-        worst = max(worst, time.time() - t0)
+        times.append(time.time() - t0)
         ok = ok and st == 200
-    return ok, worst
+    return ok, max(times), sorted(times)[len(times) // 2]
 
 
-ok0, base = timed_predictions(5)
+ok0, _, base = timed_predictions(5)
 stop = threading.Event()
 slow_socks = []
 
@@ -82,17 +82,20 @@ ths = [threading.Thread(target=dribble, daemon=True) for _ in range(20)]
 for t in ths:
     t.start()
 time.sleep(0.5)
-ok1, worst = timed_predictions(20)
+ok1, worst, med = timed_predictions(20)
 stop.set()
 for t in ths:
     t.join(10)
 for s in slow_socks:
     s.close()
-print("slow clients: worst prediction %.1f ms with 20 slow clients, %.1f ms without" %
-      (1e3 * worst, 1e3 * base))
+print("slow clients: predictions median %.1f ms, worst %.1f ms with 20 slow clients; median "
+      "%.1f ms without" % (1e3 * med, 1e3 * worst, 1e3 * base))
 U.check(ok0 and ok1, "20 slow clients: every other request answered 200")
-U.check(worst < max(10 * base, 0.5 * U.SLOW), "20 slow clients do not delay other requests "
-        "(worst %.1f ms, %.1f ms without)" % (1e3 * worst, 1e3 * base))
+# a design where slow clients held workers would stall each prediction for the 3 s they dribble;
+# the bounds leave room for a loaded shared machine
+U.check(med < max(5 * base, 0.1 * U.SLOW) and worst < 2.0 * U.SLOW,
+        "20 slow clients do not delay other requests (median %.1f ms, worst %.1f ms; %.1f ms "
+        "without)" % (1e3 * med, 1e3 * worst, 1e3 * base))
 
 # an idle connection is closed after --idle-timeout-s
 s = socket.create_connection(("127.0.0.1", P), timeout=10)
