@@ -653,8 +653,6 @@ static enum MHD_Result h_fit(srv *s, struct MHD_Connection *c, req *r)
     if (form_flag(r, "rotate", 1, &p.rotate) || form_flag(r, "mask", 0, &mask))
         return send_error(r, c, 400, "bad_request", "rotate= and mask= take 1 or 0");
     p.mask_refs = p.mask_test = mask;
-    int n_cal = 0;
-    for (int i = 0; i < r->n_parts; i++) n_cal += !strcmp(r->parts[i].field, "calibrate");
     if (form_probe(s, r, c, &ret)) return ret;
     if (s->n_banks >= s->banks_cap)
         return send_error(r, c, 507, "insufficient_storage", "at most %d banks can be added",
@@ -679,8 +677,6 @@ static enum MHD_Result h_fit(srv *s, struct MHD_Connection *c, req *r)
         return send_error(r, c, 500, "internal", "out of memory");
     }
     j->fit_params = p;
-    (void)n_cal;
-    (void)n_img;
     if (submit_form(s, c, r, j) != MHD_YES) {
         srv_unpend_fit(s, r->arg);
         drop_job(s, j);
@@ -714,6 +710,7 @@ static enum MHD_Result h_references(srv *s, struct MHD_Connection *c, req *r)
         return send_error(r, c, 409, "conflict", "bank '%s' is being grown already; retry after it",
                           r->bank->name);
     srv_job *j = form_job(r, JOB_ADD_REFS);
+    if (j) j->recalibrate = recal; /* before the job is queued: a worker may take it at once */
     if (!j || submit_form(s, c, r, j) != MHD_YES) {
         pthread_mutex_lock(&s->mu);
         r->bank->changing = 0;
@@ -723,7 +720,6 @@ static enum MHD_Result h_references(srv *s, struct MHD_Connection *c, req *r)
                               s->queue_cap)
                  : send_error(r, c, 500, "internal", "out of memory");
     }
-    j->recalibrate = recal;
     return MHD_YES;
 }
 

@@ -245,7 +245,24 @@ for t in ths:
     t.start()
 reload_codes = []
 good = [bank_b, bank_a]
+
+
+def wait_predictions(n, limit_s=20):
+    """Until n predictions have been answered (bounded): each reload then overlaps with
+    predictions even when a loaded machine runs them slowly."""
+    end = time.time() + limit_s * U.SLOW
+    while time.time() < end:
+        with lock:
+            if len(results) >= n:
+                return
+        time.sleep(0.01)
+
+
+wait_predictions(2)
 for i in range(12):
+    with lock:
+        done = len(results)
+    wait_predictions(done + 2)
     corrupt = open(good[i % 2], "rb").read()
     corrupt = corrupt[:len(corrupt) // 2] if i % 3 else corrupt[:100] + b"\x00" * 64 + corrupt[164:]
     U.write(live + ".tmp", corrupt)
