@@ -32,6 +32,10 @@ ad_status tf_pread(const tf_file *f, uint64_t off, void *buf, size_t len)
     if (off > f->file_size || len > f->file_size - off)
         return adi_fail(AD_E_FORMAT, "unexpected end of file: %zu bytes at offset %llu, file has %llu",
                        len, (unsigned long long)off, (unsigned long long)f->file_size);
+    if (f->mem) {
+        if (len) memcpy(buf, f->mem + off, len);
+        return AD_OK;
+    }
     uint8_t *p = buf;
     while (len > 0) {
         /* Linux moves at most ~2 GiB per call */
@@ -137,6 +141,7 @@ void tf_f16_to_f32_portable(const uint16_t *src, float *dst, size_t n)
 }
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 /* VCVTPH2PS is exact (subnormal halves included); ~10x the portable loop. */
 __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *src, float *dst,
@@ -152,9 +157,12 @@ static int has_f16c(void)
 {
     static int cached = -1;
     if (cached < 0) {
-        __builtin_cpu_init();
-        /* AD_NO_AVX2 (through adi_cpu_has_avx2_fma) also pins this path to the portable one */
-        cached = adi_cpu_has_avx2_fma() && __builtin_cpu_supports("f16c");
+        /* CPUID leaf 1, ECX bit 29 (F16C), read directly: clang 14 does not accept "f16c" in
+         * __builtin_cpu_supports. AD_NO_AVX2 (through adi_cpu_has_avx2_fma, which also
+         * establishes OS support for the AVX state) pins this path to the portable one. */
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+        cached = adi_cpu_has_avx2_fma() && f16c;
     }
     return cached;
 }
