@@ -10,6 +10,10 @@
  * as OpenCV's imread(IMREAD_COLOR) followed by BGR->RGB gives (16-bit: high byte; alpha
  * dropped; grey replicated). */
 ad_status adi_io_read_image(const char *path, ad_image *out);
+/* The decoder of adi_io_read_image on a file already in memory (name for messages); max_pixels
+ * > 0 lowers the pixel limit (the fuzz targets use it to keep inputs fast). */
+ad_status adi_io_decode_image(const char *name, const void *buf, size_t len, size_t max_pixels,
+                             ad_image *out);
 /* Grey 8-bit mask, allocated with adi_alloc (free with adi_free) (any PNG: converted to grey by taking the first channel / 16-bit high byte). */
 ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h);
 ad_status adi_io_write_png_rgb(const char *path, const uint8_t *rgb, int w, int h);
@@ -30,6 +34,8 @@ typedef struct {
 } adi_npy;
 
 ad_status adi_npy_read(const char *path, adi_npy *out);
+/* The same from a file already in memory (len bytes at buf; name for messages). */
+ad_status adi_npy_read_mem(const void *buf, size_t len, const char *name, adi_npy *out);
 void adi_npy_free(adi_npy *a);
 /* Converts any numeric dtype to a new float64 / float32 array (adi_alloc'ed). */
 double *adi_npy_to_f64(const adi_npy *a);
