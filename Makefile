@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build test asan deps bench demo clean
+.PHONY: all build test asan deps bench demo clean fuzz fuzz-build
 
 all: build
 
@@ -31,4 +31,15 @@ demo: build
 	sh samples/demo.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz
+
+# Fuzzing (fuzz/, docs/fuzzing.md): libFuzzer targets built with clang + ASan + UBSan in
+# $(BUILD)-fuzz, each run FUZZ_SECONDS (default 60) seconds.
+FUZZ_SECONDS ?= 60
+fuzz-build:
+	cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release -DAD_FUZZ=ON
+	cmake --build $(BUILD)-fuzz -j$(JOBS) --target fuzz_safetensors fuzz_pth fuzz_png fuzz_jpeg \
+	  fuzz_npy fuzz_bank fuzz_metrics_csv fuzz_visa_csv fuzz_dataset_walk
+
+fuzz: fuzz-build
+	BUILD=$(BUILD)-fuzz sh fuzz/run.sh $(FUZZ_SECONDS)
