@@ -136,10 +136,11 @@ static ad_status decode_png(const char *path, const unsigned char *buf, size_t l
         png_longjmp(png, 1);
     }
     {
-        /* the scanlines, filter bytes left out, must fit in what the IDAT chunks can inflate to */
+        /* the image's bits (a lower bound of the filtered scanlines, interlaced or not) must fit
+         * in what the IDAT chunks can inflate to */
         int ch = (ctype & PNG_COLOR_MASK_PALETTE) ? 1 : ((ctype & PNG_COLOR_MASK_COLOR) ? 3 : 1) +
                  ((ctype & PNG_COLOR_MASK_ALPHA) ? 1 : 0);
-        uint64_t raw = (uint64_t)h * (((uint64_t)w * (uint64_t)ch * (uint64_t)depth + 7) / 8);
+        uint64_t raw = ((uint64_t)w * h * (uint64_t)ch * (uint64_t)depth + 7) / 8;
         uint64_t idat = png_idat_bytes(buf, len);
         if (raw > idat * PNG_DEFLATE_MAX_RATIO + 1024) {
             st = adi_fail(AD_E_FORMAT, "%s: corrupt PNG: %u x %u image needs %llu bytes of pixel "
@@ -308,7 +309,6 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     }
     jpeg_create_decompress(&cinfo);
     created = 1;
-
     jpeg_mem_src(&cinfo, buf, (unsigned long)len);
     jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
     jpeg_read_header(&cinfo, TRUE);
