@@ -3,7 +3,7 @@
 # (coverage + ASan + UBSan), so that the png/jpeg targets are guided through the decoders'
 # own code, not only ours (with the system libraries libFuzzer sees ~100 edges; with these,
 # ~1000). Usage: fuzz/build-image-libs.sh [DIR] (default build-fuzz-libs), then
-#   make fuzz FUZZ_CMAKE_ARGS="$(fuzz/build-image-libs.sh --cmake-args DIR)"
+#   make fuzz BUILD=build-il FUZZ_CMAKE_ARGS="$(fuzz/build-image-libs.sh --cmake-args DIR)"
 # The sources come from the Debian archive (apt-get source, through a private sources list:
 # the system's apt configuration is left alone). Needs clang, cmake, make.
 set -eu
