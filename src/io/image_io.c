@@ -348,10 +348,13 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
                      cinfo.num_components);
         longjmp(jerr.jb, 1);
     }
-    /* The pixel buffer grows (doubling) with the rows actually decoded: a few hundred bytes
-     * that declare 65500 x 4096 and then stop fail at the first missing row without having
-     * reserved the whole image. Starts at about 4 MB. */
+    /* The pixel buffer is reserved for the rows the file can hold as Huffman-coded data (512
+     * pixels per byte at most, see above; at least about 4 MB), which is the whole image for
+     * any real photograph, and grows (doubling) with the rows actually decoded beyond that: a
+     * truncated file declaring a huge image fails at its first missing row without having
+     * reserved the whole image. */
     size_t cap_rows = ((size_t)4 << 20) / (w * 3);
+    if (len <= SIZE_MAX / 512 && len * 512 / w > cap_rows) cap_rows = len * 512 / w;
     if (cap_rows < 16) cap_rows = 16;
     if (cap_rows > h) cap_rows = h;
     pix = adi_alloc(w * cap_rows, 3);

@@ -12,6 +12,8 @@
 #include "io/io.h"
 #include "weights/weights.h"
 
+#include <stdio.h> /* before jpeglib.h */
+#include <jpeglib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -122,6 +124,56 @@ static void test_jpeg(void)
     }
 }
 
+/* A valid arithmetic-coded 1024 x 2048 grey image of horizontal bands, a few hundred bytes: more
+ * pixels per byte than Huffman coding allows (so the decoder's pixel buffer starts small and
+ * grows with the rows), within the density limit; every pixel must come out right. */
+static void test_jpeg_growing_buffer(void)
+{
+    const int w = 1024, h = 2048;
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    unsigned char *out = NULL;
+    unsigned long len = 0;
+    jpeg_mem_dest(&c, &out, &len);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 1;
+    c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    c.arith_code = TRUE;
+    jpeg_start_compress(&c, TRUE);
+    unsigned char *row = malloc((size_t)w);
+    while (c.next_scanline < c.image_height) {
+        memset(row, (int)(c.next_scanline / 16 * 2), (size_t)w);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(row);
+    fprintf(stderr, "arithmetic-coded %d x %d bands: %lu bytes\n", w, h, len);
+    CHECK((size_t)w * h > (size_t)len * 512, "%lu bytes: not beyond the Huffman density", len);
+    ad_image img;
+    ad_status st = adi_io_decode_image("uniform", out, len, 0, &img);
+    CHECK(st == AD_OK, "%s", ad_errmsg());
+    if (st == AD_OK) {
+        /* bands of 16 rows, the two rows on either side of each edge left out (the DCT blurs
+         * the 8 x 8 blocks there) */
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < (size_t)w * h * 3; i++) {
+            size_t y = i / ((size_t)w * 3);
+            if (y % 16 < 2 || y % 16 > 13) continue;
+            if (abs((int)img.data[i] - (int)(y / 16 * 2)) > 2 && !bad++) first = i;
+        }
+        CHECK(img.width == w && img.height == h && bad == 0, "%d x %d, %zu wrong values, first at %zu",
+              img.width, img.height, bad, first);
+        adi_free(img.data);
+    }
+    free(out);
+}
+
 static void test_pth(void)
 {
     CHECK(refused_with(K_WEIGHTS, reg("pth/deflate_declares_2p22x.pth"),
@@ -202,6 +254,7 @@ int main(void)
 {
     test_png();
     test_jpeg();
+    test_jpeg_growing_buffer();
     test_pth();
     test_pixel_eval_first_mask();
     test_mem_entry_points();
