@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build test asan deps bench demo clean fuzz fuzz-build
+.PHONY: all build test asan tsan deps bench demo clean fuzz fuzz-build
 
 all: build
 
@@ -18,11 +18,21 @@ build:
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	$(MAKE) asan
+	$(MAKE) tsan
 
 asan:
 	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DAD_SANITIZE=ON
 	cmake --build $(BUILD)-asan -j$(JOBS)
 	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
+
+# The concurrency tests (test_concurrent_*, label tsan) under ThreadSanitizer: clang + LLVM libomp
+# with its Archer tool, OpenBLAS' serial build (see CMakeLists.txt, tests/tsan.supp).
+ARCHER ?= $(firstword $(wildcard /usr/lib/llvm-*/lib/libarcher.so))
+tsan:
+	CC=clang cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAD_TSAN=ON
+	cmake --build $(BUILD)-tsan -j$(JOBS)
+	cd $(BUILD)-tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1" \
+	  OMP_TOOL_LIBRARIES=$(ARCHER) ctest --output-on-failure -L tsan -j$(JOBS)
 
 bench: build
 	sh bench/run_all.sh
@@ -31,7 +41,7 @@ demo: build
 	sh samples/demo.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-fuzz
 
 # Fuzzing (fuzz/, docs/fuzzing.md): libFuzzer targets built with clang + ASan + UBSan in
 # $(BUILD)-fuzz, each run FUZZ_SECONDS (default 60) seconds.

@@ -257,7 +257,9 @@ int main(int argc, char **argv)
 {
     char model = 's', tmpdir[512] = "/tmp", threads_s[64] = "1,2";
     int size = 448, runs = 5, predict = 0;
+    const char *write_only = NULL; /* --write-model PATH: write the random checkpoint, exit */
     static const struct option opts[] = {
+        {"write-model", required_argument, 0, 'w'},
         {"predict", no_argument, 0, 'p'},
         {"model", required_argument, 0, 'm'},
         {"size", required_argument, 0, 's'},
@@ -276,10 +278,12 @@ int main(int argc, char **argv)
         case 't': snprintf(threads_s, sizeof threads_s, "%s", optarg); break;
         case 'd': snprintf(tmpdir, sizeof tmpdir, "%s", optarg); break;
         case 'p': predict = 1; break;
+        case 'w': write_only = optarg; break;
         default:
             fprintf(c == 'h' ? stdout : stderr,
                     "usage: bench_backbone [--model s|b|l|g] [--size 448] [--runs 5] "
-                    "[--threads 1,2] [--tmp DIR] [--predict]\n"
+                    "[--threads 1,2] [--tmp DIR] [--predict] [--write-model PATH]\n"
+                    "--write-model: only write the random checkpoint to PATH (kept)\n"
                     "--predict: also time the whole 1-shot agnostic predict (8 rotations,\n"
                     "  bank of 8 x N patches) of a 1024x1024 image at --size, against the\n"
                     "  backbone alone, with the last --threads value\n");
@@ -294,6 +298,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (write_only) return write_model(write_only, sh) ? 1 : 0;
     char path[600];
     snprintf(path, sizeof path, "%s/ad_bench_%ld_%s.safetensors", tmpdir, (long)getpid(), sh->hub);
     double t0 = now();

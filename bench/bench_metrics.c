@@ -96,7 +96,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "need --images >= 2 and a positive size\n");
         return 2;
     }
-    adi_threads_apply(threads);
+    omp_set_num_threads(adi_threads_resolve(threads));
     float *map = malloc((size_t)w * h * sizeof *map);
     uint8_t *mask = malloc((size_t)w * h);
     int *labels = malloc((size_t)n_img * sizeof *labels);

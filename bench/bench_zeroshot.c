@@ -13,6 +13,7 @@
 #include "anomalydino.h"
 #include "core/core.h"
 
+#include <omp.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -150,7 +151,7 @@ int main(int argc, char **argv)
     double gflop = 2.0 * P * P * dim * (1.0 - 1.0 / n) / 2.0 * 1e-9;
 
     /* No context without a model: ad_zeroshot(NULL, ...) runs on the process-wide setting. */
-    adi_threads_apply(threads);
+    omp_set_num_threads(adi_threads_resolve(threads));
     double best = 1e30;
     for (int r = 0; r < repeat; r++) {
         double t0 = now();

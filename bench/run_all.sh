@@ -28,3 +28,17 @@ bb=$("$BUILD/bench_backbone" --model s --size 448 --runs 3 --threads "$T" |
 
 echo "== metrics: synthetic VisA-sized category, 100 images of 1500x1000 (issue 4)"
 "$BUILD/bench_metrics" --threads "$T"
+
+echo "== banks: search time and memory vs bank rows, full and coresets (issue 15; full shot: bench/run_bank_scale.sh)"
+cmake --build "$BUILD" -j2 --target bench_bank_scale bench_coreset_quality >/dev/null
+"$BUILD/bench_bank_scale" --threads "$T" --shots 1,16 --queries 3
+
+echo "== banks: coreset vs full bank, score and AUROC differences (issue 15)"
+"$BUILD/bench_coreset_quality" --threads "$T"
+
+echo "== Python package: bank.predict vs the CLI's per-image time (issue 12)"
+if /usr/bin/python3 -c 'import numpy, PIL' 2>/dev/null; then
+    /usr/bin/python3 "$(dirname "$0")/bench_python.py" --build "$BUILD" --threads "$T" --rounds 3
+else
+    echo "(python3-numpy / python3-pil not installed: skipped)"
+fi

@@ -14,6 +14,7 @@
  *         ad_bank_add_image(bank, ctx, &img, 0);                      // + 8 rotations if bp.rotate
  *     ad_bank_calibrate_loo(bank, ctx, AD_THRESH_MAX, 0);             // optional decision threshold
  *     ad_bank_save(bank, "part.adbank");
+ *     // later, on the line: ad_bank_load, ad_bank_add_references(..., recalibrate 1), ad_bank_save
  *
  *     ad_result r;
  *     ad_predict(bank, ctx, &test_img, -1, &r);   // mask -1: the bank's setting
@@ -25,6 +26,24 @@
  *   (the command-line tool does it), and every failing call returns a status (or NULL) with a
  *   one-line reason in ad_errmsg(). Outputs are untouched on failure.
  *
+ * ERRORS
+ *   Every call that can fail returns an ad_status; a constructor (ad_model_load, ad_bank_load,
+ *   ad_bank_new, ad_context_new, ad_pixel_eval_new) returns NULL and ad_last_status() says why
+ *   (AD_E_IO: cannot open/read/write; AD_E_FORMAT: corrupt or unsupported content; AD_E_NOMEM;
+ *   AD_E_MISMATCH: made with other weights; AD_E_ARG: a bad argument). ad_errmsg() is one line
+ *   (no newline) naming the call or the file. Every allocation failure is reported as AD_E_NOMEM
+ *   and leaves the outputs, and a bank being changed, as they were.
+ *
+ * OWNERSHIP
+ *   Whatever the library allocates for the caller has one matching free function: ad_model_free,
+ *   ad_context_free, ad_bank_free, ad_pixel_eval_free (handles); ad_image_free (ad_image_alloc,
+ *   ad_resize_*, ad_rotate outputs); ad_input_free (ad_preprocess); ad_features_free
+ *   (ad_extract*; for ad_extract_layers, each of the n_layers outputs); ad_result_free
+ *   (ad_predict). Each free function takes NULL (and a zeroed struct) and does nothing. Buffers
+ *   the caller passes in (maps, grids, keep masks, score arrays) stay the caller's; the library
+ *   keeps no pointer to them after the call. Strings returned by the library are static or live
+ *   as long as the handle they came from (see each).
+ *
  * DATA FLOW
  *   weights (.pth / .safetensors) -> ad_model -> backbone forward (ad_extract) -> ad_features
  *   -> background mask (ad_mask_pca) -> memory bank / nearest neighbour (ad_bank_*)
@@ -32,11 +51,20 @@
  *   -> evaluation (ad_metrics_image, ad_pixel_eval_*).
  *
  * THREADS
- *   An ad_model is read-only after loading and may be shared by any number of threads and
- *   contexts. An ad_context, ad_bank or ad_pixel_eval must be used by one thread at a time.
- *   Compute-heavy calls use the context's n_threads (OpenMP + OpenBLAS); the BLAS thread count is
- *   process-global, so concurrent contexts should use the same n_threads.
- *   ad_errmsg() is per thread.
+ *   An ad_model, and an ad_bank once fitted or loaded, are read-only: any number of threads may
+ *   use them at once (ad_predict, ad_bank_query, ad_bank_check_model, ad_bank_save, getters).
+ *   Changing a bank (ad_bank_add_*, ad_bank_calibrate_*) needs exclusive use. Each thread uses
+ *   its own ad_context (and its own ad_pixel_eval). N threads predicting at once on one model
+ *   and one bank get results bit-identical to the same predictions run one after another.
+ *   How: a context's compute runs in the library's own OpenMP regions with the context's
+ *   n_threads, and every BLAS call is made inside such a region with BLAS single-threaded, so
+ *   OpenBLAS never starts a pool of its own. No library call changes a process-wide setting:
+ *   not omp_set_num_threads for the caller, not openblas_set_num_threads, not the environment.
+ *   Calls without a context (ad_zeroshot with ctx NULL, ad_anomaly_map, ad_resize_*, the pixel
+ *   metrics) use the caller's current OpenMP default, read and never changed.
+ *   BLAS: link OpenBLAS' OpenMP build (Debian libopenblas0-openmp) or its serial build; its
+ *   pthreads build ignores OpenMP and runs its own pool, governed by OPENBLAS_NUM_THREADS.
+ *   ad_errmsg() and ad_last_status() are per thread.
  *
  * DETERMINISM
  *   The same inputs and the same thread count give bit-identical outputs.
@@ -74,8 +102,9 @@ typedef enum {
     AD_E_INTERNAL = 6
 } ad_status;
 
-/* The reason for the last failure on this thread, one line, never NULL. Valid until the next
- * failing call on this thread. */
+/* The reason for the last failure on this thread, one line, never NULL. The string is the
+ * thread's own buffer: valid until the next failing call on this thread, never to be freed.
+ * ad_status_name() and ad_version() return static strings. */
 AD_API const char *ad_errmsg(void);
 /* The status of the last failure on this thread (the one ad_errmsg() describes), AD_OK if none
  * has failed yet. After a constructor returns NULL (ad_model_load, ad_bank_load, ad_bank_new,
@@ -128,6 +157,7 @@ typedef struct {
     int patch_size;        /* 14 */
     int pos_grid;          /* 37 */
     ad_pos_interp pos_interp;
+    /* The three strings belong to the model: valid until ad_model_free, never freed by the caller */
     const char *format;    /* "pth" or "safetensors" */
     const char *dtype;     /* dtype stored in the file: "F32", "F16", "BF16" */
     const char *name;      /* "vits14", "vitb14_reg4", ... or "custom" */
@@ -238,7 +268,71 @@ AD_API ad_status ad_bank_calibrate_scores(ad_bank *b, const double *scores, int 
 /* 1 and *thr set if the bank has a threshold, else 0. */
 AD_API int ad_bank_threshold(const ad_bank *b, double *thr);
 
-/* Versioned, checksummed file: features, settings, weights' fingerprint, threshold. */
+/* ---- Banks that grow: references with names, threshold history, coresets (docs/banks.md) ----
+ * Every reference records a name and the time it was added; every threshold learned
+ * (ad_bank_calibrate_loo / _scores) is appended to the bank's history with its rule, source,
+ * the scores it came from and the time. Both are saved in the bank file (format 2; files of
+ * format 1 load with empty names, time 0 and no history). */
+typedef struct {
+    int image_id;
+    int views;          /* insertions: 1, or 8 with rotations */
+    int64_t added;      /* Unix seconds when it was added; 0 = unknown (format 1 files) */
+    const char *name;   /* as given when added, "" if none; valid until the bank changes */
+} ad_bank_ref;
+/* i in [0, ad_bank_images(b)), in the order the references were added. */
+AD_API ad_status ad_bank_ref_get(const ad_bank *b, int i, ad_bank_ref *out);
+
+/* Appends n good references (each with its rotations when the bank rotates, masked as the
+ * bank's settings say) under new image ids (largest id + 1, ...), names[i] (may be NULL)
+ * recorded. All or nothing: on failure the bank is as before. A coreset bank subsamples the new
+ * rows at its recorded fraction, the rows already in the bank counting as centres.
+ * recalibrate = 1 then relearns the threshold by leave-one-out over all references with the
+ * rule (and quantile) of the bank's latest threshold (max when it has none); refused with
+ * AD_E_ARG before any change when that threshold came from calibration scores (score held-out
+ * images against the grown bank and call ad_bank_calibrate_scores instead). For an exact bank
+ * (no coreset, or r = 1), adding references one call at a time gives bit-identical rows and the
+ * same threshold as one call with all of them, and as ad_bank_add_image with ids 0, 1, ...
+ * This is what a service endpoint adding references calls, on its own copy of the bank
+ * (ad_bank_load), before ad_bank_save and swapping the copy in. */
+AD_API ad_status ad_bank_add_references(ad_bank *b, ad_context *ctx, const ad_image *imgs,
+                                        const char *const *names, int n, int recalibrate);
+
+typedef enum { AD_THRESH_FROM_LOO = 0, AD_THRESH_FROM_SCORES = 1 } ad_thresh_source;
+typedef struct {
+    ad_thresh_rule rule;
+    double quantile;          /* for AD_THRESH_QUANTILE (1 for MAX) */
+    ad_thresh_source source;  /* leave-one-out over the references, or caller's scores */
+    double threshold;
+    int n_refs;               /* references in the bank when it was learned */
+    int64_t time;             /* Unix seconds */
+    int n_scores;
+    const double *scores;     /* the scores it was learned from; valid until the bank changes */
+} ad_thresh_record;
+/* Number of thresholds recorded (the last one is the bank's current threshold). */
+AD_API int ad_bank_threshold_count(const ad_bank *b);
+/* i in [0, count), oldest first. */
+AD_API ad_status ad_bank_threshold_get(const ad_bank *b, int i, ad_thresh_record *out);
+/* Time stamped on references added and thresholds learned from now on; 0 (default): the
+ * system clock. For reproducible bank files (the tool honours SOURCE_DATE_EPOCH). */
+AD_API void ad_bank_set_clock(ad_bank *b, int64_t unix_seconds);
+
+/* Coreset subsampling (PatchCore's greedy k-center, an approximation of the full bank): keeps
+ * r in (0, 1]: ceil(r * rows) rows, r > 1 (an integer): that many rows (all if fewer). Each
+ * pick is the row farthest from those picked so far, distances in a fixed seeded random
+ * projection to 128 dimensions; the first pick is row 0. Deterministic and independent of the
+ * thread count. Cost: about picks x rows x 128 multiply-adds. r = 1 leaves the rows as they are
+ * and records the setting. Once per bank; the setting is saved (ad_bank_coreset_setting).
+ * Learn the threshold after subsampling. ctx gives the thread count (NULL: the current OpenMP
+ * default). ad_bank_add_references subsamples later references at the same fraction;
+ * ad_bank_add_image / _add_features add their rows as they are. */
+AD_API ad_status ad_bank_coreset(ad_bank *b, ad_context *ctx, double r);
+/* The recorded setting (0 if never subsampled) and the rows offered to the selection. */
+AD_API double ad_bank_coreset_setting(const ad_bank *b, size_t *rows_offered);
+
+/* Versioned, checksummed file: features, settings, weights' fingerprint, threshold, reference
+ * names and times, threshold history, coreset setting. Written atomically: a unique temporary
+ * file in the same folder, flushed to disk (fsync), renamed over `path`, the folder synced; a
+ * failure leaves `path` as it was. ad_bank_load reads formats 1 and 2 and refuses newer ones. */
 AD_API ad_status ad_bank_save(const ad_bank *b, const char *path);
 AD_API ad_bank *ad_bank_load(const char *path);
 /* AD_E_MISMATCH if the bank was made with other weights. */
@@ -269,6 +363,22 @@ typedef struct {
 AD_API ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int mask,
                      ad_result *out);
 AD_API void ad_result_free(ad_result *r);
+
+/* "Why is it NG": the bank row nearest to one test patch (row-major index in the image's patch
+ * grid, as ad_result.grid), with the same preprocessing and distance as ad_predict. */
+typedef struct {
+    int patch, test_x, test_y;  /* the test patch: index, column and row */
+    int grid_h, grid_w;         /* the test image's patch grid */
+    int masked;                 /* 1: masking drops this patch (its grid value is 0) */
+    int ref_index;              /* the reference, 0-based in the order added (ad_bank_ref_get) */
+    int ref_x, ref_y;           /* column and row of the nearest patch in that reference's grid */
+    int view;                   /* 0: the reference as given, v: its v-th rotation */
+    double angle_deg;           /* that view's rotation (v * 45 degrees when the bank rotates) */
+    double distance;            /* 1 - cosine to it: the patch's grid value with k = 1, up to
+                                 * float rounding (one matrix-vector product here) */
+} ad_nearest;
+AD_API ad_status ad_predict_nearest(const ad_bank *b, ad_context *ctx, const ad_image *img,
+                                    int mask, int patch, ad_nearest *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Batched zero-shot (paper Appendix D)                                                        */

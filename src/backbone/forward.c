@@ -3,8 +3,8 @@
  * positional embedding, registers, pre-norm blocks with LayerScale, final LayerNorm.
  *
  * Threads: the token rows are split evenly over the context's OpenMP threads and each thread
- * calls single-threaded OpenBLAS on its own rows; attention runs (head, row block) tasks the
- * same way, so the N x N score matrix is never held whole (ATTN_RB rows per thread). Every
+ * calls single-threaded OpenBLAS on its own rows; attention runs (head, query block) tasks of
+ * bb_attention, which never holds the N x N score matrix. Every
  * output element is computed by one thread in a fixed order: the same thread count gives
  * bit-identical results. */
 #include "backbone/backbone.h"
@@ -15,8 +15,9 @@
 #include <string.h>
 
 #define LN_EPS 1e-6f /* partial(nn.LayerNorm, eps=1e-6), vision_transformer.py */
-#define ATTN_RB 128  /* attention rows per task: 128 x T scores stay in L2 */
+#define ATTN_RB 96   /* attention queries per task: 4 units of the fused kernel (attention.c) */
 #define MAX_TOKENS (1 << 22)
+#define MLP_CH 128 /* rows per chunk of the MLP half of a block */
 
 struct ad_context {
     const ad_model *m;
@@ -24,6 +25,10 @@ struct ad_context {
     bb_impl impl;
     size_t cap_tok; /* tokens the per-token buffers hold */
     float *x, *xn, *ao, *qkv, *hid, *scores;
+    size_t attn_work; /* floats of attention scratch per thread (scores) */
+    float *wpack;      /* the current block's four weight matrices packed for gemm.c */
+    size_t wpack_off[5]; /* qkv, proj, fc1, fc2 offsets into wpack, and the total */
+    size_t wpack_qkv;    /* floats of one thread's packed qkv weights */
     size_t cap_cols;
     float *cols;        /* im2col rows of the patch embedding */
     int pos_gh, pos_gw; /* grid of the cached positional embedding */
@@ -56,7 +61,8 @@ static void free_scratch(ad_context *c)
     adi_free(c->qkv);
     adi_free(c->hid);
     adi_free(c->scores);
-    c->x = c->xn = c->ao = c->qkv = c->hid = c->scores = NULL;
+    adi_free(c->wpack);
+    c->x = c->xn = c->ao = c->qkv = c->hid = c->scores = c->wpack = NULL;
     c->cap_tok = 0;
 }
 
@@ -75,7 +81,10 @@ const ad_model *ad_context_model(const ad_context *c) { return c ? c->m : NULL; 
 
 void bb_context_set_impl(ad_context *c, bb_impl impl)
 {
-    if (c) c->impl = impl == BB_AVX2 && !adi_cpu_has_avx2_fma() ? BB_PORTABLE : impl;
+    if (!c) return;
+    if (impl == BB_AVX512 && !bb_cpu_has_avx512()) impl = BB_AVX2;
+    if (impl == BB_AVX2 && !adi_cpu_has_avx2_fma()) impl = BB_PORTABLE;
+    c->impl = impl;
 }
 
 /* Grows the scratch buffers to T tokens (kept for later calls: no allocation per image). */
@@ -86,14 +95,36 @@ static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
     size_t K = 3 * (size_t)w->patch * (size_t)w->patch;
     if (T > c->cap_tok) {
         free_scratch(c);
-        size_t rb = T < ATTN_RB ? T : ATTN_RB;
+        /* per-thread attention scratch, enough for every implementation (a context's impl
+         * can be switched after the first call), rounded to 64 bytes */
+        size_t hd = (size_t)(w->dim / w->heads), aw = 0;
+        for (int i = BB_PLAIN; i <= BB_AVX512; i++) {
+            size_t n = bb_attention_work((bb_impl)i, (int)T, (int)hd, ATTN_RB);
+            aw = n > aw ? n : aw;
+        }
+        c->attn_work = (aw + 15) / 16 * 16;
         c->x = adi_alloc(T * D, sizeof(float));
         c->xn = adi_alloc(T * D, sizeof(float));
         c->ao = adi_alloc(T * D, sizeof(float));
         c->qkv = adi_alloc(T * 3 * D, sizeof(float));
         c->hid = adi_alloc(T * H, sizeof(float));
-        c->scores = adi_alloc((size_t)c->n_threads * rb * T, sizeof(float));
-        if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores) {
+        c->scores = adi_alloc((size_t)c->n_threads * c->attn_work, sizeof(float));
+        /* packed weights only where the AVX-512 GEMM can run (H here is the fc1 width) */
+        size_t H1 = (size_t)w->ffn_hidden, sz[4] = {0, 0, 0, 0};
+        if (bb_cpu_has_avx512()) {
+            sz[0] = bb_gemm_packed_floats((int)(3 * D), (int)D);
+            sz[1] = bb_gemm_packed_floats((int)D, (int)D);
+            sz[2] = bb_gemm_packed_floats((int)H, (int)D);
+            sz[3] = bb_gemm_packed_floats((int)D, (int)H1);
+        }
+        /* qkv: one copy per thread (each packs its own, no barrier); proj, fc1, fc2: shared */
+        sz[0] = (sz[0] + 15) / 16 * 16;
+        c->wpack_qkv = sz[0];
+        sz[0] *= (size_t)c->n_threads;
+        c->wpack_off[0] = 0;
+        for (int i = 0; i < 4; i++) c->wpack_off[i + 1] = c->wpack_off[i] + (sz[i] + 15) / 16 * 16;
+        c->wpack = adi_alloc(c->wpack_off[4] ? c->wpack_off[4] : 1, sizeof(float));
+        if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores || !c->wpack) {
             free_scratch(c);
             return adi_fail(AD_E_NOMEM, "backbone: out of memory for %zu tokens", T);
         }
@@ -139,6 +170,17 @@ static void gemm_rows(int M, int N, int K, const float *A, int lda, const float 
                     ldc);
 }
 
+/* C = A W^T (+ bias) for one thread's rows: the AVX-512 GEMM of gemm.c when the context runs
+ * BB_AVX512 (bias, and GELU when asked, fused into its store; returns 1), else OpenBLAS with beta 0 (the caller adds
+ * the bias; returns 0). */
+static int mm(int use512, const float *packed, int M, int N, int K, const float *A, int lda,
+              const float *W, const float *bias, int gelu, float *C, int ldc)
+{
+    if (use512 && bb_gemm_nt(M, N, K, A, lda, packed, bias, gelu, C, ldc) == 0) return 1;
+    gemm_rows(M, N, K, A, lda, W, K, 0.0f, C, ldc);
+    return 0;
+}
+
 /* The rows [r0, r1) of T owned by the calling thread: a fixed, even split by thread count. */
 static void my_rows(int T, int *r0, int *r1)
 {
@@ -161,6 +203,7 @@ static void embed(ad_context *c, const ad_input *in, int gh, int gw)
     if (R) memcpy(x + D, w->register_tokens, (size_t)R * D * sizeof(float));
 #pragma omp parallel num_threads(c->n_threads)
     {
+        adi_blas_serial();
         int n0, n1;
         my_rows(N, &n0, &n1);
         for (int n = n0; n < n1; n++) {
@@ -198,9 +241,11 @@ static void residual_row(float *x, const float *y, int D, const float *bias, con
  * thread carries its own rows from LayerNorm to the residual with no barrier in between:
  *   rows:      xn = norm1(x); qkv = xn Wqkv^T + b
  *   barrier    (attention reads every row of k and v)
- *   tasks:     ao = concat_h softmax(q_h k_h^T * scale) v_h, (head, ATTN_RB-row block) tasks
+ *   tasks:     ao = concat_h softmax(q_h k_h^T * scale) v_h, (head, ATTN_RB-query block) tasks
+ *              of bb_attention (attention.c: fused, online softmax, on AVX2 + FMA)
  *   barrier
- *   rows:      x += ls1 (ao Wproj^T + b); xn = norm2(x); x += ls2 ffn(xn)
+ *   rows:      x += ls1 (ao Wproj^T + b); xn = norm2(x); x += ls2 ffn(xn), in chunks of
+ *              MLP_CH rows, each epilogue fused onto the rows its GEMM just wrote
  * Few barriers matter when the cores are shared: a waiting thread cannot run ahead. */
 static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
 {
@@ -211,53 +256,88 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
     const float scale = (float)(1.0 / sqrt((double)hd));
     const int rb = T < ATTN_RB ? T : ATTN_RB, nrb = (T + rb - 1) / rb, tasks = nh * nrb;
     const bb_impl impl = c->impl;
+    const int use512 = impl == BB_AVX512; /* linear layers through gemm.c (see mm) */
     float *x = c->x, *xn = c->xn, *qkv = c->qkv, *ao = c->ao, *hid = c->hid;
 
 #pragma omp parallel num_threads(c->n_threads)
     {
+        adi_blas_serial();
         int r0, r1;
         my_rows(T, &r0, &r1);
         const int m = r1 - r0;
+        /* AVX-512: the block's weights packed for gemm.c. Each thread packs the qkv weights
+         * for itself (a barrier would cost more on shared cores); the threads share packing
+         * proj, fc1 and fc2 before the barrier that precedes attention. */
+        float *pq = c->wpack + c->wpack_off[0] + (size_t)omp_get_thread_num() * c->wpack_qkv;
+        float *pp = c->wpack + c->wpack_off[1];
+        float *p1 = c->wpack + c->wpack_off[2], *p2 = c->wpack + c->wpack_off[3];
+        if (use512) bb_gemm_pack(bw->qkv_w, D, ld, D, 0, bb_gemm_panels(ld), pq);
         for (int r = r0; r < r1; r++) {
             bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm1_w,
                              bw->norm1_b, LN_EPS);
-            memcpy(qkv + (size_t)r * ld, bw->qkv_b, (size_t)ld * sizeof(float));
+            if (!use512) memcpy(qkv + (size_t)r * ld, bw->qkv_b, (size_t)ld * sizeof(float));
         }
-        gemm_rows(m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, D, 1.0f, qkv + (size_t)r0 * ld, ld);
+        if (use512) /* the bias is fused into the GEMM's store */
+            mm(1, pq, m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, bw->qkv_b, 0,
+               qkv + (size_t)r0 * ld, ld);
+        else
+            gemm_rows(m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, D, 1.0f, qkv + (size_t)r0 * ld,
+                      ld);
+        if (use512) {
+            const int np = bb_gemm_panels(D), n1 = bb_gemm_panels(Hw), all = 2 * np + n1;
+            int g0, g1;
+            my_rows(all, &g0, &g1);
+            for (int g = g0; g < g1; g++) {
+                if (g < np)
+                    bb_gemm_pack(bw->proj_w, D, D, D, g, g + 1, pp);
+                else if (g < np + n1)
+                    bb_gemm_pack(bw->fc1_w, D, Hw, D, g - np, g - np + 1, p1);
+                else
+                    bb_gemm_pack(bw->fc2_w, H, D, H, g - np - n1, g - np - n1 + 1, p2);
+            }
+        }
 #pragma omp barrier
 
-        float *S = c->scores + (size_t)omp_get_thread_num() * rb * T;
+        float *work = c->scores + (size_t)omp_get_thread_num() * c->attn_work;
 #pragma omp for schedule(dynamic, 1)
         for (int task = 0; task < tasks; task++) {
-            int h = task / nrb, a0 = (task % nrb) * rb;
-            int rows = T - a0 < rb ? T - a0 : rb;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, T, hd, scale,
-                        qkv + (size_t)a0 * ld + h * hd, ld, qkv + D + h * hd, ld, 0.0f, S, T);
-            for (int r = 0; r < rows; r++) bb_softmax_row(impl, S + (size_t)r * T, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, T, 1.0f, S, T,
-                        qkv + 2 * D + h * hd, ld, 0.0f, ao + (size_t)a0 * D + h * hd, D);
+            int h = task / nrb, a0 = (task % nrb) * rb, a1 = a0 + rb < T ? a0 + rb : T;
+            bb_attention(impl, qkv + h * hd, qkv + D + h * hd, qkv + 2 * D + h * hd, ld, T, hd,
+                         scale, a0, a1, ao + h * hd, D, work);
         }
         /* implicit barrier of the for: every row of ao is complete */
 
-        gemm_rows(m, D, D, ao + (size_t)r0 * D, D, bw->proj_w, D, 0.0f, xn + (size_t)r0 * D, D);
-        for (int r = r0; r < r1; r++) {
-            residual_row(x + (size_t)r * D, xn + (size_t)r * D, D, bw->proj_b, bw->ls1);
-            bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm2_w,
-                             bw->norm2_b, LN_EPS);
+        /* Row chunks of MLP_CH carry proj -> residual + norm2 -> fc1 -> bias + GELU -> fc2 ->
+         * residual while the chunk's hidden rows (MLP_CH x 4D) are still in L2: every epilogue
+         * runs on rows the GEMM just wrote, instead of a pass over the thread's whole slice. */
+        for (int a = r0; a < r1; a += MLP_CH) {
+            const int b = a + MLP_CH < r1 ? a + MLP_CH : r1, n = b - a;
+            mm(use512, pp, n, D, D, ao + (size_t)a * D, D, bw->proj_w, NULL, 0, xn + (size_t)a * D,
+               D);
+            for (int r = a; r < b; r++) {
+                residual_row(x + (size_t)r * D, xn + (size_t)r * D, D, bw->proj_b, bw->ls1);
+                bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm2_w,
+                                 bw->norm2_b, LN_EPS);
+            }
+            /* AVX-512: bias and GELU in the GEMM's store; else one bias + GELU pass per row */
+            const int fused = mm(use512, p1, n, Hw, D, xn + (size_t)a * D, D, bw->fc1_w,
+                                 bw->fc1_b, !swiglu, hid + (size_t)a * Hw, Hw);
+            for (int r = a; r < b && !(fused && !swiglu); r++) {
+                float *hr = hid + (size_t)r * Hw;
+                if (!swiglu) {
+                    bb_gelu_bias(impl, hr, bw->fc1_b, (size_t)H);
+                } else { /* SwiGLUFFN (swiglu_ffn.py): x1, x2 = w12(x).chunk(2); w3(silu(x1) *
+                          * x2); the product overwrites x1, so w3 reads rows of stride 2H */
+                    if (!fused)
+                        for (int j = 0; j < Hw; j++) hr[j] += bw->fc1_b[j];
+                    bb_swiglu(impl, hr, hr + H, hr, (size_t)H);
+                }
+            }
+            mm(use512, p2, n, D, H, hid + (size_t)a * Hw, Hw, bw->fc2_w, NULL, 0, ao + (size_t)a * D,
+               D);
+            for (int r = a; r < b; r++)
+                residual_row(x + (size_t)r * D, ao + (size_t)r * D, D, bw->fc2_b, bw->ls2);
         }
-        gemm_rows(m, Hw, D, xn + (size_t)r0 * D, D, bw->fc1_w, D, 0.0f, hid + (size_t)r0 * Hw, Hw);
-        for (int r = r0; r < r1; r++) {
-            float *hr = hid + (size_t)r * Hw;
-            for (int j = 0; j < Hw; j++) hr[j] += bw->fc1_b[j];
-            if (!swiglu)
-                bb_gelu(impl, hr, (size_t)H);
-            else /* SwiGLUFFN (swiglu_ffn.py): x1, x2 = w12(x).chunk(2); w3(silu(x1) * x2);
-                  * the product overwrites x1, so w3 reads rows of stride 2H */
-                bb_swiglu(impl, hr, hr + H, hr, (size_t)H);
-        }
-        gemm_rows(m, D, H, hid + (size_t)r0 * Hw, Hw, bw->fc2_w, H, 0.0f, ao + (size_t)r0 * D, D);
-        for (int r = r0; r < r1; r++)
-            residual_row(x + (size_t)r * D, ao + (size_t)r * D, D, bw->fc2_b, bw->ls2);
     }
 }
 
@@ -339,15 +419,14 @@ ad_status ad_extract_layers(ad_context *ctx, const ad_input *in, const int *laye
         return st;
     }
 
-    /* The OpenMP threads each call OpenBLAS on their own rows: BLAS itself single-threaded. */
-    adi_threads_apply(1);
+    /* The context's OpenMP threads each call OpenBLAS on their own rows, BLAS single-threaded
+     * inside the regions (adi_blas_serial): nothing outside the context changes. */
     embed(ctx, in, gh, gw);
     for (int b = 0; b <= last; b++) {
         block_forward(ctx, &w->blocks[b], T);
         for (int j = 0; j < n_layers; j++)
             if (blk[j] == b) emit(ctx, N, norm, &res[j]);
     }
-    adi_threads_apply(ctx->n_threads);
 
     memcpy(outs, res, (size_t)n_layers * sizeof *res);
     adi_free(res);

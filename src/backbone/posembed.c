@@ -25,6 +25,8 @@ static void taps_free(axis_taps *a)
     adi_free(a->cnt);
     adi_free(a->idx);
     adi_free(a->w);
+    a->cnt = a->idx = NULL;
+    a->w = NULL;
 }
 
 static ad_status taps_alloc(axis_taps *a, int n_out, int max_taps)

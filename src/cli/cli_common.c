@@ -3,12 +3,14 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 void cli_error(const char *cmd, const char *fmt, ...)
 {
@@ -22,8 +24,7 @@ void cli_error(const char *cmd, const char *fmt, ...)
 
 void cli_progress(const char *fmt, ...)
 {
-    const char *q = getenv("ANOMALYDINO_QUIET");
-    if (q && *q && *q != '0') return;
+    if (cli_quiet()) return;
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -81,6 +82,14 @@ static int push(strlist *l, const char *s)
     }
     l->v[l->n] = strdup(s);
     return l->v[l->n++] ? 0 : -1;
+}
+
+static int push_null(strlist *l)
+{
+    if (l->n == l->cap && push(l, "") == 0) free(l->v[--l->n]); /* grows the array */
+    if (l->n == l->cap) return -1;
+    l->v[l->n++] = NULL;
+    return 0;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -150,23 +159,131 @@ static int walk(const char *cmd, const char *dir, strlist *l)
 
 int cli_collect_images(const char *cmd, char **inputs, int n_inputs, char ***out_paths)
 {
-    strlist l = {0};
+    char **rels = NULL;
+    int n = cli_collect_images_rel(cmd, inputs, n_inputs, out_paths, &rels);
+    if (n >= 0) cli_free_list(rels, n);
+    return n;
+}
+
+int cli_collect_images_rel(const char *cmd, char **inputs, int n_inputs, char ***out_paths,
+                           char ***out_rels)
+{
+    strlist l = {0}, r = {0};
     for (int i = 0; i < n_inputs; i++) {
         int rc;
         if (adi_io_is_dir(inputs[i])) {
             int before = l.n;
             rc = walk(cmd, inputs[i], &l);
             if (rc == 0 && l.n == before) {
-                cli_error(cmd, "%s: no .png/.jpg images in this directory", inputs[i]);
+                cli_error(cmd, "%s: no .png/.jpg/.jpeg images in this directory", inputs[i]);
                 rc = -1;
             }
+            /* walk joins "DIR/" + name, so what follows the folder's own prefix is the path
+             * below it */
+            size_t dl = strlen(inputs[i]);
+            int slash = dl && inputs[i][dl - 1] == '/';
+            for (int k = before; rc == 0 && k < l.n; k++)
+                rc = push(&r, l.v[k] + dl + (slash ? 0 : 1));
         } else {
             rc = push(&l, inputs[i]); /* a missing file is reported when it is read */
+            if (rc == 0) rc = push_null(&r); /* given by itself: no folder below */
         }
-        if (rc) { cli_free_list(l.v, l.n); return -1; }
+        if (rc) {
+            cli_free_list(l.v, l.n);
+            cli_free_list(r.v, r.n);
+            return -1;
+        }
     }
     *out_paths = l.v;
+    *out_rels = r.v;
     return l.n;
+}
+
+int cli_getopt_error(const char *cmd, int ch, char **argv)
+{
+    /* a long option is argv[optind - 1]; a short one is optopt (it may sit in a group) */
+    const char *prev = optind > 0 ? argv[optind - 1] : "";
+    char shortopt[3] = {'-', (char)optopt, 0};
+    const char *what = !strncmp(prev, "--", 2) || optopt <= ' ' || optopt > '~' ? prev : shortopt;
+    if (ch == ':') cli_error(cmd, "%s needs a value (anomalydino %s --help)", what, cmd);
+    else cli_error(cmd, "unknown option '%s' (anomalydino %s --help)", what, cmd);
+    return 2;
+}
+
+int cli_parse_max_pixels(const char *cmd, const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    double mult = 1;
+    if (end != s && (*end == 'M' || *end == 'm') && end[1] == 0) { mult = 1e6; end++; }
+    if (errno || end == s || *end || !(v >= 0) || v * mult > 1e12) {
+        cli_error(cmd, "--max-pixels expects a pixel count (e.g. 40000000 or 40M; 0 = no limit), "
+                       "got '%s'", s);
+        return -1;
+    }
+    *out = (size_t)(v * mult + 0.5);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* progress                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+int cli_quiet(void)
+{
+    const char *q = getenv("ANOMALYDINO_QUIET");
+    return q && *q && *q != '0';
+}
+
+void cli_meter_begin(cli_meter *m, const char *label, int total)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->label, sizeof m->label, "%s", label);
+    m->total = total;
+    m->t0 = cli_now();
+    m->last = m->t0; /* a phase shorter than the period prints only its last line */
+    m->quiet = cli_quiet();
+    m->tty = isatty(2);
+}
+
+static void fmt_secs(double s, char *buf, size_t n)
+{
+    if (!(s >= 0) || s > 360000) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+void cli_meter_step(cli_meter *m, int done)
+{
+    if (m->quiet) return;
+    double now = cli_now();
+    int last = done >= m->total;
+    if (!last && now - m->last < CLI_METER_PERIOD_S) return;
+    m->last = now;
+    double el = now - m->t0;
+    char e[32], r[32];
+    fmt_secs(el, e, sizeof e);
+    if (done > 0 && !last) fmt_secs(el / done * (m->total - done), r, sizeof r);
+    else snprintf(r, sizeof r, "-");
+    if (last)
+        fprintf(stderr, "%s%s: %d/%d done in %s%s", m->tty ? "\r" : "", m->label, done, m->total,
+                e, m->tty ? "\033[K\n" : "\n");
+    else
+        fprintf(stderr, "%s%s: %d/%d (%d%%), %s elapsed, ETA %s%s", m->tty ? "\r" : "", m->label,
+                done, m->total, m->total ? (int)(100.0 * done / m->total) : 0, e, r,
+                m->tty ? "\033[K" : "\n");
+    fflush(stderr);
+    m->open = m->tty && !last;
+}
+
+void cli_meter_end(cli_meter *m)
+{
+    if (m->open && !m->quiet) {
+        fputc('\n', stderr);
+        m->open = 0;
+    }
 }
 
 void cli_free_list(char **list, int n)

@@ -53,21 +53,37 @@ typedef struct {
     int threads;
     int n_examples;
     long cache_mb;
+    size_t max_pixels;      /* --max-pixels: images and masks larger are refused from the header */
+    double train_fraction;  /* --train-fraction: the split of ksdd / mtd */
 } eval_opts;
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: anomalydino eval -m WEIGHTS --dataset mvtec|visa|folder --data ROOT -o OUT_DIR\n"
-            "                        [options]\n\n"
+            "usage: anomalydino eval -m WEIGHTS --dataset LAYOUT --data ROOT -o OUT_DIR [options]\n\n"
             "Runs the paper's benchmark protocol and writes metrics.json, metrics.csv, tables.md,\n"
             "scores.csv, timing.csv, settings.json and report.html into OUT_DIR. A finished\n"
             "shots/seed/category (OUT_DIR/runs/) is not recomputed when the command is repeated.\n\n"
             "  -m, --model WEIGHTS     DINOv2 weights (.pth hub checkpoint or .safetensors)\n"
-            "      --dataset KIND      mvtec, visa (prepared 1cls layout or raw with\n"
-            "                          split_csv/1cls.csv) or folder (ROOT/CAT/train/good,\n"
-            "                          ROOT/CAT/test/TYPE, optional ROOT/CAT/ground_truth/TYPE)\n"
-            "      --data ROOT         dataset folder\n"
+            "      --dataset LAYOUT    how ROOT is laid out, each as downloaded:\n"
+            "                          mvtec     ROOT/CAT/{train/good,test/TYPE,ground_truth/TYPE}\n"
+            "                          visa      prepared 1cls layout, or raw with\n"
+            "                                    split_csv/1cls.csv\n"
+            "                          folder    ROOT/CAT/train/good, ROOT/CAT/test/TYPE, optional\n"
+            "                                    ROOT/CAT/ground_truth/TYPE/NAME[_mask].EXT\n"
+            "                          ksdd      KolektorSDD: ROOT/kosNN/PartN.jpg with\n"
+            "                                    PartN_label.bmp (empty label: good part)\n"
+            "                          mtd       Magnetic Tile Defects: ROOT/MT_<class>/Imgs/X.jpg\n"
+            "                                    with mask X.png; MT_Free is good\n"
+            "                          manifest  ROOT is a CSV: category,split,image,label,mask\n"
+            "                                    (paths relative to the CSV; label good|normal|ok|0\n"
+            "                                    or the defect type)\n"
+            "                          Masks: PNG, BMP, TIFF or JPEG; all values < 128: nonzero\n"
+            "                          is anomalous, otherwise thresholded at 128.\n"
+            "      --data ROOT         dataset folder (manifest: the CSV file)\n"
+            "      --train-fraction F  ksdd/mtd have no train split: per category the first F\n"
+            "                          of the good images (sorted by path) are the references,\n"
+            "                          the rest and every defect are tested (default 0.5)\n"
             "  -o, --out OUT_DIR       output folder (created)\n"
             "      --categories a,b    categories to evaluate (default: all found)\n"
             "      --shots LIST        reference counts, e.g. 1,2,4,8,16 (default); 'full' = all\n"
@@ -81,8 +97,15 @@ static void usage(FILE *f)
             "                          preset default %s)\n"
             "      --threads N         threads (default: all cores)\n"
             "      --examples N        example images per category in report.html (default 4)\n"
-            "      --cache-mb MB       memory for cached test features (default 4096)\n"
-            "  -h, --help              this help\n",
+            "      --cache-mb MB       memory for cached features, test images and references\n"
+            "                          share it (default 4096)\n"
+            "      --max-pixels N      refuse images and masks larger than N pixels, from the\n"
+            "                          file header before decoding (default 40M; 0 = no limit)\n"
+            "  -h, --help              this help\n\n"
+            "anomalydino dataset LAYOUT ROOT --manifest OUT.csv writes the lists a layout gives\n"
+            "(with the split) as a manifest to inspect or edit.\n\n"
+            "Exit status: 0 every run computed or resumed, 1 something failed or was left out\n"
+            "(the summary and notes in OUT_DIR say what), 2 wrong usage.\n",
             DEFAULT_SEEDS, DEFAULT_RESOLUTION, ZEROSHOT_RESOLUTION, ZEROSHOT_PRESET);
 }
 
@@ -286,7 +309,7 @@ static ad_status extract_one(eval_env *env, const char *path, int mask, ad_featu
                              uint8_t **keep, int *w, int *h)
 {
     ad_image img = {0};
-    ad_status st = adi_io_read_image(path, &img);
+    ad_status st = adi_io_read_image_max(path, env->o->max_pixels, &img);
     if (st != AD_OK) return st;
     *w = img.width;
     *h = img.height;
@@ -322,7 +345,7 @@ static void load_ground_truth(eval_env *env, const ds_category *c, int i, test_e
     if (!it->defect || !it->mask_path) return;
     uint8_t *m = NULL;
     int mw = 0, mh = 0;
-    if (adi_io_read_mask(it->mask_path, &m, &mw, &mh) != AD_OK) {
+    if (adi_io_read_gt_mask(it->mask_path, env->o->max_pixels, &m, &mw, &mh) != AD_OK) {
         char line[1200];
         snprintf(line, sizeof line,
                  "%s: ground truth unreadable (%s): labelled by its folder, left out of the "
@@ -361,8 +384,12 @@ static test_entry *prepare_tests(eval_env *env, const ds_category *c, int mask, 
     test_entry *e = calloc((size_t)c->n_test, sizeof *e);
     if (!e) return NULL;
     int uncached = 0;
-    double t_start = cli_now();
+    char label[300];
+    snprintf(label, sizeof label, "eval: %s: test features", c->name);
+    cli_meter meter;
+    cli_meter_begin(&meter, label, c->n_test);
     for (int i = 0; i < c->n_test; i++) {
+        cli_meter_step(&meter, i);
         double t0 = cli_now();
         ad_status st = extract_one(env, c->test[i].path, mask, &e[i].f, &e[i].keep, &e[i].w,
                                    &e[i].h);
@@ -371,6 +398,7 @@ static test_entry *prepare_tests(eval_env *env, const ds_category *c, int mask, 
             snprintf(line, sizeof line, "%s: test image left out: %s", c->name, ad_errmsg());
             ds_lines_add(env->errors, "%s", line);
             cJSON_AddItemToArray(skipped, cJSON_CreateString(line));
+            cli_meter_step(&meter, i + 1);
             continue;
         }
         e[i].extract_s = cli_now() - t0;
@@ -385,10 +413,9 @@ static test_entry *prepare_tests(eval_env *env, const ds_category *c, int mask, 
             cb->used += bytes;
         }
         load_ground_truth(env, c, i, &e[i], skipped);
-        if ((i + 1) % 50 == 0 || i + 1 == c->n_test)
-            cli_progress("eval: %s: test features %d/%d (%.1f s)", c->name, i + 1, c->n_test,
-                         cli_now() - t_start);
+        cli_meter_step(&meter, i + 1);
     }
+    cli_meter_end(&meter);
     if (uncached)
         cli_progress("eval: %s: %d test images over the --cache-mb budget: their features are "
                      "recomputed for every run",
@@ -453,6 +480,7 @@ typedef struct {
     test_entry *e;
     const char *run_tag;      /* "1shot_seed0" */
     int want_examples;
+    const char *label;        /* "1-shot seed 0", for progress lines */
 } finish_ctx;
 
 /* A problem of this run: in the summary now, and in the record so a resumed run reports it
@@ -535,7 +563,8 @@ static void write_examples(finish_ctx *fc, cJSON *run, example_slot *ex, int n_e
         const test_entry *e = &fc->e[i];
         if (!ex[k].map) continue;
         ad_image img = {0};
-        if (adi_io_read_image(fc->c->test[i].path, &img) != AD_OK || img.width != e->w ||
+        if (adi_io_read_image_max(fc->c->test[i].path, fc->env->o->max_pixels, &img) != AD_OK ||
+            img.width != e->w ||
             img.height != e->h) {
             ad_image_free(&img);
             continue;
@@ -544,7 +573,8 @@ static void write_examples(finish_ctx *fc, cJSON *run, example_slot *ex, int n_e
         uint8_t *gt = NULL;
         int gw = 0, gh = 0;
         if (!e->gt && fc->c->test[i].mask_path &&
-            (adi_io_read_mask(fc->c->test[i].mask_path, &gt, &gw, &gh) != AD_OK || gw != e->w ||
+            (adi_io_read_gt_mask(fc->c->test[i].mask_path, fc->env->o->max_pixels, &gt, &gw,
+                                 &gh) != AD_OK || gw != e->w ||
              gh != e->h)) {
             adi_free(gt);
             gt = NULL;
@@ -605,8 +635,13 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
         if (!grids[i]) goto done;
     }
 
+    char label[300];
+    cli_meter meter;
     if (bank) {
+        snprintf(label, sizeof label, "eval: %s %s: search", c->name, fc->label);
+        cli_meter_begin(&meter, label, n);
         for (int i = 0; i < n; i++) {
+            cli_meter_step(&meter, i);
             if (!e[i].ok) continue;
             double t0 = cli_now();
             ad_features tmp = {0};
@@ -630,6 +665,8 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
             /* the per-image time of the original: features + search (features measured once) */
             seconds[i] = (e[i].f.patch ? e[i].extract_s : 0) + (cli_now() - t0);
         }
+        cli_meter_step(&meter, n);
+        cli_meter_end(&meter);
     } else {
         int m = 0;
         for (int i = 0; i < n; i++) m += e[i].ok;
@@ -648,6 +685,7 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
             g[k] = grids[i];
             k++;
         }
+        cli_progress("eval: %s: zero-shot search over %d images ...", c->name, m);
         double t0 = cli_now();
         ad_status st = ad_zeroshot(env->ctx, feats, (const uint8_t *const *)keeps, m,
                                    (double *const *)g);
@@ -667,7 +705,10 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
     if (o->segmentation) {
         pe = ad_pixel_eval_new();
         if (!pe) goto done;
+        snprintf(label, sizeof label, "eval: %s %s: pixel maps", c->name, fc->label);
+        cli_meter_begin(&meter, label, n);
         for (int i = 0; i < n; i++) {
+            cli_meter_step(&meter, i);
             if (!e[i].ok || !e[i].pixel_ok) continue;
             float *map = adi_alloc((size_t)e[i].w * (size_t)e[i].h, sizeof *map);
             if (!map) goto done;
@@ -694,12 +735,17 @@ static int score_run(finish_ctx *fc, ad_bank *bank, cJSON *run)
         else adi_free(map);
     }
 
+    if (pe) {
+        cli_meter_step(&meter, n);
+        cli_meter_end(&meter);
+    }
     ad_image_metrics im;
     ad_pixel_metrics pm;
     int has_im = finish_image_metrics(fc, run, scores, seconds, &im);
     if (has_im < 0) goto done;
     int has_pm = 0;
     if (pe) {
+        cli_progress("eval: %s %s: pixel metrics (AU-PRO) ...", c->name, fc->label);
         if (ad_pixel_eval_finish(pe, &pm) == AD_OK) {
             has_pm = 1;
         } else {
@@ -729,7 +775,7 @@ static ad_status reference_views(eval_env *env, const char *path, int rotate, ad
                                  int *n_out)
 {
     ad_image img = {0};
-    ad_status st = adi_io_read_image(path, &img);
+    ad_status st = adi_io_read_image_max(path, env->o->max_pixels, &img);
     if (st != AD_OK) return st;
     int nv = rotate ? ROT_VIEWS : 1;
     ad_features *v = calloc((size_t)nv, sizeof *v);
@@ -776,7 +822,12 @@ static double build_bank(eval_env *env, const ds_category *c, int first, int cou
                          ad_bank *bank, ref_entry *refs, cache_budget *cb, const char *tag)
 {
     double total = 0;
+    char label[300];
+    snprintf(label, sizeof label, "eval: %s %s: reference features + bank", c->name, tag);
+    cli_meter meter;
+    cli_meter_begin(&meter, label, count);
     for (int j = 0; j < count; j++) {
+        cli_meter_step(&meter, j);
         ref_entry *r = &refs[first + j];
         ad_features *views = r->views;
         int nv = r->n_views;
@@ -805,11 +856,14 @@ static double build_bank(eval_env *env, const ds_category *c, int first, int cou
         }
         if (st != AD_OK) {
             /* the message names the file (reference_views / adi_io_read_image prefix it) */
+            cli_meter_end(&meter);
             ds_lines_add(env->errors, "%s %s: reference %s (run skipped)", c->name, tag,
                          ad_errmsg());
             return -1;
         }
     }
+    cli_meter_step(&meter, count);
+    cli_meter_end(&meter);
     return total;
 }
 
@@ -976,7 +1030,7 @@ static void eval_category(eval_env *env, int ci, const char *key, cJSON **runs,
                 cJSON_AddNumberToObject(run, "bank_rows", 0);
             }
             cJSON_AddNumberToObject(run, "bank_seconds", bank_s);
-            finish_ctx fc = {env, c, e, ftag, first_run && s == 0 && d == 0};
+            finish_ctx fc = {env, c, e, ftag, first_run && s == 0 && d == 0, tag};
             double t0 = cli_now();
             int rc = score_run(&fc, bank, run);
             double t_all = cli_now() - t0;
@@ -1096,6 +1150,8 @@ int cmd_eval(int argc, char **argv)
         {"threads", required_argument, 0, 't'},
         {"examples", required_argument, 0, 'x'},
         {"cache-mb", required_argument, 0, 'C'},
+        {"max-pixels", required_argument, 0, 'P'},
+        {"train-fraction", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -1104,6 +1160,8 @@ int cmd_eval(int argc, char **argv)
     o.kind = DS_MVTEC;
     o.n_examples = 4;
     o.cache_mb = 4096;
+    o.max_pixels = CLI_DEFAULT_MAX_PIXELS;
+    o.train_fraction = DS_DEFAULT_TRAIN_FRACTION;
     int have_kind = 0, n_seeds = -1, resolution = -1, ival;
     const char *shots = NULL, *preset = NULL, *mode = "fewshot";
     int rc = 2;
@@ -1144,15 +1202,19 @@ int cmd_eval(int argc, char **argv)
             if (cli_parse_int(CMD, "--cache-mb", optarg, 0, 1 << 30, &ival)) goto out;
             o.cache_mb = ival;
             break;
+        case 'P':
+            if (cli_parse_max_pixels(CMD, optarg, &o.max_pixels)) goto out;
+            break;
+        case 'F':
+            if (cli_parse_double(CMD, "--train-fraction", optarg, 0.0, 1.0, &o.train_fraction))
+                goto out;
+            break;
         case 'h':
             usage(stdout);
             rc = 0;
             goto out;
-        case ':':
-            cli_error(CMD, "%s needs a value (see --help)", argv[optind - 1]);
-            goto out;
         default:
-            cli_error(CMD, "unknown option '%s' (see --help)", argv[optind - 1]);
+            cli_getopt_error(CMD, ch, argv);
             goto out;
         }
     }
@@ -1209,7 +1271,10 @@ int cmd_eval(int argc, char **argv)
     ds_lines errors = {0}, warnings = {0};
     run_counts counts = {0, 0, 0};
 
-    if (ds_open(o.kind, o.data, o.cats, o.n_cats, &ds) != AD_OK) {
+    ds_options dso = ds_default_options();
+    dso.train_fraction = o.train_fraction;
+    dso.max_pixels = o.max_pixels;
+    if (ds_open_ex(o.kind, o.data, o.cats, o.n_cats, &dso, &ds) != AD_OK) {
         cli_error(CMD, "%s", ad_errmsg());
         goto done;
     }
@@ -1259,10 +1324,12 @@ int cmd_eval(int argc, char **argv)
         cJSON_AddStringToObject(settings, "mode", o.zeroshot ? "zeroshot" : "fewshot");
         cJSON_AddStringToObject(settings, "dataset", ds_kind_name(o.kind));
         cJSON_AddStringToObject(settings, "layout",
-                                o.kind == DS_MVTEC  ? "mvtec"
-                                : o.kind == DS_FOLDER ? "folder"
-                                : ds.visa_raw       ? "visa raw (split_csv/1cls.csv)"
-                                                    : "visa 1cls (prepared)");
+                                o.kind != DS_VISA ? ds_kind_name(o.kind)
+                                : ds.visa_raw     ? "visa raw (split_csv/1cls.csv)"
+                                                  : "visa 1cls (prepared)");
+        if (o.kind == DS_KSDD || o.kind == DS_MTD)
+            cJSON_AddNumberToObject(settings, "train_fraction", o.train_fraction);
+        cJSON_AddNumberToObject(settings, "max_pixels", (double)o.max_pixels);
         cJSON_AddStringToObject(settings, "data", ds.root);
         cJSON_AddStringToObject(settings, "weights", o.weights);
         cJSON_AddStringToObject(settings, "model", mi.name ? mi.name : "");

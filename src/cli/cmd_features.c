@@ -28,7 +28,8 @@ static void usage(FILE *f)
             "                        block (and CLS_layerK.npy for --cls CLS.npy)\n"
             "      --no-norm         with --layers: the raw block outputs (no final norm)\n"
             "      --threads N       threads (default: all cores)\n"
-            "  -h, --help            this help\n",
+            "  -h, --help            this help\n\n"
+            "Exit status: 0 success, 1 failure (weights, image, output), 2 wrong usage.\n",
             DEFAULT_RESOLUTION);
 }
 
@@ -106,7 +107,7 @@ int cmd_features(int argc, char **argv)
     int resolution = DEFAULT_RESOLUTION, res_given = 0, no_resize = 0, threads = 0, norm = 1;
     int layers[MAX_LAYERS], n_layers = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "m:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': weights = optarg; break;
         case 'o': out = optarg; break;
@@ -124,7 +125,7 @@ int cmd_features(int argc, char **argv)
             if (cli_parse_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2;
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_getopt_error(CMD, c, argv);
         }
     }
     if (!weights || !out || optind != argc - 1) {

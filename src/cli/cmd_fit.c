@@ -1,6 +1,8 @@
 /* anomalydino fit: memory bank of good reference images (+ their rotations), with a decision
  * threshold learned from normal images only, written to a bank file for `predict`. */
 #include "cli/cli_detect.h"
+#include "cli/dataset.h"
+#include "detect/detect.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -13,7 +15,9 @@ static void usage(FILE *f)
 {
     ad_bank_params d = ad_bank_default_params();
     fprintf(f,
-            "usage: anomalydino fit -m WEIGHTS -o BANK [options] REF_IMAGE_OR_DIR...\n\n"
+            "usage: anomalydino fit -m WEIGHTS -o BANK [options] REF_IMAGE_OR_DIR...\n"
+            "       anomalydino fit -m WEIGHTS -o BANK --dataset LAYOUT --data ROOT [--category C]\n"
+            "                       [options]\n\n"
             "Learns \"normal\" from good reference images (folders are walked: .png .jpg .jpeg)\n"
             "and writes a memory bank file: features, every preprocessing setting, the weights'\n"
             "identity and a decision threshold.\n\n"
@@ -31,19 +35,39 @@ static void usage(FILE *f)
             "                            informed_no_mask, force_{no_mask|mask}_{no_rotation|\n"
             "                            rotation}: rotation and test masking as the original\n"
             "                            for --dataset mvtec|visa (default mvtec) --category C\n"
+            "      --dataset LAYOUT      mvtec, visa, folder, ksdd, mtd or manifest: the preset's\n"
+            "                            dataset and, with --data, the layout to read\n"
+            "      --data ROOT           take the references from the train split of a dataset\n"
+            "                            (anomalydino eval --help; --category C when it has\n"
+            "                            several categories)\n"
+            "      --train-fraction F    ksdd/mtd split: the first F of the good images (sorted)\n"
+            "                            are references (default 0.5)\n"
             "      --knn K               neighbours averaged per patch (default %d)\n"
             "      --calibrate PATH      held-out good image or folder for the threshold\n"
             "                            (repeat the flag for several)\n"
             "      --threshold-rule R    max (default): the largest score of the normal images;\n"
             "                            quantile:Q: their Q-quantile (linear interpolation, Q in\n"
             "                            [0,1], e.g. quantile:0.95 for about 5 %% false alarms)\n"
+            "      --max-pixels N        refuse images larger than N pixels, from the file\n"
+            "                            header before decoding (default 40M; 0 = no limit)\n"
+            "      --json                the summary as JSON, with the scores the threshold was\n"
+            "                            learned from\n"
+            "      --coreset R           keep a coreset of the bank rows (greedy k-center, as\n"
+            "                            PatchCore): R in (0,1] a fraction, R > 1 a row count;\n"
+            "                            an approximation (docs/banks.md); default: all rows\n"
+            "      --bank-dtype T        row storage: f32 (default, exact); f16 is not offered:\n"
+            "                            it measured no faster (docs/banks.md)\n"
             "      --threads N           threads (default: all cores)\n"
             "  -h, --help                this help\n\n"
             "Threshold: from --calibrate images when given, else leave-one-out over the\n"
             "references (each scored against the bank of the others, its rotations left out;\n"
             "needs >= 2 references). With one reference and no --calibrate images the bank has\n"
             "no threshold and predict prints scores without verdicts. A test image is NG when\n"
-            "its score is above the threshold.\n",
+            "its score is above the threshold. The summary lists the leave-one-out or calibration\n"
+            "scores behind the threshold; the bank keeps them too (anomalydino bank info).\n"
+            "Grow the bank later with anomalydino bank add. SOURCE_DATE_EPOCH, when set, is the\n"
+            "time recorded in the bank (reproducible files).\n\n"
+            "Exit status: 0 bank written, 1 failure (bad image, weights, output), 2 wrong usage.\n",
             d.resolution, d.rotate ? "on" : "off", d.mask_test ? "on" : "off", d.knn_k);
 }
 
@@ -97,7 +121,8 @@ int cmd_fit(int argc, char **argv)
 {
     enum {
         O_RES = 256, O_ROT, O_NOROT, O_MASKREFS, O_MASKTEST, O_NOMASKTEST, O_PRESET, O_DATASET,
-        O_CATEGORY, O_KNN, O_CALIB, O_RULE, O_THREADS
+        O_CATEGORY, O_KNN, O_CALIB, O_RULE, O_THREADS, O_JSON, O_MAXPX, O_DATA, O_TRAINFRAC,
+        O_CORESET, O_DTYPE
     };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"out", required_argument, 0, 'o'},
@@ -109,15 +134,23 @@ int cmd_fit(int argc, char **argv)
         {"calibrate", required_argument, 0, O_CALIB},
         {"threshold-rule", required_argument, 0, O_RULE},
         {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {"json", no_argument, 0, O_JSON}, {"max-pixels", required_argument, 0, O_MAXPX},
+        {"data", required_argument, 0, O_DATA},
+        {"train-fraction", required_argument, 0, O_TRAINFRAC},
+        {"coreset", required_argument, 0, O_CORESET}, {"bank-dtype", required_argument, 0, O_DTYPE},
         {0, 0, 0, 0}};
     const char *weights = NULL, *out = NULL, *preset = NULL, *dataset = NULL, *category = NULL;
     int resolution = -1, rotate = -1, mask_refs = 0, mask_test = -1, knn = -1, threads = 0;
+    int json = 0;
+    size_t max_pixels = CLI_DEFAULT_MAX_PIXELS;
+    const char *data = NULL;
+    double train_fraction = DS_DEFAULT_TRAIN_FRACTION;
     ad_thresh_rule rule = AD_THRESH_MAX;
-    double q = 1.0;
+    double q = 1.0, coreset = 0;
     char **calib_in = NULL;
     int n_calib_in = 0;
     int c, rc = 2;
-    while ((c = getopt_long(argc, argv, "m:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': weights = optarg; break;
         case 'o': out = optarg; break;
@@ -144,12 +177,32 @@ int cmd_fit(int argc, char **argv)
         case O_THREADS:
             if (cli_parse_int(CMD, "--threads", optarg, 0, 1024, &threads)) goto out;
             break;
+        case O_JSON: json = 1; break;
+        case O_MAXPX:
+            if (cli_parse_max_pixels(CMD, optarg, &max_pixels)) goto out;
+            break;
+        case O_DATA: data = optarg; break;
+        case O_TRAINFRAC:
+            if (cli_parse_double(CMD, "--train-fraction", optarg, 0.0, 1.0, &train_fraction))
+                goto out;
+            break;
+        case O_CORESET:
+            if (cli_parse_coreset(CMD, optarg, &coreset)) goto out;
+            break;
+        case O_DTYPE:
+            if (!strcmp(optarg, "f32")) break;
+            if (!strcmp(optarg, "f16"))
+                cli_error(CMD, "--bank-dtype f16: not offered: float16 rows measured no faster "
+                               "than float32 at full-shot size (docs/banks.md); use f32");
+            else
+                cli_error(CMD, "--bank-dtype '%s': expected f32", optarg);
+            goto out;
         case 'h':
             usage(stdout);
             rc = 0;
             goto out;
         default:
-            fprintf(stderr, "(anomalydino fit --help for the options)\n");
+            cli_getopt_error(CMD, c, argv);
             goto out;
         }
     }
@@ -157,8 +210,12 @@ int cmd_fit(int argc, char **argv)
         cli_error(CMD, "-m WEIGHTS and -o BANK are required (anomalydino fit --help)");
         goto out;
     }
-    if (optind >= argc) {
+    if (optind >= argc && !data) {
         cli_error(CMD, "no reference images given (anomalydino fit --help)");
+        goto out;
+    }
+    if (optind < argc && data) {
+        cli_error(CMD, "give the references either as images/folders or with --data, not both");
         goto out;
     }
 
@@ -179,7 +236,15 @@ int cmd_fit(int argc, char **argv)
     rc = 1;
     if (check_out_writable(out)) goto out;
     char **refs = NULL, **calib = NULL;
-    int n_refs = cli_collect_images(CMD, argv + optind, argc - optind, &refs);
+    int n_refs;
+    if (data) {
+        char **names = NULL;
+        n_refs = cld_dataset_images(CMD, dataset, data, category, train_fraction, max_pixels, 1,
+                                    &refs, &names);
+        if (n_refs >= 0) cli_free_list(names, n_refs);
+    } else {
+        n_refs = cli_collect_images(CMD, argv + optind, argc - optind, &refs);
+    }
     if (n_refs < 0) goto out;
     int n_calib = 0;
     if (n_calib_in) {
@@ -200,6 +265,8 @@ int cmd_fit(int argc, char **argv)
     ad_bank *bank = NULL;
     int n_failed = 0;
     double *scores = NULL;
+    char **score_of = NULL; /* the image behind each score (borrowed) */
+    int n_scores = 0;
     if (cld_load_model(CMD, weights, threads, &m, &ctx)) goto done;
     bank = ad_bank_new(m, &p);
     if (!bank) {
@@ -207,29 +274,45 @@ int cmd_fit(int argc, char **argv)
         goto done;
     }
     p = ad_bank_get_params(bank);
+    cli_bank_clock(bank);
 
     double t_start = cli_now();
+    cli_meter meter;
+    cli_meter_begin(&meter, "fit: reference features", n_refs);
     for (int i = 0; i < n_refs; i++) {
-        double t0 = cli_now();
         ad_image img = {0};
-        ad_status st = adi_io_read_image(refs[i], &img);
+        ad_status st = adi_io_read_image_max(refs[i], max_pixels, &img);
         if (st == AD_OK) {
-            st = ad_bank_add_image(bank, ctx, &img, i);
+            /* one reference per call: the very path `bank add` takes, so that growing a bank
+             * one image at a time gives this bank */
+            const char *name = refs[i];
+            st = ad_bank_add_references(bank, ctx, &img, &name, 1, 0);
             if (st != AD_OK) adi_error_prefix("%s", refs[i]);
         }
         ad_image_free(&img);
         if (st != AD_OK) {
+            cli_meter_end(&meter);
             cli_error(CMD, "%s", ad_errmsg());
             n_failed++;
-            continue;
         }
-        cli_progress("fit: reference %d/%d %s (%.0f ms)", i + 1, n_refs, refs[i],
-                     1e3 * (cli_now() - t0));
+        cli_meter_step(&meter, i + 1);
     }
+    cli_meter_end(&meter);
     if (n_failed) {
         cli_error(CMD, "%d of %d reference images failed (listed above); no bank written", n_failed,
                   n_refs);
         goto done;
+    }
+
+    size_t rows_full = ad_bank_rows(bank);
+    if (coreset > 0) {
+        double t0 = cli_now();
+        if (ad_bank_coreset(bank, ctx, coreset) != AD_OK) {
+            cli_error(CMD, "--coreset %g: %s", coreset, ad_errmsg());
+            goto done;
+        }
+        cli_progress("fit: coreset %g: %zu of %zu rows (%.1f s)", coreset, ad_bank_rows(bank),
+                     rows_full, cli_now() - t0);
     }
 
     /* Threshold from normal images only. */
@@ -237,26 +320,31 @@ int cmd_fit(int argc, char **argv)
     int have_thr = 1;
     if (n_calib) {
         scores = malloc((size_t)n_calib * sizeof *scores);
-        if (!scores) goto done;
+        score_of = calloc((size_t)n_calib, sizeof *score_of);
+        if (!scores || !score_of) goto done;
+        cli_meter cm;
+        cli_meter_begin(&cm, "fit: calibration images", n_calib);
         for (int i = 0; i < n_calib; i++) {
             ad_image img = {0};
             ad_result r = {0};
-            ad_status st = adi_io_read_image(calib[i], &img);
+            ad_status st = adi_io_read_image_max(calib[i], max_pixels, &img);
             if (st == AD_OK) {
                 st = ad_predict(bank, ctx, &img, -1, &r);
                 if (st != AD_OK) adi_error_prefix("%s", calib[i]);
             }
             ad_image_free(&img);
+            cli_meter_step(&cm, i + 1);
             if (st != AD_OK) {
+                cli_meter_end(&cm);
                 cli_error(CMD, "%s", ad_errmsg());
                 n_failed++;
                 continue;
             }
-            scores[i - n_failed] = r.score;
-            cli_progress("fit: calibration %d/%d %s score %.6f", i + 1, n_calib, calib[i],
-                         r.score);
+            score_of[n_scores] = calib[i];
+            scores[n_scores++] = r.score;
             ad_result_free(&r);
         }
+        cli_meter_end(&cm);
         if (n_failed) {
             cli_error(CMD, "%d of %d calibration images failed (listed above); no bank written",
                       n_failed, n_calib);
@@ -269,10 +357,18 @@ int cmd_fit(int argc, char **argv)
         snprintf(how, sizeof how, "%s of %d calibration image scores",
                  rule == AD_THRESH_MAX ? "max" : "quantile", n_calib);
     } else if (n_refs >= 2) {
-        if (ad_bank_calibrate_loo(bank, ctx, rule, q) != AD_OK) {
+        /* the scores of ad_bank_calibrate_loo, kept to be shown (same computation) */
+        scores = malloc((size_t)n_refs * sizeof *scores);
+        score_of = calloc((size_t)n_refs, sizeof *score_of);
+        if (!scores || !score_of) goto done;
+        cli_progress("fit: leave-one-out scores of %d references ...", n_refs);
+        if (adi_bank_loo_scores(bank, ctx, scores) != AD_OK ||
+            dt_bank_calibrate(bank, scores, n_refs, rule, q, AD_THRESH_FROM_LOO) != AD_OK) {
             cli_error(CMD, "leave-one-out calibration: %s", ad_errmsg());
             goto done;
         }
+        for (int i = 0; i < n_refs; i++) score_of[i] = refs[i];
+        n_scores = n_refs;
         snprintf(how, sizeof how, "%s of %d leave-one-out reference scores",
                  rule == AD_THRESH_MAX ? "max" : "quantile", n_refs);
     } else {
@@ -289,27 +385,81 @@ int cmd_fit(int argc, char **argv)
     ad_model_info mi = ad_model_get_info(m);
     double thr = 0;
     have_thr = have_thr && ad_bank_threshold(bank, &thr);
-    printf("bank        %s\n", out);
-    printf("weights     %s, %d dims (fingerprint %016llx)\n", mi.name ? mi.name : "custom", mi.dim,
-           (unsigned long long)mi.fingerprint);
-    printf("references  %d image%s, %zu rows%s\n", n_refs, n_refs == 1 ? "" : "s",
-           ad_bank_rows(bank), p.rotate ? " (8 rotations each)" : "");
-    printf("settings    resolution %d, rotate %s, mask refs %s, mask test %s, knn %d\n",
-           p.resolution, p.rotate ? "yes" : "no", p.mask_refs ? "yes" : "no",
-           p.mask_test ? "yes" : "no", p.knn_k);
-    if (have_thr) {
-        if (rule == AD_THRESH_QUANTILE)
-            printf("threshold   %.6f (%s, q = %g)\n", thr, how, q);
-        else
-            printf("threshold   %.6f (%s)\n", thr, how);
+    const char *source = n_calib ? "calibration" : have_thr ? "leave-one-out" : "none";
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        char fp[24];
+        snprintf(fp, sizeof fp, "%016llx", (unsigned long long)mi.fingerprint);
+        cJSON_AddStringToObject(o, "bank", out);
+        cJSON *w = cJSON_AddObjectToObject(o, "weights");
+        cJSON_AddStringToObject(w, "name", mi.name ? mi.name : "custom");
+        cJSON_AddNumberToObject(w, "dim", mi.dim);
+        cJSON_AddStringToObject(w, "fingerprint", fp);
+        cJSON *ra = cJSON_AddArrayToObject(o, "references");
+        for (int i = 0; i < n_refs; i++) cJSON_AddItemToArray(ra, cJSON_CreateString(refs[i]));
+        cJSON_AddNumberToObject(o, "rows", (double)ad_bank_rows(bank));
+        if (coreset > 0) {
+            cJSON *cs = cJSON_AddObjectToObject(o, "coreset");
+            cJSON_AddNumberToObject(cs, "setting", coreset);
+            cJSON_AddNumberToObject(cs, "rows_offered", (double)rows_full);
+        } else {
+            cJSON_AddNullToObject(o, "coreset");
+        }
+        cJSON *st = cJSON_AddObjectToObject(o, "settings");
+        cJSON_AddNumberToObject(st, "resolution", p.resolution);
+        cJSON_AddBoolToObject(st, "rotate", p.rotate);
+        cJSON_AddBoolToObject(st, "mask_refs", p.mask_refs);
+        cJSON_AddBoolToObject(st, "mask_test", p.mask_test);
+        cJSON_AddNumberToObject(st, "knn", p.knn_k);
+        cJSON *th = cJSON_AddObjectToObject(o, "threshold");
+        if (have_thr) cJSON_AddNumberToObject(th, "value", thr);
+        else cJSON_AddNullToObject(th, "value");
+        cJSON_AddStringToObject(th, "source", source);
+        cJSON_AddStringToObject(th, "rule", rule == AD_THRESH_MAX ? "max" : "quantile");
+        if (rule == AD_THRESH_QUANTILE) cJSON_AddNumberToObject(th, "q", q);
+        cJSON *sa = cJSON_AddArrayToObject(th, "scores");
+        for (int i = 0; i < n_scores; i++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "image", score_of[i]);
+            cJSON_AddNumberToObject(e, "score", scores[i]);
+            cJSON_AddItemToArray(sa, e);
+        }
+        cJSON_AddNumberToObject(o, "time_s", cli_now() - t_start);
+        char *txt = cJSON_Print(o);
+        if (txt) puts(txt);
+        free(txt);
+        cJSON_Delete(o);
     } else {
-        printf("threshold   none (one reference, no calibration images)\n");
+        printf("bank        %s\n", out);
+        printf("weights     %s, %d dims (fingerprint %016llx)\n", mi.name ? mi.name : "custom",
+               mi.dim, (unsigned long long)mi.fingerprint);
+        printf("references  %d image%s, %zu rows%s\n", n_refs, n_refs == 1 ? "" : "s",
+               ad_bank_rows(bank), p.rotate ? " (8 rotations each)" : "");
+        if (coreset > 0)
+            printf("coreset     %g: %zu of %zu rows kept (greedy k-center, approximate)\n", coreset,
+                   ad_bank_rows(bank), rows_full);
+        printf("settings    resolution %d, rotate %s, mask refs %s, mask test %s, knn %d\n",
+               p.resolution, p.rotate ? "yes" : "no", p.mask_refs ? "yes" : "no",
+               p.mask_test ? "yes" : "no", p.knn_k);
+        if (have_thr) {
+            if (rule == AD_THRESH_QUANTILE)
+                printf("threshold   %.6f (%s, q = %g)\n", thr, how, q);
+            else
+                printf("threshold   %.6f (%s)\n", thr, how);
+        } else {
+            printf("threshold   none (one reference, no calibration images)\n");
+        }
+        for (int i = 0; i < n_scores; i++)
+            printf("%s%.6f  %s\n", i == 0 ? (n_calib ? "calib score " : "loo score   ")
+                                           : "            ",
+                   scores[i], score_of[i]);
+        printf("time        %.1f s\n", cli_now() - t_start);
     }
-    printf("time        %.1f s\n", cli_now() - t_start);
     rc = 0;
 
 done:
     free(scores);
+    free(score_of);
     ad_bank_free(bank);
     ad_context_free(ctx);
     ad_model_free(m);

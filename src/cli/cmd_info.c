@@ -16,7 +16,8 @@ static void usage(FILE *f)
             "checkpoint or Hugging Face .safetensors).\n\n"
             "  -m, --model WEIGHTS   the weights file\n"
             "      --json            one JSON object instead of text\n"
-            "  -h, --help            this help\n");
+            "  -h, --help            this help\n\n"
+            "Exit status: 0 success, 1 the weights cannot be read, 2 wrong usage.\n");
 }
 
 static const char *interp_name(ad_pos_interp p)
@@ -34,12 +35,12 @@ int cmd_info(int argc, char **argv)
     };
     const char *weights = NULL;
     int json = 0, c;
-    while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': weights = optarg; break;
         case 'j': json = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_getopt_error(CMD, c, argv);
         }
     }
     if (!weights || optind != argc) {

@@ -2,6 +2,7 @@
  * ground-truth masks), without a model. */
 #include "cli/cli.h"
 
+#include <omp.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -22,7 +23,8 @@ static void usage(FILE *f)
             "  label   0 normal, 1 anomalous\n"
             "  score   image anomaly score\n"
             "  map     .npy float32 (or float64) H x W anomaly map\n"
-            "  mask    ground-truth PNG, nonzero = anomalous; empty for a good image\n"
+            "  mask    ground-truth mask (PNG, BMP, TIFF or JPEG); values all < 128: nonzero\n"
+            "          is anomalous, otherwise >= 128; empty for a good image\n"
             "Paths are relative to the CSV's folder. Fields may be quoted (\"a,b\", \"\" for \").\n\n"
             "  --json-out FILE   also write the JSON to FILE\n"
             "  --threads N       threads for sorting the pixels (default 0: all cores)\n"
@@ -371,8 +373,15 @@ static int add_map(ad_pixel_eval *pe, const char *csv, const table *t, int i,
     }
     if (t->mask[i]) {
         int mw, mh;
-        if ((io ? io->read_mask(io->ctx, t->mask[i], &mask, &mw, &mh)
-                : adi_io_read_mask(t->mask[i], &mask, &mw, &mh)) != AD_OK) {
+        ad_status ms = AD_OK;
+        if (io) {
+            /* the caller's reader (fuzz target), binarised as adi_io_read_gt_mask does */
+            ms = io->read_mask(io->ctx, t->mask[i], &mask, &mw, &mh);
+            if (ms == AD_OK) adi_io_binarize_mask(mask, (size_t)mw * (size_t)mh);
+        } else {
+            ms = adi_io_read_gt_mask(t->mask[i], 0, &mask, &mw, &mh);
+        }
+        if (ms != AD_OK) {
             cli_error(CMD, "%s: line %d: %s", csv, t->line[i], ad_errmsg());
             goto out;
         }
@@ -411,8 +420,7 @@ int cmd_metrics(int argc, char **argv)
             if (cli_parse_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2;
             break;
         case 'h': usage(stdout); return 0;
-        case ':': cli_error(CMD, "%s needs a value (see --help)", argv[optind - 1]); return 2;
-        default: cli_error(CMD, "unknown option '%s' (see --help)", argv[optind - 1]); return 2;
+        default: return cli_getopt_error(CMD, ch, argv);
         }
     }
     if (optind >= argc) {
@@ -424,7 +432,7 @@ int cmd_metrics(int argc, char **argv)
         return 2;
     }
     const char *csv = argv[optind];
-    adi_threads_apply(threads);
+    omp_set_num_threads(adi_threads_resolve(threads));
 
     size_t len;
     char *text = adi_io_read_file(csv, &len);

@@ -23,7 +23,8 @@ static void usage(FILE *f)
             "of the cosine distances below the k-th smallest, k = max(1, int(0.001*M)); the image\n"
             "score is the mean of its top 1 %% patch scores. Works when most images of the batch\n"
             "are good. Folders are walked (.png .jpg .jpeg); at least 2 images.\n"
-            "Prints image,score (CSV, header first).\n\n"
+            "Prints image,score,grid,map,overlay (CSV, header first; the last three name the\n"
+            "files written for the image, empty when not asked for).\n\n"
             "  -m, --model WEIGHTS   DINOv2 weights (.pth hub checkpoint or .safetensors)\n"
             "      --resolution S    smaller image edge (default %d, as the original; 0 = no\n"
             "                        resize)\n"
@@ -33,15 +34,22 @@ static void usage(FILE *f)
             "                        masking as the original (default preset %s)\n"
             "      --grids DIR       patch score grid per image, DIR/STEM.npy (float32)\n"
             "      --maps DIR        full-resolution anomaly map, DIR/STEM.npy (float32, H x W)\n"
+            "      --maps-format F   npy (default) or tiff (DIR/STEM.tiff, float32 TIFF)\n"
             "      --overlays DIR    heat map over the image, DIR/STEM.png, fixed colour scale\n"
             "                        0..--vmax (default %.1f)\n"
             "      --vmax V          top of the overlay colour scale\n"
             "      --format F        csv (default) or json\n"
+            "      --max-pixels N    refuse images larger than N pixels, from the file header\n"
+            "                        before decoding (default 40M; 0 = no limit)\n"
             "      --threads N       threads (default: all cores)\n"
             "  -h, --help            this help\n\n"
-            "Features are extracted once per image and kept in memory (about 3.5 MB per image\n"
-            "for ViT-S at 672). An unreadable image is reported and left out of the batch; the\n"
-            "exit status is then 1.\n",
+            "Every image is decoded once before the weights are loaded, so that a batch with\n"
+            "fewer than 2 readable images is refused at once. Features are extracted once per\n"
+            "image and kept in memory (about 3.5 MB per image for ViT-S at 672). STEM is named\n"
+            "as in predict (the path below the folder given). An unreadable image is reported\n"
+            "and left out of the batch.\n\n"
+            "Exit status: 0 every image scored, 1 an image failed or too few were readable, 2\n"
+            "wrong usage.\n",
             ZS_DEFAULT_RESOLUTION, ZS_DEFAULT_PRESET, ZS_DEFAULT_VMAX);
 }
 
@@ -56,7 +64,7 @@ typedef struct {
 int cmd_zeroshot(int argc, char **argv)
 {
     enum { O_RES = 256, O_MASK, O_NOMASK, O_PRESET, O_DATASET, O_CATEGORY, O_GRIDS, O_MAPS,
-           O_OVERLAYS, O_VMAX, O_FORMAT, O_THREADS };
+           O_OVERLAYS, O_VMAX, O_FORMAT, O_THREADS, O_MAPSFMT, O_MAXPX };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},         {"resolution", required_argument, 0, O_RES},
         {"mask", no_argument, 0, O_MASK},             {"no-mask", no_argument, 0, O_NOMASK},
@@ -65,13 +73,16 @@ int cmd_zeroshot(int argc, char **argv)
         {"maps", required_argument, 0, O_MAPS},       {"overlays", required_argument, 0, O_OVERLAYS},
         {"vmax", required_argument, 0, O_VMAX},       {"format", required_argument, 0, O_FORMAT},
         {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {"maps-format", required_argument, 0, O_MAPSFMT},
+        {"max-pixels", required_argument, 0, O_MAXPX},
         {0, 0, 0, 0}};
     const char *weights = NULL, *preset = NULL, *dataset = NULL, *category = NULL,
                *grids_dir = NULL, *maps_dir = NULL, *ov_dir = NULL;
-    int resolution = ZS_DEFAULT_RESOLUTION, mask = -1, threads = 0, c;
+    int resolution = ZS_DEFAULT_RESOLUTION, mask = -1, threads = 0, maps_tiff = 0, c;
+    size_t max_pixels = CLI_DEFAULT_MAX_PIXELS;
     double vmax = ZS_DEFAULT_VMAX;
     cld_format format = CLD_CSV;
-    while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': weights = optarg; break;
         case O_RES:
@@ -94,8 +105,14 @@ int cmd_zeroshot(int argc, char **argv)
         case O_THREADS:
             if (cli_parse_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2;
             break;
+        case O_MAPSFMT:
+            if (cld_parse_maps_format(CMD, optarg, &maps_tiff)) return 2;
+            break;
+        case O_MAXPX:
+            if (cli_parse_max_pixels(CMD, optarg, &max_pixels)) return 2;
+            break;
         case 'h': usage(stdout); return 0;
-        default: fprintf(stderr, "(anomalydino zeroshot --help for the options)\n"); return 2;
+        default: return cli_getopt_error(CMD, c, argv);
         }
     }
     if (!weights) {
@@ -116,8 +133,8 @@ int cmd_zeroshot(int argc, char **argv)
     if (mask < 0) mask = 0;
 
     int rc = 1;
-    char **paths = NULL, **stems = NULL;
-    int n = cli_collect_images(CMD, argv + optind, argc - optind, &paths);
+    char **paths = NULL, **stems = NULL, **rels = NULL;
+    int n = cli_collect_images_rel(CMD, argv + optind, argc - optind, &paths, &rels);
     if (n < 0) return 1;
     ad_model *m = NULL;
     ad_context *ctx = NULL;
@@ -125,11 +142,40 @@ int cmd_zeroshot(int argc, char **argv)
     ad_features *feats = calloc((size_t)n, sizeof *feats);
     const uint8_t **keeps = calloc((size_t)n, sizeof *keeps);
     double **grids = calloc((size_t)n, sizeof *grids);
-    int n_ok = 0;
+    uint8_t *readable = calloc((size_t)n, 1);
+    int n_ok = 0, n_readable = 0;
     cld_table t;
     int table_open = 0;
-    if (!items || !feats || !keeps || !grids) {
+    if (!items || !feats || !keeps || !grids || !readable) {
         cli_error(CMD, "out of memory");
+        goto done;
+    }
+    if (cld_table_begin(&t, format, 0, 0, 0, 0, 0)) {
+        cli_error(CMD, "out of memory");
+        goto done;
+    }
+    table_open = 1;
+    /* Readable images first (decoding is fast next to the features): a batch that cannot be
+     * scored is refused before the weights are loaded and any feature is extracted. */
+    {
+        cli_meter cm;
+        cli_meter_begin(&cm, "zeroshot: checking images", n);
+        for (int i = 0; i < n; i++) {
+            ad_image img = {0};
+            if (adi_io_read_image_max(paths[i], max_pixels, &img) == AD_OK) {
+                readable[i] = 1;
+                n_readable++;
+            } else {
+                cld_table_fail(&t, CMD, paths[i], ad_errmsg());
+            }
+            ad_image_free(&img);
+            cli_meter_step(&cm, i + 1);
+        }
+        cli_meter_end(&cm);
+    }
+    if (n_readable < 2) {
+        cli_error(CMD, "needs at least 2 readable images (got %d of %d): each image is scored "
+                       "against the others", n_readable, n);
         goto done;
     }
     if (cld_load_model(CMD, weights, threads, &m, &ctx)) goto done;
@@ -137,25 +183,29 @@ int cmd_zeroshot(int argc, char **argv)
         cld_prepare_dir(CMD, "--overlays", ov_dir) ||
         cld_distinct_npy_dirs(CMD, grids_dir, maps_dir)) /* e.g. G and ./G, now both made */
         goto done;
-    stems = cld_unique_stems(paths, n);
-    if (!stems || cld_table_begin(&t, format, 0, 0)) {
+    stems = cld_output_stems(CMD, paths, rels, n);
+    if (!stems) {
         cli_error(CMD, "out of memory");
         goto done;
     }
-    table_open = 1;
     cJSON *set = cld_table_settings(&t);
     if (set) {
         cJSON_AddNumberToObject(set, "resolution", resolution);
         cJSON_AddBoolToObject(set, "mask", mask);
         if (ov_dir) cJSON_AddNumberToObject(set, "vmax", vmax);
+        cJSON_AddNumberToObject(set, "max_pixels", (double)max_pixels);
+        cJSON_AddStringToObject(set, "maps_format", maps_tiff ? "tiff" : "npy");
     }
 
     /* Features once per image. */
     double t_feat = cli_now();
-    for (int i = 0; i < n; i++) {
+    cli_meter fm;
+    cli_meter_begin(&fm, "zeroshot: features", n_readable);
+    for (int i = 0, done_i = 0; i < n; i++) {
+        if (!readable[i]) continue;
         zs_item *it = &items[n_ok];
         ad_image img = {0};
-        ad_status st = adi_io_read_image(paths[i], &img);
+        ad_status st = adi_io_read_image_max(paths[i], max_pixels, &img);
         if (st == AD_OK) {
             it->w = img.width;
             it->h = img.height;
@@ -174,6 +224,7 @@ int cmd_zeroshot(int argc, char **argv)
             it->grid = malloc(cells * sizeof *it->grid);
             if (!it->grid) st = adi_fail(AD_E_NOMEM, "%s: out of memory", paths[i]);
         }
+        cli_meter_step(&fm, ++done_i);
         if (st != AD_OK) {
             cld_table_fail(&t, CMD, paths[i], ad_errmsg());
             ad_features_free(&it->f);
@@ -187,9 +238,8 @@ int cmd_zeroshot(int argc, char **argv)
         keeps[n_ok] = it->keep;
         grids[n_ok] = it->grid;
         n_ok++;
-        cli_progress("zeroshot: features %d/%d %s (%dx%d patches)", i + 1, n, paths[i],
-                     it->f.grid_h, it->f.grid_w);
     }
+    cli_meter_end(&fm);
     t_feat = cli_now() - t_feat;
     if (n_ok < 2) {
         cli_error(CMD, "needs at least 2 readable images (got %d): each image is scored against "
@@ -197,6 +247,7 @@ int cmd_zeroshot(int argc, char **argv)
         goto done;
     }
 
+    cli_progress("zeroshot: all-pairs search over %d images ...", n_ok);
     double t_score = cli_now();
     if (ad_zeroshot(ctx, feats, keeps, n_ok, grids) != AD_OK) {
         cli_error(CMD, "%s", ad_errmsg());
@@ -206,22 +257,24 @@ int cmd_zeroshot(int argc, char **argv)
     cli_progress("zeroshot: %d images, features %.1f s, all-pairs scoring %.1f s", n_ok, t_feat,
                  t_score);
 
-    const cld_out_dirs dirs = {grids_dir, maps_dir, ov_dir};
+    const cld_out_dirs dirs = {grids_dir, maps_dir, ov_dir, maps_tiff};
     adi_overlay_params op = adi_overlay_default_params();
     op.vmax = (float)vmax; /* no threshold in zero-shot mode: nothing outlined */
     for (int j = 0; j < n_ok; j++) {
         zs_item *it = &items[j];
         const char *path = paths[it->path], *stem = stems[it->path];
         double score = ad_score_top1p(it->grid, (size_t)it->f.grid_h * (size_t)it->f.grid_w);
+        cld_out_files files = {0};
         ad_status st = cld_write_outputs(&dirs, stem, it->grid, it->f.grid_h, it->f.grid_w,
-                                         it->w, it->h, NULL, path, &op);
+                                         it->w, it->h, NULL, path, &op, &files);
         if (st != AD_OK) {
             char why[600];
             snprintf(why, sizeof why, "writing outputs: %s", ad_errmsg());
             cld_table_fail(&t, CMD, path, why);
             continue;
         }
-        cld_table_row(&t, path, score, AD_VERDICT_NONE, 0);
+        cld_table_row(&t, path, score, AD_VERDICT_NONE, 0, &files);
+        cld_out_files_free(&files);
     }
     rc = 0;
 
@@ -240,6 +293,8 @@ done:
     free(feats);
     free(keeps);
     free(grids);
+    free(readable);
+    cli_free_list(rels, n);
     cli_free_list(stems, n);
     cli_free_list(paths, n);
     ad_context_free(ctx);

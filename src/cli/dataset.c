@@ -2,7 +2,11 @@
 #include "cli/dataset.h"
 
 #include "cli/cli.h"
+#include "cli/cli_detect.h"
 #include "io/io.h"
+
+#include <math.h>
+#include <strings.h>
 
 #include <ctype.h>
 #include <dirent.h>
@@ -168,15 +172,32 @@ ad_status ds_kind_parse(const char *s, ds_kind *out)
         *out = DS_VISA;
     } else if (!strcasecmp(s, "folder")) {
         *out = DS_FOLDER;
+    } else if (!strcasecmp(s, "ksdd") || !strcasecmp(s, "kolektorsdd") ||
+               !strcasecmp(s, "kolektor")) {
+        *out = DS_KSDD;
+    } else if (!strcasecmp(s, "mtd") || !strcasecmp(s, "magnetic_tile") ||
+               !strcasecmp(s, "magnetic-tile")) {
+        *out = DS_MTD;
+    } else if (!strcasecmp(s, "manifest") || !strcasecmp(s, "csv")) {
+        *out = DS_MANIFEST;
     } else {
-        return adi_fail(AD_E_ARG, "--dataset '%s': expected mvtec, visa or folder", s);
+        return adi_fail(AD_E_ARG,
+                        "--dataset '%s': expected mvtec, visa, folder, ksdd, mtd or manifest", s);
     }
     return AD_OK;
 }
 
 const char *ds_kind_name(ds_kind k)
 {
-    return k == DS_MVTEC ? "mvtec" : k == DS_VISA ? "visa" : "folder";
+    switch (k) {
+    case DS_MVTEC: return "mvtec";
+    case DS_VISA: return "visa";
+    case DS_FOLDER: return "folder";
+    case DS_KSDD: return "ksdd";
+    case DS_MTD: return "mtd";
+    case DS_MANIFEST: return "manifest";
+    }
+    return "folder";
 }
 
 int ds_select_shots(const ds_category *c, int k, int seed, int *first)
@@ -282,8 +303,13 @@ static char *find_gt(ds_kind kind, const char *catdir, const char *type, const c
     memcpy(stem, file, stem_len);
     stem[stem_len] = 0;
     char name[1100];
-    const char *suffixes[2] = {"_mask.png", ".png"};
-    int first = kind == DS_VISA ? 1 : 0, last = kind == DS_MVTEC ? 0 : 1;
+    /* mvtec: NAME_mask.png only, visa: NAME.png only (as the originals); folder: any mask
+     * format the readers know, NAME_mask first */
+    static const char *const suffixes[] = {"_mask.png", ".png", "_mask.bmp", ".bmp",
+                                           "_mask.tif", ".tif", "_mask.tiff", ".tiff",
+                                           "_mask.jpg", ".jpg", "_mask.jpeg", ".jpeg"};
+    int first = kind == DS_VISA ? 1 : 0;
+    int last = kind == DS_MVTEC ? 0 : kind == DS_VISA ? 1 : (int)(sizeof suffixes / sizeof *suffixes) - 1;
     char *gtdir = join3(catdir, "ground_truth", type);
     if (!gtdir) return NULL;
     char *found = NULL;
@@ -294,6 +320,21 @@ static char *find_gt(ds_kind kind, const char *catdir, const char *type, const c
         if (s == first) snprintf(expected, expected_len, "%s", p);
         if (is_file(p)) found = p;
         else free(p);
+    }
+    /* the exact names of mvtec/visa missing: say so when the mask is there in another form */
+    for (int s = 0; !found && kind != DS_FOLDER && s < (int)(sizeof suffixes / sizeof *suffixes);
+         s++) {
+        if (s >= first && s <= last) continue;
+        snprintf(name, sizeof name, "%s%s", stem, suffixes[s]);
+        char *p = join2(gtdir, name);
+        if (p && is_file(p)) {
+            size_t l = strlen(expected);
+            snprintf(expected + l, expected_len - l, "; %s exists but the %s layout reads only "
+                     "that name: use --dataset folder, or a manifest", name, ds_kind_name(kind));
+            free(p);
+            break;
+        }
+        free(p);
     }
     free(gtdir);
     return found;
@@ -830,11 +871,40 @@ ad_status ds_open_fs(const ds_fs *fs, ds_kind kind, const char *root, char *cons
     return st;
 }
 
+int ds_guess_layout(const char *root, ds_kind *out)
+{
+    char **subs = NULL;
+    int ns = fs_list_dir(root, CLI_LIST_DIRS, &subs);
+    if (ns < 0) return 0;
+    int kos = 0, mt = 0, cat = 0;
+    for (int i = 0; i < ns; i++) {
+        if (!strncasecmp(subs[i], "kos", 3)) kos++;
+        if (!strncmp(subs[i], "MT_", 3)) mt++;
+        char *dir = join2(root, subs[i]);
+        if (dir && has_train_good(dir)) cat++;
+        free(dir);
+    }
+    cli_free_list(subs, ns);
+    char *csv = join3(root, "split_csv", "1cls.csv");
+    int visa = csv && is_file(csv);
+    free(csv);
+    if (visa) *out = DS_VISA;
+    else if (mt) *out = DS_MTD;
+    else if (kos) *out = DS_KSDD;
+    else if (cat || has_train_good(root)) *out = DS_FOLDER;
+    else return 0;
+    return 1;
+}
+
 ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n_categories,
                   ds_dataset *out)
 {
     if (!root || !out) return adi_fail(AD_E_ARG, "ds_open: NULL argument");
-    if (!fs_is_dir(root)) return adi_fail(AD_E_IO, "%s: not a directory", root);
+    if (kind == DS_KSDD || kind == DS_MTD || kind == DS_MANIFEST)
+        return ds_open_ex(kind, root, categories, n_categories, NULL, out);
+    if (!fs_is_dir(root))
+        return adi_fail(AD_E_IO, "%s: not a directory (expected the %s)", root,
+                        ds_layout_help(kind));
     ds_dataset d;
     memset(&d, 0, sizeof d);
     d.kind = kind;
@@ -862,8 +932,601 @@ ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n
     }
     free(csv);
     if (st == AD_OK && d.n_cats == 0) {
-        char why[600] = "";
+        char why[600] = "", hint[200] = "";
         if (d.errors.n) snprintf(why, sizeof why, " (%s)", d.errors.v[0]);
+        ds_kind guess;
+        if (ds_guess_layout(d.root, &guess) && guess != kind)
+            snprintf(hint, sizeof hint, "; this looks like the %s: try --dataset %s",
+                     ds_layout_help(guess), ds_kind_name(guess));
+        st = adi_fail(AD_E_IO, "%s: no usable %s categories%s; expected the %s%s", d.root,
+                      ds_kind_name(kind), why, ds_layout_help(kind), hint);
+    }
+    if (st != AD_OK) {
+        ds_free(&d);
+        return st;
+    }
+    *out = d;
+    return AD_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* layouts as downloaded: KolektorSDD, Magnetic Tile Defects; manifest CSV (issue 13)          */
+/* ------------------------------------------------------------------------------------------ */
+
+ds_options ds_default_options(void)
+{
+    ds_options o = {DS_DEFAULT_TRAIN_FRACTION, 0};
+    return o;
+}
+
+int ds_split_count(int n_good, double fraction)
+{
+    if (n_good <= 0) return 0;
+    if (!(fraction >= 0)) fraction = 0;
+    if (fraction > 1) fraction = 1;
+    long k = (long)floor(fraction * (double)n_good + 1e-9);
+    if (k < 1) k = 1;
+    if (n_good >= 2 && k > n_good - 1) k = n_good - 1;
+    return (int)k;
+}
+
+const char *ds_layout_help(ds_kind k)
+{
+    switch (k) {
+    case DS_MVTEC: return "MVTec AD layout: ROOT/CAT/train/good, ROOT/CAT/test/TYPE/NAME.png, "
+                          "ROOT/CAT/ground_truth/TYPE/NAME_mask.png";
+    case DS_VISA: return "VisA layout: ROOT/split_csv/1cls.csv, or the prepared ROOT/1cls/CAT/"
+                         "{train/good,test,ground_truth}";
+    case DS_FOLDER: return "folder layout: ROOT/CAT/train/good, ROOT/CAT/test/TYPE, optional "
+                           "ROOT/CAT/ground_truth/TYPE/NAME_mask.png";
+    case DS_KSDD: return "KolektorSDD layout: ROOT/kosNN/PartN.jpg with PartN_label.bmp";
+    case DS_MTD: return "Magnetic Tile Defects layout: ROOT/MT_<class>/Imgs/X.jpg with its mask "
+                        "X.png, MT_Free good";
+    case DS_MANIFEST: return "manifest layout: --data FILE.csv with the columns category,split,"
+                             "image,label,mask (paths relative to the CSV)";
+    }
+    return "";
+}
+
+/* A good (label) or defective image found while walking a layout without a train split. */
+typedef struct {
+    char *path, *rel, *type, *mask;
+    int defect;
+} found_img;
+
+typedef struct {
+    found_img *v;
+    int n, cap;
+} found_list;
+
+static int found_push(found_list *l, char *path, char *rel, char *type, char *mask, int defect)
+{
+    if (!path || !rel || !type) goto fail;
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        found_img *v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) goto fail;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (found_img){path, rel, type, mask, defect};
+    return 0;
+fail:
+    free(path);
+    free(rel);
+    free(type);
+    free(mask);
+    return -1;
+}
+
+static void found_free(found_list *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        free(l->v[i].path);
+        free(l->v[i].rel);
+        free(l->v[i].type);
+        free(l->v[i].mask);
+    }
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static int cmp_found(const void *a, const void *b)
+{
+    return strcmp(((const found_img *)a)->rel, ((const found_img *)b)->rel);
+}
+
+/* The category of a layout without a train split: sorted by path below ROOT, the first
+ * ds_split_count good images are the references. Takes the strings of `l`. */
+static ad_status split_category(ds_dataset *d, const char *name, found_list *l, double fraction)
+{
+    qsort(l->v, (size_t)l->n, sizeof *l->v, cmp_found);
+    int n_good = 0;
+    for (int i = 0; i < l->n; i++) n_good += !l->v[i].defect;
+    if (n_good == 0) {
+        ds_lines_add(&d->errors, "%s: no good images to take references from (%s)", name,
+                     ds_layout_help(d->kind));
+        found_free(l);
+        return AD_OK;
+    }
+    int n_train = ds_split_count(n_good, fraction);
+    ds_category c = {0};
+    item_list items = {0};
+    c.name = strdup(name);
+    c.train = calloc((size_t)n_train, sizeof *c.train);
+    c.train_names = calloc((size_t)n_train, sizeof *c.train_names);
+    if (!c.name || !c.train || !c.train_names) goto oom;
+    int g = 0;
+    for (int i = 0; i < l->n; i++) {
+        found_img *f = &l->v[i];
+        if (!f->defect && g < n_train) {
+            c.train[g] = f->path;
+            c.train_names[g] = f->rel;
+            free(f->type);
+            free(f->mask);
+            g++;
+            c.n_train = g;
+        } else {
+            int bad = items_push(&items, f->path, f->rel, f->type, f->defect ? f->mask : NULL,
+                                 f->defect);
+            if (!f->defect) free(f->mask);
+            if (bad) {
+                for (int j = i + 1; j < l->n; j++) {
+                    free(l->v[j].path), free(l->v[j].rel), free(l->v[j].type), free(l->v[j].mask);
+                }
+                l->n = 0;
+                goto oom;
+            }
+        }
+    }
+    free(l->v);
+    memset(l, 0, sizeof *l);
+    if (items.n == 0) {
+        ds_lines_add(&d->errors, "%s: nothing left to test after taking %d reference(s)", name,
+                     c.n_train);
+        category_free(&c);
+        return AD_OK;
+    }
+    qsort(items.v, (size_t)items.n, sizeof *items.v, cmp_item);
+    c.test = items.v;
+    c.n_test = items.n;
+    if (push_category(d, &c)) {
+        category_free(&c);
+        return adi_fail(AD_E_NOMEM, "out of memory");
+    }
+    return AD_OK;
+oom:
+    found_free(l);
+    for (int i = 0; i < items.n; i++) {
+        free(items.v[i].path), free(items.v[i].name), free(items.v[i].type);
+        free(items.v[i].mask_path);
+    }
+    free(items.v);
+    category_free(&c);
+    return adi_fail(AD_E_NOMEM, "out of memory");
+}
+
+static int wants(char *const *cats, int n, const char *name, ds_dataset *d)
+{
+    if (!cats) return 1;
+    int want = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(cats[i], name)) want = 1;
+        else ds_lines_add(&d->errors, "%s: category not found (the %s has one category, '%s')",
+                          cats[i], ds_layout_help(d->kind), name);
+    }
+    return want;
+}
+
+/* STEM + each suffix in turn below dir; the first that exists (malloc'ed), or NULL. */
+static char *first_existing(const char *dir, const char *stem, const char *const *suffixes)
+{
+    for (int i = 0; suffixes[i]; i++) {
+        char name[1200];
+        snprintf(name, sizeof name, "%s%s", stem, suffixes[i]);
+        char *p = join2(dir, name);
+        if (p && is_file(p)) return p;
+        free(p);
+    }
+    return NULL;
+}
+
+static int is_label_name(const char *f)
+{
+    const char *u = strstr(f, "_label.");
+    return u && !strchr(u + 7, '/');
+}
+
+static ad_status open_ksdd(ds_dataset *d, const ds_options *o, char *const *cats, int n_cats)
+{
+    if (!wants(cats, n_cats, "ksdd", d)) return AD_OK;
+    char **subs = NULL;
+    int ns = fs_list_dir(d->root, CLI_LIST_DIRS, &subs);
+    if (ns < 0) return adi_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
+                               strerror(errno ? errno : EIO));
+    static const char *const label_sfx[] = {"_label.bmp", "_label.png", "_label.tif",
+                                            "_label.tiff", NULL};
+    found_list l = {0};
+    ad_status st = AD_OK;
+    int n_parts_dirs = 0, no_label = 0, bad_label = 0;
+    for (int i = 0; i < ns && st == AD_OK; i++) {
+        char *dir = join2(d->root, subs[i]);
+        char **files = NULL;
+        int nf = dir ? fs_list_dir(dir, CLI_LIST_FILES, &files) : -1;
+        int here = 0;
+        for (int j = 0; j < nf && st == AD_OK; j++) {
+            if (!cli_has_image_ext(files[j]) || is_label_name(files[j])) continue;
+            here = 1;
+            size_t sl = strlen(files[j]) - strlen(ext_of(files[j]));
+            char stem[1024];
+            if (sl >= sizeof stem) continue;
+            memcpy(stem, files[j], sl);
+            stem[sl] = 0;
+            char *img = join2(dir, files[j]);
+            char *label = first_existing(dir, stem, label_sfx);
+            if (!label) {
+                if (no_label++ < DS_MAX_LINES_PER_KIND)
+                    ds_lines_add(&d->errors, "ksdd: %s has no %s_label.bmp beside it (%s): left "
+                                 "out", img ? img : files[j], stem, ds_layout_help(DS_KSDD));
+                free(img);
+                continue;
+            }
+            uint8_t *m = NULL;
+            int mw = 0, mh = 0;
+            if (adi_io_read_gt_mask(label, o->max_pixels, &m, &mw, &mh) != AD_OK) {
+                if (bad_label++ < DS_MAX_LINES_PER_KIND)
+                    ds_lines_add(&d->errors, "ksdd: label unreadable, %s left out: %s", img,
+                                 ad_errmsg());
+                free(img);
+                free(label);
+                continue;
+            }
+            int any = 0;
+            for (size_t k = 0, n = (size_t)mw * mh; k < n && !any; k++) any = m[k] != 0;
+            adi_free(m);
+            size_t rl = strlen(subs[i]) + strlen(files[j]) + 2;
+            char *rel = malloc(rl);
+            if (rel) snprintf(rel, rl, "%s/%s", subs[i], files[j]);
+            if (found_push(&l, img, rel, strdup(any ? "defect" : "good"), label, any))
+                st = adi_fail(AD_E_NOMEM, "out of memory");
+        }
+        n_parts_dirs += here;
+        cli_free_list(files, nf > 0 ? nf : 0);
+        free(dir);
+    }
+    cli_free_list(subs, ns);
+    if (no_label > DS_MAX_LINES_PER_KIND)
+        ds_lines_add(&d->errors, "ksdd: ... and %d more images without a label",
+                     no_label - DS_MAX_LINES_PER_KIND);
+    if (bad_label > DS_MAX_LINES_PER_KIND)
+        ds_lines_add(&d->errors, "ksdd: ... and %d more unreadable labels",
+                     bad_label - DS_MAX_LINES_PER_KIND);
+    if (st != AD_OK) {
+        found_free(&l);
+        return st;
+    }
+    if (n_parts_dirs == 0) {
+        found_free(&l);
+        ds_lines_add(&d->errors, "%s: no sub-folder holds part images (expected the %s)",
+                     d->root, ds_layout_help(DS_KSDD));
+        return AD_OK;
+    }
+    return split_category(d, "ksdd", &l, o->train_fraction);
+}
+
+static ad_status open_mtd(ds_dataset *d, const ds_options *o, char *const *cats, int n_cats)
+{
+    if (!wants(cats, n_cats, "mtd", d)) return AD_OK;
+    char **subs = NULL;
+    int ns = fs_list_dir(d->root, CLI_LIST_DIRS, &subs);
+    if (ns < 0) return adi_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
+                               strerror(errno ? errno : EIO));
+    found_list l = {0};
+    cat_counts cc = {0};
+    ad_status st = AD_OK;
+    int n_classes = 0, have_free = 0;
+    for (int i = 0; i < ns && st == AD_OK; i++) {
+        if (strncmp(subs[i], "MT_", 3) || !subs[i][3]) continue;
+        n_classes++;
+        int good = !strcmp(subs[i], "MT_Free");
+        have_free |= good;
+        char *imgs = join3(d->root, subs[i], "Imgs");
+        char **files = NULL;
+        int nf = imgs ? fs_list_dir(imgs, CLI_LIST_FILES, &files) : -1;
+        if (nf < 0) {
+            ds_lines_add(&d->errors, "mtd: %s/%s has no Imgs folder (%s): class left out",
+                         d->root, subs[i], ds_layout_help(DS_MTD));
+            free(imgs);
+            continue;
+        }
+        int n_img = 0;
+        for (int j = 0; j < nf && st == AD_OK; j++) {
+            const char *e = ext_of(files[j]);
+            if (strcasecmp(e, ".jpg") && strcasecmp(e, ".jpeg")) continue; /* masks are .png */
+            n_img++;
+            size_t sl = strlen(files[j]) - strlen(e);
+            char stem[1024];
+            if (sl >= sizeof stem) continue;
+            memcpy(stem, files[j], sl);
+            stem[sl] = 0;
+            char *img = join2(imgs, files[j]);
+            char *mask = NULL;
+            if (!good) {
+                static const char *const sfx[] = {".png", NULL};
+                mask = first_existing(imgs, stem, sfx);
+                if (!mask) {
+                    char expected[1200];
+                    snprintf(expected, sizeof expected, "%s/%s.png", imgs, stem);
+                    note_no_gt(d, &cc, "mtd", img ? img : files[j], expected);
+                }
+            }
+            size_t rl = strlen(subs[i]) + strlen(files[j]) + 8;
+            char *rel = malloc(rl);
+            if (rel) snprintf(rel, rl, "%s/Imgs/%s", subs[i], files[j]);
+            if (found_push(&l, img, rel, strdup(good ? "good" : subs[i] + 3), mask, !good))
+                st = adi_fail(AD_E_NOMEM, "out of memory");
+        }
+        if (n_img == 0)
+            ds_lines_add(&d->errors, "mtd: %s has no .jpg images (%s)", imgs,
+                         ds_layout_help(DS_MTD));
+        cli_free_list(files, nf);
+        free(imgs);
+    }
+    cli_free_list(subs, ns);
+    flush_counts(d, &cc, "mtd");
+    if (st != AD_OK) {
+        found_free(&l);
+        return st;
+    }
+    if (n_classes == 0) {
+        ds_lines_add(&d->errors, "%s: no MT_<class> folders (expected the %s)", d->root,
+                     ds_layout_help(DS_MTD));
+        found_free(&l);
+        return AD_OK;
+    }
+    if (!have_free) {
+        ds_lines_add(&d->errors, "%s: no MT_Free folder: no good images for the references (%s)",
+                     d->root, ds_layout_help(DS_MTD));
+        found_free(&l);
+        return AD_OK;
+    }
+    return split_category(d, "mtd", &l, o->train_fraction);
+}
+
+static int label_is_good(const char *s)
+{
+    return !strcasecmp(s, "good") || !strcasecmp(s, "normal") || !strcasecmp(s, "ok") ||
+           !strcmp(s, "0");
+}
+
+/* Path of a manifest entry: absolute as is, else relative to the CSV's folder. */
+static char *manifest_path(const char *base, const char *p)
+{
+    return p[0] == '/' ? strdup(p) : join2(base, p);
+}
+
+typedef struct {
+    char *name;
+    found_list train, test;
+} man_cat;
+
+static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
+{
+    const char *csv_path = d->root;
+    size_t len;
+    char *text = fs_read_file(csv_path, &len);
+    if (!text) return AD_E_IO;
+    if (strlen(text) != len) {
+        free(text);
+        return adi_fail(AD_E_FORMAT, "%s: not a text file (%s)", csv_path,
+                        ds_layout_help(DS_MANIFEST));
+    }
+    const char *slash = strrchr(csv_path, '/');
+    char *base = slash ? strndup(csv_path, slash == csv_path ? 1 : (size_t)(slash - csv_path))
+                       : strdup(".");
+    if (!base) {
+        free(text);
+        return adi_fail(AD_E_NOMEM, "out of memory");
+    }
+    char *p = text;
+    if ((unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
+        p += 3;
+    char *f[16];
+    int nf = csv_record(&p, f, 16);
+    int col[5] = {-1, -1, -1, -1, -1};
+    static const char *const names[5] = {"category", "split", "image", "label", "mask"};
+    for (int i = 0; i < nf; i++)
+        for (int k = 0; k < 5; k++)
+            if (!strcmp(f[i], names[k])) col[k] = i;
+    if (col[0] < 0 || col[1] < 0 || col[2] < 0 || col[3] < 0) {
+        free(text);
+        free(base);
+        return adi_fail(AD_E_FORMAT, "%s: the header must name the columns category,split,image,"
+                        "label[,mask] (%s)", csv_path, ds_layout_help(DS_MANIFEST));
+    }
+    man_cat *mc = NULL;
+    int n_mc = 0, line = 1, missing = 0;
+    ad_status st = AD_OK;
+    while (st == AD_OK && (nf = csv_record(&p, f, 16)) > 0) {
+        line++;
+        if (nf == 1 && !f[0][0]) continue;
+        if (nf <= col[0] || nf <= col[1] || nf <= col[2] || nf <= col[3]) {
+            ds_lines_add(&d->errors, "%s:%d: too few columns: row ignored", csv_path, line);
+            continue;
+        }
+        const char *cat = f[col[0]], *split = f[col[1]], *image = f[col[2]], *label = f[col[3]];
+        const char *mask = col[4] >= 0 && nf > col[4] ? f[col[4]] : "";
+        if (cats) {
+            int want = 0;
+            for (int i = 0; i < n_cats && !want; i++) want = !strcmp(cats[i], cat);
+            if (!want) continue;
+        }
+        if (!category_name_ok(cat)) {
+            ds_lines_add(&d->errors, "%s:%d: '%s' is not a category name: row ignored", csv_path,
+                         line, cat);
+            continue;
+        }
+        int is_train = !strcmp(split, "train"), is_test = !strcmp(split, "test");
+        if (!is_train && !is_test) {
+            ds_lines_add(&d->errors, "%s:%d: split '%s' is neither train nor test: row ignored",
+                         csv_path, line, split);
+            continue;
+        }
+        int good = label_is_good(label);
+        if (!good && !category_name_ok(label)) { /* the type also names report folders */
+            ds_lines_add(&d->errors, "%s:%d: label '%s' is neither good nor a defect name: row "
+                         "ignored", csv_path, line, label);
+            continue;
+        }
+        if (is_train && !good) {
+            ds_lines_add(&d->errors, "%s:%d: a train row must be a good image (label '%s'): row "
+                         "ignored", csv_path, line, label);
+            continue;
+        }
+        if (!image[0]) {
+            ds_lines_add(&d->errors, "%s:%d: empty image path: row ignored", csv_path, line);
+            continue;
+        }
+        char *path = manifest_path(base, image);
+        if (!path) { st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
+        if (!is_file(path)) {
+            if (missing++ < DS_MAX_LINES_PER_KIND)
+                ds_lines_add(&d->errors, "%s: %s (listed in %s:%d) does not exist: left out", cat,
+                             path, csv_path, line);
+            free(path);
+            continue;
+        }
+        int k;
+        for (k = 0; k < n_mc && strcmp(mc[k].name, cat); k++) {}
+        if (k == n_mc) {
+            man_cat *nv = realloc(mc, (size_t)(n_mc + 1) * sizeof *nv);
+            if (!nv) { free(path); st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
+            mc = nv;
+            memset(&mc[n_mc], 0, sizeof mc[n_mc]);
+            if (!(mc[n_mc].name = strdup(cat))) {
+                free(path);
+                st = adi_fail(AD_E_NOMEM, "out of memory");
+                break;
+            }
+            n_mc++;
+        }
+        char *mp = NULL;
+        if (!good && mask[0]) {
+            mp = manifest_path(base, mask);
+            if (mp && !is_file(mp)) {
+                ds_lines_add(&d->warnings, "%s: %s has no ground truth (%s does not exist): left "
+                             "out of the pixel metrics", cat, path, mp);
+                free(mp);
+                mp = NULL;
+            }
+        } else if (!good) {
+            ds_lines_add(&d->warnings, "%s: %s has no mask (empty mask column): left out of the "
+                         "pixel metrics", cat, path);
+        }
+        found_list *fl = is_train ? &mc[k].train : &mc[k].test;
+        if (found_push(fl, path, strdup(image), strdup(good ? "good" : label), mp, !good))
+            st = adi_fail(AD_E_NOMEM, "out of memory");
+    }
+    if (missing > DS_MAX_LINES_PER_KIND)
+        ds_lines_add(&d->errors, "%s: ... and %d more listed files do not exist", csv_path,
+                     missing - DS_MAX_LINES_PER_KIND);
+    /* categories in the order asked for, else in the CSV's order */
+    for (int o = 0; st == AD_OK && o < (cats ? n_cats : n_mc); o++) {
+        int k = o;
+        if (cats) {
+            for (k = 0; k < n_mc && strcmp(mc[k].name, cats[o]); k++) {}
+            if (k == n_mc) {
+                ds_lines_add(&d->errors, "%s: category not found in %s", cats[o], csv_path);
+                continue;
+            }
+        }
+        man_cat *m = &mc[k];
+        if (m->train.n == 0 || m->test.n == 0) {
+            ds_lines_add(&d->errors, "%s: no %s rows in %s", m->name,
+                         m->train.n == 0 ? "train (good reference)" : "test", csv_path);
+            continue;
+        }
+        ds_category c = {0};
+        item_list items = {0};
+        c.name = strdup(m->name);
+        c.train = calloc((size_t)m->train.n, sizeof *c.train);
+        c.train_names = calloc((size_t)m->train.n, sizeof *c.train_names);
+        if (!c.name || !c.train || !c.train_names) {
+            category_free(&c);
+            st = adi_fail(AD_E_NOMEM, "out of memory");
+            break;
+        }
+        qsort(m->train.v, (size_t)m->train.n, sizeof *m->train.v, cmp_found);
+        for (int i = 0; i < m->train.n; i++) {
+            c.train[i] = m->train.v[i].path;
+            c.train_names[i] = m->train.v[i].rel;
+            m->train.v[i].path = m->train.v[i].rel = NULL;
+            c.n_train++;
+        }
+        for (int i = 0; i < m->test.n && st == AD_OK; i++) {
+            found_img *t = &m->test.v[i];
+            if (items_push(&items, t->path, t->rel, t->type, t->mask, t->defect))
+                st = adi_fail(AD_E_NOMEM, "out of memory");
+            t->path = t->rel = t->type = t->mask = NULL;
+        }
+        if (st == AD_OK) {
+            qsort(items.v, (size_t)items.n, sizeof *items.v, cmp_item);
+            c.test = items.v;
+            c.n_test = items.n;
+            items.v = NULL;
+            items.n = 0;
+            if (push_category(d, &c)) st = adi_fail(AD_E_NOMEM, "out of memory");
+        }
+        if (st != AD_OK) {
+            for (int i = 0; i < items.n; i++) {
+                free(items.v[i].path), free(items.v[i].name), free(items.v[i].type);
+                free(items.v[i].mask_path);
+            }
+            free(items.v);
+            category_free(&c);
+        }
+    }
+    for (int k = 0; k < n_mc; k++) {
+        free(mc[k].name);
+        found_free(&mc[k].train);
+        found_free(&mc[k].test);
+    }
+    free(mc);
+    free(base);
+    free(text);
+    return st;
+}
+
+ad_status ds_open_ex(ds_kind kind, const char *root, char *const *categories, int n_categories,
+                     const ds_options *opt, ds_dataset *out)
+{
+    if (!root || !out) return adi_fail(AD_E_ARG, "ds_open: NULL argument");
+    ds_options o = opt ? *opt : ds_default_options();
+    if (kind != DS_KSDD && kind != DS_MTD && kind != DS_MANIFEST)
+        return ds_open(kind, root, categories, n_categories, out);
+    if (kind == DS_MANIFEST) {
+        if (fs_is_dir(root))
+            return adi_fail(AD_E_ARG, "%s: is a folder; the %s", root,
+                            ds_layout_help(DS_MANIFEST));
+        if (!is_file(root))
+            return adi_fail(AD_E_IO, "%s: no such file (%s)", root, ds_layout_help(DS_MANIFEST));
+    } else if (!fs_is_dir(root)) {
+        return adi_fail(AD_E_IO, "%s: not a directory (expected the %s)", root,
+                        ds_layout_help(kind));
+    }
+    ds_dataset d;
+    memset(&d, 0, sizeof d);
+    d.kind = kind;
+    size_t rl = strlen(root);
+    while (rl > 1 && root[rl - 1] == '/') rl--;
+    if (!(d.root = strndup(root, rl))) return adi_fail(AD_E_NOMEM, "out of memory");
+    ad_status st = kind == DS_KSDD  ? open_ksdd(&d, &o, categories, n_categories)
+                   : kind == DS_MTD ? open_mtd(&d, &o, categories, n_categories)
+                                    : open_manifest(&d, categories, n_categories);
+    if (st == AD_OK && d.n_cats == 0) {
+        char why[900] = "";
+        if (d.errors.n) snprintf(why, sizeof why, ": %s", d.errors.v[0]);
+        else snprintf(why, sizeof why, " (expected the %s)", ds_layout_help(kind));
         st = adi_fail(AD_E_IO, "%s: no usable %s categories%s", d.root, ds_kind_name(kind), why);
     }
     if (st != AD_OK) {
@@ -871,5 +1534,73 @@ ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n
         return st;
     }
     *out = d;
+    return AD_OK;
+}
+
+/* path relative to the folder `base_real` (a realpath) when it lies below it, else absolute */
+static char *rel_to(const char *base_real, const char *path)
+{
+    char *r = realpath(path, NULL);
+    if (!r) return strdup(path);
+    size_t bl = strlen(base_real);
+    if (!strncmp(r, base_real, bl) && r[bl] == '/') {
+        char *s = strdup(r + bl + 1);
+        free(r);
+        return s;
+    }
+    return r;
+}
+
+ad_status ds_write_manifest(const ds_dataset *d, const char *csv_path)
+{
+    const char *slash = strrchr(csv_path, '/');
+    char *dir = slash ? strndup(csv_path, slash == csv_path ? 1 : (size_t)(slash - csv_path))
+                      : strdup(".");
+    char *base = dir ? realpath(dir, NULL) : NULL;
+    if (!base) {
+        ad_status st = adi_fail(AD_E_IO, "%s: cannot write into %s: %s", csv_path,
+                                dir ? dir : "?", strerror(errno ? errno : ENOMEM));
+        free(dir);
+        return st;
+    }
+    free(dir);
+    FILE *f = fopen(csv_path, "wb");
+    if (!f) {
+        free(base);
+        return adi_fail(AD_E_IO, "%s: cannot create: %s", csv_path, strerror(errno));
+    }
+    fputs("category,split,image,label,mask\n", f);
+    for (int ci = 0; ci < d->n_cats; ci++) {
+        const ds_category *c = &d->cats[ci];
+        for (int i = 0; i < c->n_train; i++) {
+            char *r = rel_to(base, c->train[i]);
+            cld_csv_field(f, c->name);
+            fputs(",train,", f);
+            cld_csv_field(f, r ? r : c->train[i]);
+            fputs(",good,\n", f);
+            free(r);
+        }
+        for (int i = 0; i < c->n_test; i++) {
+            const ds_test_item *t = &c->test[i];
+            char *r = rel_to(base, t->path);
+            char *m = t->mask_path ? rel_to(base, t->mask_path) : NULL;
+            cld_csv_field(f, c->name);
+            fputs(",test,", f);
+            cld_csv_field(f, r ? r : t->path);
+            fputc(',', f);
+            cld_csv_field(f, t->defect ? t->type : "good");
+            fputc(',', f);
+            if (m) cld_csv_field(f, m);
+            fputc('\n', f);
+            free(r);
+            free(m);
+        }
+    }
+    free(base);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        remove(csv_path);
+        return adi_fail(AD_E_IO, "%s: write failed", csv_path);
+    }
     return AD_OK;
 }

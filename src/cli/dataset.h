@@ -9,9 +9,22 @@
  *           or the raw download: ROOT/split_csv/1cls.csv (object,split,label,image,mask; paths
  *           relative to ROOT) - recognised by that file.
  *   folder  a user's own parts: ROOT/CAT/train/good, ROOT/CAT/test/<good|any defect name>, optional
- *           ROOT/CAT/ground_truth/TYPE/STEM_mask.png or STEM.png; ROOT itself may be one category.
+ *           ROOT/CAT/ground_truth/TYPE/STEM_mask.EXT or STEM.EXT (EXT: png, bmp, tif, tiff, jpg,
+ *           jpeg); ROOT itself may be one category.
+ *   ksdd    KolektorSDD as downloaded: ROOT/kosNN/PartN.jpg with PartN_label.bmp; an empty label
+ *           means a good part. One category, "ksdd". No train split: see ds_split_count.
+ *   mtd     Magnetic Tile Defects as downloaded: ROOT/MT_<class>/Imgs/X.jpg with its mask X.png;
+ *           MT_Free is good, every other MT_* class a defect type. One category, "mtd". No train
+ *           split: see ds_split_count.
+ *   manifest  a CSV (--data FILE.csv) with the columns category, split (train|test), image,
+ *           label (good|normal|ok|0 for good parts, anything else names the defect type) and
+ *           mask (may be empty); paths relative to the CSV's folder, or absolute.
  *
- * Nothing here decodes images: the lists are built from file names only (fast), and problems that
+ * Masks may be PNG, BMP, TIFF or JPEG (io.h adi_io_read_gt_mask: values all below 128 count
+ * every nonzero pixel, any other mask is thresholded at 128).
+ *
+ * Nothing here decodes images except KolektorSDD's labels (the label decides good or defective):
+ * the lists are built from file names only (fast), and problems that
  * leave something out (a missing category, a defect image without ground truth) are recorded as
  * lines in `warnings` / `errors` for the run's summary. */
 #ifndef AD_CLI_DATASET_H
@@ -19,7 +32,23 @@
 
 #include "core/core.h"
 
-typedef enum { DS_MVTEC = 0, DS_VISA = 1, DS_FOLDER = 2 } ds_kind;
+typedef enum {
+    DS_MVTEC = 0, DS_VISA = 1, DS_FOLDER = 2, DS_KSDD = 3, DS_MTD = 4, DS_MANIFEST = 5
+} ds_kind;
+
+/* Layouts without a train split (ksdd, mtd): per category, the first
+ * ds_split_count(n_good, fraction) good images in sorted (byte) order of their path below ROOT
+ * are the references, the other good images and every defective one are tested. */
+#define DS_DEFAULT_TRAIN_FRACTION 0.5
+/* floor(fraction * n_good), at least 1 and, with 2 or more good images, at most n_good - 1 (so
+ * that some good image is tested). */
+int ds_split_count(int n_good, double fraction);
+
+typedef struct {
+    double train_fraction;  /* DS_DEFAULT_TRAIN_FRACTION */
+    size_t max_pixels;      /* for the masks read while opening (ksdd); 0 = no limit */
+} ds_options;
+ds_options ds_default_options(void);
 
 typedef struct {
     char *path;       /* the image file */
@@ -53,7 +82,8 @@ typedef struct {
     ds_lines errors;      /* something asked for that cannot be used */
 } ds_dataset;
 
-/* "mvtec", "visa", "folder" (case-insensitive; "mvtec_ad", "mvtec-ad" accepted). */
+/* "mvtec", "visa", "folder", "ksdd", "mtd", "manifest" (case-insensitive; "mvtec_ad",
+ * "mvtec-ad", "kolektorsdd", "magnetic_tile" accepted). */
 ad_status ds_kind_parse(const char *s, ds_kind *out);
 const char *ds_kind_name(ds_kind k);
 
@@ -64,6 +94,19 @@ const char *ds_kind_name(ds_kind k);
 ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n_categories,
                   ds_dataset *out);
 void ds_free(ds_dataset *d);
+/* Same with options (ds_open uses ds_default_options()). For manifest, root is the CSV file. */
+ad_status ds_open_ex(ds_kind kind, const char *root, char *const *categories, int n_categories,
+                     const ds_options *opt, ds_dataset *out);
+/* The manifest of an opened dataset (category,split,image,label,mask): every reference as
+ * split train, every test image as test; paths relative to the CSV's folder when the files
+ * lie below it, absolute otherwise. Reading it back with --dataset manifest gives the same
+ * lists. */
+ad_status ds_write_manifest(const ds_dataset *d, const char *csv_path);
+/* The layout ROOT looks like (kosNN folders: ksdd, MT_* folders: mtd, split_csv/1cls.csv:
+ * visa, CAT/train/good: folder), for hints in error messages; 0 when nothing fits. */
+int ds_guess_layout(const char *root, ds_kind *out);
+/* One line naming the layout expected, for error messages. */
+const char *ds_layout_help(ds_kind k);
 
 /* ds_open over a file system the caller provides (the fuzz target's in-memory tree): is_file /
  * is_dir answer for a path, list_dir fills *names as cli_list_dir does (sorted, freed with

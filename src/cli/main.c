@@ -1,5 +1,8 @@
 /* anomalydino: command dispatcher. */
 #include "cli/cli.h"
+#ifdef AD_WITH_SERVE
+#include "serve/serve.h"
+#endif
 
 #include <getopt.h>
 #include <string.h>
@@ -17,8 +20,13 @@ static const command commands[] = {
     {"fit", cmd_fit, "build a memory bank (+ decision threshold) from good images"},
     {"predict", cmd_predict, "score images against a bank: score, OK/NG verdict, maps"},
     {"zeroshot", cmd_zeroshot, "batched zero-shot scoring of a set of images, no references"},
-    {"eval", cmd_eval, "MVTec AD / VisA / folder benchmark evaluation with the paper's protocol"},
+    {"eval", cmd_eval, "benchmark evaluation (MVTec AD, VisA, KolektorSDD, MTD, folder, manifest)"},
     {"metrics", cmd_metrics, "AUROC/AP/F1-max and pixel AU-PRO from a scores CSV"},
+    {"dataset", cmd_dataset, "what a dataset layout yields; --manifest writes it as a CSV"},
+    {"bank", cmd_bank, "grow a bank (bank add) and show what it holds (bank info)"},
+#ifdef AD_WITH_SERVE
+    {"serve", cmd_serve, "HTTP service: OK/NG verdicts and heat maps from loaded banks"},
+#endif
     {NULL, NULL, NULL},
 };
 
@@ -30,6 +38,7 @@ static void usage(FILE *f)
             "commands:\n",
             ad_version());
     for (const command *c = commands; c->name; c++) fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    fprintf(f, "\nexit status: 0 success, 1 the work failed (bad input file, ...), 2 wrong usage\n");
 }
 
 int main(int argc, char **argv)

@@ -864,7 +864,9 @@ static double *curve_points(const cJSON *run, int kind, int *n_out)
 
 static void svg_curves(sbuf *b, const rep_input *in, int c, int d, int kind)
 {
-    const int W = 280, H = 250, L = 42, T = 12, P = 190; /* plot box P x P at (L, T) */
+    /* plot box P x P at (L, T); the legend sits to its right, outside the box, so that it
+     * never covers a curve (a PR curve starts at the top left, a ROC curve ends top right) */
+    const int W = 336, H = 250, L = 42, T = 12, P = 190;
     sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                  "viewBox=\"0 0 %d %d\" class=\"curve\">",
               W, H, W, H);
@@ -912,11 +914,10 @@ static void svg_curves(sbuf *b, const rep_input *in, int c, int d, int kind)
         char t[32], val[32] = "";
         shots_title(in, s, t, sizeof t);
         if (run_metric(run, kind == 0 ? 0 : 1, &v)) snprintf(val, sizeof val, " %.1f", 100 * v);
-        int ly = kind == 0 ? T + P - 8 - 13 * legend : T + 12 + 13 * legend;
-        int lx = kind == 0 ? L + P - 4 : L + 6;
-        sb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"10\" fill=\"%s\" text-anchor=\"%s\">"
+        int ly = T + 10 + 13 * legend, lx = L + P + 8;
+        sb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"10\" fill=\"%s\" text-anchor=\"start\">"
                      "%s%s</text>",
-                  lx, ly, col, kind == 0 ? "end" : "start", t, val);
+                  lx, ly, col, t, val);
         legend++;
     }
     sb_puts(b, "</svg>");

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Bounds that keep every size computation far from overflow and reject absurd input early. */
 #define BANK_MAX_DIM 65536
@@ -38,13 +39,13 @@ ad_bank *ad_bank_new(const ad_model *m, const ad_bank_params *p)
     bp.rotate = !!bp.rotate;
     bp.mask_refs = !!bp.mask_refs;
     bp.mask_test = !!bp.mask_test;
-    ad_bank *b = calloc(1, sizeof *b);
+    ad_bank *b = adi_calloc(1, sizeof *b);
     if (!b) return adi_fail_null(AD_E_NOMEM, "bank: out of memory");
     b->p = bp;
     if (m) {
         ad_model_info info = ad_model_get_info(m);
         if (info.dim <= 0 || info.dim > BANK_MAX_DIM) {
-            free(b);
+            adi_free(b);
             return adi_fail_null(AD_E_ARG, "bank: model has feature width %d", info.dim);
         }
         b->dim = info.dim;
@@ -57,17 +58,22 @@ ad_bank *ad_bank_new(const ad_model *m, const ad_bank_params *p)
 void ad_bank_free(ad_bank *b)
 {
     if (!b) return;
-    free(b->feat);
-    free(b->norm2);
-    free(b->row_image);
-    free(b->row_angle);
-    free(b->row_cell);
-    free(b->side_feat);
-    free(b->side_image);
-    free(b->side_cell);
-    for (int i = 0; i < b->n_images; i++) free(b->images[i].keep_test);
-    free(b->images);
-    free(b);
+    adi_free(b->feat);
+    adi_free(b->norm2);
+    adi_free(b->row_image);
+    adi_free(b->row_angle);
+    adi_free(b->row_cell);
+    adi_free(b->side_feat);
+    adi_free(b->side_image);
+    adi_free(b->side_cell);
+    for (int i = 0; i < b->n_images; i++) {
+        adi_free(b->images[i].keep_test);
+        adi_free(b->images[i].name);
+    }
+    adi_free(b->images);
+    for (int i = 0; i < b->n_hist; i++) adi_free(b->hist[i].scores);
+    adi_free(b->hist);
+    adi_free(b);
 }
 
 ad_bank_params ad_bank_get_params(const ad_bank *b)
@@ -112,7 +118,7 @@ static int grow(void **p, size_t need, size_t elem)
 {
     size_t bytes;
     if (adi_mul_overflow(need, elem, &bytes)) return 0;
-    void *q = realloc(*p, bytes ? bytes : 1);
+    void *q = adi_realloc(*p, bytes ? bytes : 1);
     if (!q) return 0;
     *p = q;
     return 1;
@@ -153,9 +159,55 @@ void dt_bank_truncate(ad_bank *b, size_t rows, size_t side_rows, int n_images)
     if (side_rows < b->side_rows) b->side_rows = side_rows;
     while (b->n_images > n_images) {
         b->n_images--;
-        free(b->images[b->n_images].keep_test);
+        adi_free(b->images[b->n_images].keep_test);
         b->images[b->n_images].keep_test = NULL;
+        adi_free(b->images[b->n_images].name);
+        b->images[b->n_images].name = NULL;
     }
+}
+
+ad_status dt_bank_compact(ad_bank *b, size_t from, const uint8_t *keep_row)
+{
+    const size_t d = (size_t)b->dim;
+    /* Everything that can fail first: the side rows for dropped cells leave-one-out scores. */
+    size_t side_add = 0;
+    int last = -1;
+    for (size_t j = from; j < b->rows; j++) {
+        if (keep_row[j - from] || b->row_angle[j] != 0) continue;
+        if (last < 0 || b->images[last].id != b->row_image[j]) last = dt_bank_find_image(b, b->row_image[j]);
+        if (last < 0) return adi_fail(AD_E_INTERNAL, "bank: row of unknown image %d", b->row_image[j]);
+        const uint8_t *kt = b->images[last].keep_test;
+        side_add += !kt || kt[b->row_cell[j]];
+    }
+    if (side_add) {
+        ad_status st = reserve_side(b, b->side_rows + side_add);
+        if (st != AD_OK) return st;
+    }
+    size_t w = from;
+    last = -1;
+    for (size_t j = from; j < b->rows; j++) {
+        if (keep_row[j - from]) {
+            if (w != j) {
+                memmove(b->feat + w * d, b->feat + j * d, d * sizeof(float));
+                b->norm2[w] = b->norm2[j];
+                b->row_image[w] = b->row_image[j];
+                b->row_angle[w] = b->row_angle[j];
+                b->row_cell[w] = b->row_cell[j];
+            }
+            w++;
+            continue;
+        }
+        if (b->row_angle[j] != 0) continue;
+        if (last < 0 || b->images[last].id != b->row_image[j]) last = dt_bank_find_image(b, b->row_image[j]);
+        const uint8_t *kt = b->images[last].keep_test;
+        if (kt && !kt[b->row_cell[j]]) continue;
+        memcpy(b->side_feat + b->side_rows * d, b->feat + j * d, d * sizeof(float));
+        b->side_image[b->side_rows] = b->row_image[j];
+        b->side_cell[b->side_rows] = b->row_cell[j];
+        b->side_rows++;
+    }
+    b->rows = w;
+    return AD_OK;
 }
 
 static ad_status check_features(const ad_features *f, const char *who, int dim)
@@ -201,7 +253,7 @@ ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
     if (b->rows + add < b->rows) return adi_fail(AD_E_ARG, "bank: too many rows");
     st = reserve_rows(b, b->rows + add);
     if (st == AD_OK && side_add) st = reserve_side(b, b->side_rows + side_add);
-    dt_image rec = {image_id, f->grid_h, f->grid_w, 0, NULL};
+    dt_image rec = {image_id, f->grid_h, f->grid_w, 0, NULL, NULL, dt_bank_now(b)};
     if (st == AD_OK && idx < 0) {
         if (b->n_images == b->images_cap) {
             int cap = b->images_cap ? 2 * b->images_cap : 16;
@@ -211,7 +263,7 @@ ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
                 b->images_cap = cap;
         }
         if (st == AD_OK && keep_test) {
-            rec.keep_test = malloc(n);
+            rec.keep_test = adi_malloc(n);
             if (!rec.keep_test) st = adi_fail(AD_E_NOMEM, "bank: out of memory");
             else memcpy(rec.keep_test, keep_test, n);
         }
@@ -260,12 +312,12 @@ ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *
     /* The first features of an image are its unrotated self: record the mask leave-one-out
      * will score it with, as a test image of this bank would be masked. */
     if (b->p.mask_test && dt_bank_find_image(b, image_id) < 0) {
-        kt = malloc((size_t)f->grid_h * (size_t)f->grid_w);
+        kt = adi_malloc((size_t)f->grid_h * (size_t)f->grid_w);
         if (!kt) return adi_fail(AD_E_NOMEM, "ad_bank_add_features: out of memory");
         st = ad_mask_pca(f, kt);
     }
     if (st == AD_OK) st = dt_bank_insert(b, f, keep, kt, image_id);
-    free(kt);
+    adi_free(kt);
     return st;
 }
 
@@ -287,21 +339,25 @@ static int cmp_asc(const void *a, const void *b)
 
 double ad_score_top1p(const double *grid, size_t n)
 {
-    if (!grid || n == 0) return NAN;
+    double s;
+    return dt_score_top1p(grid, n, &s) == AD_OK ? s : NAN;
+}
+
+ad_status dt_score_top1p(const double *grid, size_t n, double *score)
+{
+    if (!grid || n == 0) return adi_fail(AD_E_ARG, "ad_score_top1p: empty grid");
     /* AD src/post_eval.py mean_top1p: n_top = int(N * 0.01) over every grid cell. */
     size_t top = (size_t)((double)n * 0.01);
     if (top == 0) {
         double m = grid[0];
         for (size_t i = 1; i < n; i++)
             if (grid[i] > m) m = grid[i];
-        return m;
+        *score = m;
+        return AD_OK;
     }
     /* A bounded min-heap of the `top` largest values: no copy of the whole grid. */
-    double *h = malloc(top * sizeof *h);
-    if (!h) {
-        adi_fail(AD_E_NOMEM, "ad_score_top1p: out of memory");
-        return NAN;
-    }
+    double *h = adi_malloc(top * sizeof *h);
+    if (!h) return adi_fail(AD_E_NOMEM, "ad_score_top1p: out of memory");
     size_t cnt = 0;
     for (size_t i = 0; i < n; i++) {
         double v = grid[i];
@@ -330,8 +386,9 @@ double ad_score_top1p(const double *grid, size_t n)
     qsort(h, top, sizeof *h, cmp_desc);
     double s = 0;
     for (size_t i = 0; i < top; i++) s += h[i];
-    free(h);
-    return s / (double)top;
+    adi_free(h);
+    *score = s / (double)top;
+    return AD_OK;
 }
 
 ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule rule, double q,
@@ -350,7 +407,7 @@ ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule r
     }
     if (rule != AD_THRESH_QUANTILE) return adi_fail(AD_E_ARG, "threshold: unknown rule %d", (int)rule);
     if (!(q >= 0 && q <= 1)) return adi_fail(AD_E_ARG, "threshold: quantile %g not in [0, 1]", q);
-    double *s = malloc((size_t)n * sizeof *s);
+    double *s = adi_malloc((size_t)n * sizeof *s);
     if (!s) return adi_fail(AD_E_NOMEM, "threshold: out of memory");
     memcpy(s, scores, (size_t)n * sizeof *s);
     qsort(s, (size_t)n, sizeof *s, cmp_asc);
@@ -361,8 +418,49 @@ ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule r
     size_t lo = (size_t)fl, hi = lo + 1 < (size_t)n ? lo + 1 : lo;
     double t = pos - fl, a = s[lo], bb = s[hi], diff = bb - a;
     double v = t >= 0.5 ? bb - diff * (1 - t) : a + diff * t;
-    free(s);
+    adi_free(s);
     *thr = v;
+    return AD_OK;
+}
+
+int64_t dt_bank_now(const ad_bank *b)
+{
+    return b->clock ? b->clock : (int64_t)time(NULL);
+}
+
+void ad_bank_set_clock(ad_bank *b, int64_t unix_seconds)
+{
+    if (b) b->clock = unix_seconds;
+}
+
+ad_status dt_bank_push_history(ad_bank *b, ad_thresh_rule rule, ad_thresh_source src, double q,
+                               double thr, const double *scores, int n)
+{
+    double *copy = adi_malloc((size_t)(n > 0 ? n : 1) * sizeof *copy);
+    if (!copy) return adi_fail(AD_E_NOMEM, "bank: out of memory");
+    if (n > 0) memcpy(copy, scores, (size_t)n * sizeof *copy);
+    if (b->n_hist == DT_MAX_HISTORY) { /* bounded: the oldest record goes */
+        adi_free(b->hist[0].scores);
+        memmove(b->hist, b->hist + 1, (size_t)(b->n_hist - 1) * sizeof *b->hist);
+        b->n_hist--;
+    }
+    if (b->n_hist == b->hist_cap) {
+        int cap = b->hist_cap ? 2 * b->hist_cap : 4;
+        if (!grow((void **)&b->hist, (size_t)cap, sizeof *b->hist)) {
+            adi_free(copy);
+            return adi_fail(AD_E_NOMEM, "bank: out of memory");
+        }
+        b->hist_cap = cap;
+    }
+    dt_thresh_rec *r = &b->hist[b->n_hist++];
+    r->rule = rule;
+    r->source = src;
+    r->quantile = q;
+    r->threshold = thr;
+    r->time = dt_bank_now(b);
+    r->n_refs = b->n_images;
+    r->n_scores = n;
+    r->scores = copy;
     return AD_OK;
 }
 
@@ -370,8 +468,16 @@ ad_status ad_bank_calibrate_scores(ad_bank *b, const double *scores, int n, ad_t
                                    double q)
 {
     if (!b) return adi_fail(AD_E_ARG, "ad_bank_calibrate_scores: NULL bank");
+    return dt_bank_calibrate(b, scores, n, rule, q, AD_THRESH_FROM_SCORES);
+}
+
+ad_status dt_bank_calibrate(ad_bank *b, const double *scores, int n, ad_thresh_rule rule, double q,
+                            ad_thresh_source src)
+{
     double thr;
     ad_status st = dt_threshold_from_scores(scores, n, rule, q, &thr);
+    if (st != AD_OK) return st;
+    st = dt_bank_push_history(b, rule, src, rule == AD_THRESH_QUANTILE ? q : 1.0, thr, scores, n);
     if (st != AD_OK) return st;
     b->has_threshold = 1;
     b->rule = rule;
@@ -385,6 +491,47 @@ int ad_bank_threshold(const ad_bank *b, double *thr)
     if (!b || !b->has_threshold) return 0;
     if (thr) *thr = b->threshold;
     return 1;
+}
+
+ad_status ad_bank_ref_get(const ad_bank *b, int i, ad_bank_ref *out)
+{
+    if (!b || !out) return adi_fail(AD_E_ARG, "ad_bank_ref_get: NULL %s", b ? "output" : "bank");
+    if (i < 0 || i >= b->n_images)
+        return adi_fail(AD_E_ARG, "ad_bank_ref_get: reference %d out of range [0, %d)", i,
+                       b->n_images);
+    const dt_image *im = &b->images[i];
+    out->image_id = im->id;
+    out->views = im->n_inserts;
+    out->added = im->added;
+    out->name = im->name ? im->name : "";
+    return AD_OK;
+}
+
+int ad_bank_threshold_count(const ad_bank *b) { return b ? b->n_hist : 0; }
+
+ad_status ad_bank_threshold_get(const ad_bank *b, int i, ad_thresh_record *out)
+{
+    if (!b || !out)
+        return adi_fail(AD_E_ARG, "ad_bank_threshold_get: NULL %s", b ? "output" : "bank");
+    if (i < 0 || i >= b->n_hist)
+        return adi_fail(AD_E_ARG, "ad_bank_threshold_get: record %d out of range [0, %d)", i,
+                       b->n_hist);
+    const dt_thresh_rec *r = &b->hist[i];
+    out->rule = r->rule;
+    out->quantile = r->quantile;
+    out->source = r->source;
+    out->threshold = r->threshold;
+    out->n_refs = r->n_refs;
+    out->time = r->time;
+    out->n_scores = r->n_scores;
+    out->scores = r->scores;
+    return AD_OK;
+}
+
+double ad_bank_coreset_setting(const ad_bank *b, size_t *rows_offered)
+{
+    if (rows_offered) *rows_offered = b ? (size_t)b->coreset_offered : 0;
+    return b ? b->coreset : 0;
 }
 
 void ad_result_free(ad_result *r)

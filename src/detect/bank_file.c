@@ -1,5 +1,6 @@
 /* Bank files: the memory bank with every setting needed to use it again (DECISIONS.md
- * "Additions"). Layout, version 1, all integers and floats little-endian:
+ * "Additions"). Layout, version 2 (version 1 is the same without the part marked v2), all
+ * integers and floats little-endian:
  *
  *   "ADBANK"  u16 version
  *   u32 dim  i32 resolution  u8 rotate  u8 mask_refs  u8 mask_test  u8 0  i32 knn_k
@@ -10,6 +11,11 @@
  *                [grid_h*grid_w bytes keep_test if has_keep] }
  *   i32 row_image[rows]  u8 row_angle[rows]  i32 row_cell[rows]  f32 feat[rows*dim]
  *   i32 side_image[side_rows]  i32 side_cell[side_rows]  f32 side_feat[side_rows*dim]
+ *   v2: f64 coreset (0 none, (0,1] fraction, > 1 rows)  f64 coreset_frac  u64 coreset_offered
+ *   v2: n_images x { i64 added (Unix s)  u32 name_len  name bytes (no NUL) }
+ *   v2: u32 n_history  u32 0
+ *       n_history x { u8 rule  u8 source  u16 0  i32 n_refs  f64 quantile  f64 threshold
+ *                     i64 time  u32 n_scores  u32 0  f64 scores[n_scores] }
  *   u32 crc32 (zlib) of every byte before it
  *
  * Loading checks the magic, the version, every size against the file size before allocating,
@@ -17,7 +23,9 @@
 #include "detect/detect.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +34,9 @@
 #include <zlib.h>
 
 #define BANK_MAGIC "ADBANK"
-#define BANK_VERSION 1
+#define BANK_VERSION 2
+#define BANK_EXT_FIXED 32    /* v2: coreset fields + history count */
+#define BANK_MAX_SCORES (1u << 24)
 #define BANK_FIXED_BYTES 108 /* magic .. the u32 after n_images */
 #define BANK_IMAGE_BYTES 17  /* one image record without its keep bytes */
 #define BANK_MAX_DIM 65536
@@ -113,15 +123,27 @@ ad_status ad_bank_save(const ad_bank *b, const char *path)
 {
     if (!b || !path) return adi_fail(AD_E_ARG, "ad_bank_save: NULL %s", b ? "path" : "bank");
     if (b->dim <= 0) return adi_fail(AD_E_ARG, "%s: the bank has no features yet", path);
-    /* Written beside the target and renamed, so a failed save never leaves half a bank. */
+    /* Written to a unique file beside the target, synced and renamed over it, so that a failed
+     * save (or a crash) never leaves half a bank and concurrent savers never share a file. */
+    static atomic_uint save_counter;
     size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
+    char *tmp = adi_malloc(plen + 64);
     if (!tmp) return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen + 32, "%s.tmp%ld", path, (long)getpid());
-    FILE *fp = fopen(tmp, "wb");
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+        snprintf(tmp, plen + 64, "%s.tmp.%ld.%u", path, (long)getpid(),
+                 atomic_fetch_add(&save_counter, 1u));
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!fp) {
         ad_status st = adi_fail(AD_E_IO, "%s: cannot create (as %s): %s", path, tmp, strerror(errno));
-        free(tmp);
+        if (fd >= 0) {
+            close(fd);
+            remove(tmp);
+        }
+        adi_free(tmp);
         return st;
     }
     wstream w = {fp, path, crc32(0L, Z_NULL, 0), 0};
@@ -167,28 +189,82 @@ ad_status ad_bank_save(const ad_bank *b, const char *path)
     w_array4(&w, b->side_image, b->side_rows);
     w_array4(&w, b->side_cell, b->side_rows);
     w_array4(&w, b->side_feat, b->side_rows * d);
+    /* v2: coreset setting, reference names and times, threshold history */
+    uint8_t e[BANK_EXT_FIXED];
+    memset(e, 0, sizeof e);
+    put_le(e, f64_bits(b->coreset), 8);
+    put_le(e + 8, f64_bits(b->coreset_frac), 8);
+    put_le(e + 16, b->coreset_offered, 8);
+    w_bytes(&w, e, 24);
+    for (int i = 0; i < b->n_images; i++) {
+        const dt_image *im = &b->images[i];
+        uint8_t r[12];
+        size_t len = im->name ? strlen(im->name) : 0;
+        put_le(r, (uint64_t)im->added, 8);
+        put_le(r + 8, (uint32_t)len, 4);
+        w_bytes(&w, r, sizeof r);
+        w_bytes(&w, im->name, len);
+    }
+    put_le(e, (uint32_t)b->n_hist, 4);
+    put_le(e + 4, 0, 4);
+    w_bytes(&w, e, 8);
+    for (int i = 0; i < b->n_hist; i++) {
+        const dt_thresh_rec *t = &b->hist[i];
+        uint8_t r[40];
+        memset(r, 0, sizeof r);
+        r[0] = (uint8_t)t->rule;
+        r[1] = (uint8_t)t->source;
+        put_le(r + 4, (uint32_t)t->n_refs, 4);
+        put_le(r + 8, f64_bits(t->quantile), 8);
+        put_le(r + 16, f64_bits(t->threshold), 8);
+        put_le(r + 24, (uint64_t)t->time, 8);
+        put_le(r + 32, (uint32_t)t->n_scores, 4);
+        w_bytes(&w, r, sizeof r);
+        for (int k = 0; k < t->n_scores; k++) {
+            uint8_t v[8];
+            put_le(v, f64_bits(t->scores[k]), 8);
+            w_bytes(&w, v, 8);
+        }
+    }
+
     uint8_t crc[4];
     put_le(crc, (uint32_t)w.crc, 4);
     if (!w.failed && fwrite(crc, 1, 4, fp) != 4) w.failed = 1;
-    if (fflush(fp) != 0) w.failed = 1;
     int err = errno;
+    if (!w.failed && (fflush(fp) != 0 || fsync(fileno(fp)) != 0)) {
+        w.failed = 1;
+        err = errno;
+    }
     if (fclose(fp) != 0 && !w.failed) {
         w.failed = 1;
         err = errno;
     }
     if (w.failed) {
         remove(tmp);
-        free(tmp);
+        adi_free(tmp);
         return adi_fail(AD_E_IO, "%s: write failed: %s", path, strerror(err));
     }
     if (rename(tmp, path) != 0) {
         err = errno;
         remove(tmp);
-        free(tmp);
+        adi_free(tmp);
         return adi_fail(AD_E_IO, "%s: cannot replace: %s", path, strerror(err));
     }
-    free(tmp);
-    return AD_OK;
+    adi_free(tmp);
+    /* The rename itself on disk: sync the folder (file systems that cannot, say EINVAL). */
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? adi_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : adi_strdup(".");
+    if (!dir) return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ad_status st = AD_OK;
+    if (dfd >= 0) {
+        if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS)
+            st = adi_fail(AD_E_IO, "%s: written, but syncing folder %s failed: %s", path, dir,
+                         strerror(errno));
+        close(dfd);
+    }
+    adi_free(dir);
+    return st;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -254,6 +330,73 @@ static int find_sorted(const id_index *ix, int n, int32_t id, int *last)
     return -1;
 }
 
+/* Version 2 additions (after the rows, before the checksum). NULL, or why the file is refused
+ * (an allocation failure reads as corrupt: sizes are bounded by the file first). */
+static const char *read_ext(rstream *r, ad_bank *b)
+{
+    uint8_t e[40];
+    if (!r_bytes(r, e, 24)) return "truncated bank (coreset fields)";
+    uint64_t cb = get_le(e, 8), fb = get_le(e + 8, 8);
+    memcpy(&b->coreset, &cb, 8);
+    memcpy(&b->coreset_frac, &fb, 8);
+    b->coreset_offered = get_le(e + 16, 8);
+    if (!isfinite(b->coreset) || b->coreset < 0 || (b->coreset > 1 && b->coreset != floor(b->coreset)) ||
+        !(b->coreset_frac >= 0 && b->coreset_frac <= 1) || (b->coreset > 0) != (b->coreset_frac > 0))
+        return "corrupt bank (coreset fields out of range)";
+    for (int i = 0; i < b->n_images; i++) {
+        if (!r_bytes(r, e, 12)) return "truncated bank (reference names)";
+        uint32_t len = (uint32_t)get_le(e + 8, 4);
+        b->images[i].added = (int64_t)get_le(e, 8);
+        if (len > DT_MAX_NAME || len + 4 > r->left) return "corrupt bank (reference name length)";
+        if (len) {
+            char *nm = adi_malloc(len + 1);
+            if (!nm) return "out of memory";
+            if (!r_bytes(r, nm, len)) {
+                adi_free(nm);
+                return "truncated bank (reference names)";
+            }
+            nm[len] = 0;
+            b->images[i].name = nm;
+            if (strlen(nm) != len) return "corrupt bank (NUL in a reference name)";
+        }
+    }
+    if (!r_bytes(r, e, 8)) return "truncated bank (threshold history)";
+    uint32_t nh = (uint32_t)get_le(e, 4);
+    if (nh > DT_MAX_HISTORY || get_le(e + 4, 4) != 0 || (uint64_t)nh * 40 + 4 > r->left)
+        return "corrupt bank (threshold history size)";
+    b->hist = adi_calloc(nh ? nh : 1, sizeof *b->hist);
+    if (!b->hist) return "out of memory";
+    b->hist_cap = (int)(nh ? nh : 1);
+    for (uint32_t i = 0; i < nh; i++) {
+        if (!r_bytes(r, e, 40)) return "truncated bank (threshold history)";
+        dt_thresh_rec *t = &b->hist[b->n_hist];
+        uint64_t qb = get_le(e + 8, 8), tb = get_le(e + 16, 8);
+        t->rule = (ad_thresh_rule)e[0];
+        t->source = (ad_thresh_source)e[1];
+        t->n_refs = (int32_t)get_le(e + 4, 4);
+        memcpy(&t->quantile, &qb, 8);
+        memcpy(&t->threshold, &tb, 8);
+        t->time = (int64_t)get_le(e + 24, 8);
+        uint32_t ns = (uint32_t)get_le(e + 32, 4);
+        if (e[0] > 1 || e[1] > 1 || e[2] || e[3] || t->n_refs < 0 || !(t->quantile >= 0 && t->quantile <= 1) ||
+            !isfinite(t->threshold) || ns > BANK_MAX_SCORES || get_le(e + 36, 4) != 0 ||
+            (uint64_t)ns * 8 + 4 > r->left)
+            return "corrupt bank (threshold record)";
+        t->scores = adi_malloc((size_t)(ns ? ns : 1) * sizeof *t->scores);
+        if (!t->scores) return "out of memory";
+        b->n_hist++;
+        t->n_scores = (int32_t)ns;
+        for (uint32_t k = 0; k < ns; k++) {
+            uint8_t v[8];
+            if (!r_bytes(r, v, 8)) return "truncated bank (threshold scores)";
+            uint64_t vb = get_le(v, 8);
+            memcpy(&t->scores[k], &vb, 8);
+            if (!isfinite(t->scores[k])) return "corrupt bank (non-finite threshold score)";
+        }
+    }
+    return NULL;
+}
+
 static ad_bank *load_fail(ad_bank *b, FILE *fp, ad_status st, const char *path, const char *why)
 {
     ad_bank_free(b);
@@ -280,7 +423,7 @@ static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
     if (!r_bytes(&r, h + 8, BANK_FIXED_BYTES - 8))
         return load_fail(NULL, fp, AD_E_FORMAT, path, "truncated bank (header)");
 
-    ad_bank *b = calloc(1, sizeof *b);
+    ad_bank *b = adi_calloc(1, sizeof *b);
     if (!b) return load_fail(NULL, fp, AD_E_NOMEM, path, "out of memory");
     uint32_t dim = (uint32_t)get_le(h + 8, 4);
     b->p.resolution = (int32_t)get_le(h + 12, 4);
@@ -305,12 +448,13 @@ static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
     b->dim = (int)dim;
 
     /* Everything that follows the image records, checked against the file before allocating. */
-    uint64_t tail = 4;
+    uint64_t tail = 4 + (version >= 2 ? BANK_EXT_FIXED : 0);
     if (!mul_add(&tail, rows, 9 + 4 * (uint64_t)dim) || !mul_add(&tail, side, 8 + 4 * (uint64_t)dim) ||
+        (version >= 2 && !mul_add(&tail, n_images, 12)) ||
         tail > r.left || (uint64_t)n_images * BANK_IMAGE_BYTES > r.left - tail || n_images > INT32_MAX)
         return load_fail(b, fp, AD_E_FORMAT, path, "truncated or corrupt bank (sizes exceed the file)");
 
-    b->images = calloc(n_images ? n_images : 1, sizeof *b->images);
+    b->images = adi_calloc(n_images ? n_images : 1, sizeof *b->images);
     if (!b->images) return load_fail(b, fp, AD_E_NOMEM, path, "out of memory");
     b->images_cap = (int)(n_images ? n_images : 1);
     for (uint32_t i = 0; i < n_images; i++) {
@@ -333,27 +477,28 @@ static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
             uint64_t later = (uint64_t)(n_images - 1 - i) * BANK_IMAGE_BYTES;
             if (r.left < tail || r.left - tail < later || cells > r.left - tail - later)
                 return load_fail(b, fp, AD_E_FORMAT, path, "truncated or corrupt bank (mask sizes)");
-            im->keep_test = malloc((size_t)cells);
+            im->keep_test = adi_malloc((size_t)cells);
             if (!im->keep_test) return load_fail(b, fp, AD_E_NOMEM, path, "out of memory");
             if (!r_bytes(&r, im->keep_test, (size_t)cells))
                 return load_fail(b, fp, AD_E_FORMAT, path, "truncated bank (masks)");
         }
     }
-    if (r.left != tail)
+    /* version 1 ends exactly there; version 2 has names and history of variable size */
+    if (r.left < tail || (version < 2 && r.left != tail))
         return load_fail(b, fp, AD_E_FORMAT, path,
                          r.left < tail ? "truncated bank" : "corrupt bank (unexpected trailing bytes)");
 
     size_t d = dim;
     b->rows = b->cap = (size_t)rows;
     b->side_rows = b->side_cap = (size_t)side;
-    b->feat = malloc(rows * d * 4 + 1);
-    b->norm2 = malloc(rows * 4 + 1);
-    b->row_image = malloc(rows * 4 + 1);
-    b->row_angle = malloc(rows + 1);
-    b->row_cell = malloc(rows * 4 + 1);
-    b->side_feat = malloc(side * d * 4 + 1);
-    b->side_image = malloc(side * 4 + 1);
-    b->side_cell = malloc(side * 4 + 1);
+    b->feat = adi_malloc(rows * d * 4 + 1);
+    b->norm2 = adi_malloc(rows * 4 + 1);
+    b->row_image = adi_malloc(rows * 4 + 1);
+    b->row_angle = adi_malloc(rows + 1);
+    b->row_cell = adi_malloc(rows * 4 + 1);
+    b->side_feat = adi_malloc(side * d * 4 + 1);
+    b->side_image = adi_malloc(side * 4 + 1);
+    b->side_cell = adi_malloc(side * 4 + 1);
     if (!b->feat || !b->norm2 || !b->row_image || !b->row_angle || !b->row_cell || !b->side_feat ||
         !b->side_image || !b->side_cell)
         return load_fail(b, fp, AD_E_NOMEM, path, "out of memory for the bank rows");
@@ -362,6 +507,14 @@ static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
         !r_bytes(&r, b->side_image, side * 4) || !r_bytes(&r, b->side_cell, side * 4) ||
         !r_bytes(&r, b->side_feat, side * d * 4))
         return load_fail(b, fp, AD_E_IO, path, "read error");
+    if (version >= 2) {
+        const char *why = read_ext(&r, b);
+        if (why)
+            return load_fail(b, fp, strcmp(why, "out of memory") ? AD_E_FORMAT : AD_E_NOMEM, path,
+                             why);
+    }
+    if (r.left != 4)
+        return load_fail(b, fp, AD_E_FORMAT, path, "corrupt bank (unexpected trailing bytes)");
     uLong crc = r.crc;
     uint8_t cb[4];
     if (!r_bytes(&r, cb, 4)) return load_fail(b, fp, AD_E_IO, path, "read error");
@@ -377,7 +530,7 @@ static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
     swap4_inplace(b->side_feat, side * d);
 
     /* Cross references: a checksummed file can still come from a buggy writer. */
-    id_index *ix = malloc((size_t)(b->n_images ? b->n_images : 1) * sizeof *ix);
+    id_index *ix = adi_malloc((size_t)(b->n_images ? b->n_images : 1) * sizeof *ix);
     if (!ix) return load_fail(b, NULL, AD_E_NOMEM, path, "out of memory");
     for (int i = 0; i < b->n_images; i++) ix[i] = (id_index){b->images[i].id, i};
     qsort(ix, (size_t)b->n_images, sizeof *ix, cmp_id_index);
@@ -404,7 +557,7 @@ static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
         else if (!isfinite(dt_norm2_row(b->side_feat + j * d, (int)d)))
             bad = "corrupt bank (non-finite feature values)";
     }
-    free(ix);
+    adi_free(ix);
     if (bad) return load_fail(b, NULL, AD_E_FORMAT, path, bad);
     return b;
 }

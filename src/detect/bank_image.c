@@ -2,6 +2,7 @@
  * thresholds, and the one-call prediction (A1-A6). */
 #include "detect/detect.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,9 +13,7 @@
 static int use_threads(ad_context *ctx)
 {
     if (!ctx) return 0;
-    int nt = ad_context_threads(ctx);
-    adi_threads_apply(nt);
-    return nt;
+    return ad_context_threads(ctx);
 }
 
 static ad_status check_image(const ad_image *img, const char *who)
@@ -34,13 +33,13 @@ static ad_status add_view(ad_bank *b, ad_context *ctx, const ad_image *view, int
     size_t n = (size_t)f.grid_h * (size_t)f.grid_w;
     uint8_t *keep = NULL, *keep_test = NULL;
     if (b->p.mask_refs || (first && b->p.mask_test)) {
-        keep = malloc(n ? n : 1);
+        keep = adi_malloc(n ? n : 1);
         if (!keep) st = adi_fail(AD_E_NOMEM, "out of memory");
         else st = ad_mask_pca(&f, keep);
     }
     if (st == AD_OK && first && b->p.mask_test) keep_test = keep;
     if (st == AD_OK) st = dt_bank_insert(b, &f, b->p.mask_refs ? keep : NULL, keep_test, image_id);
-    free(keep);
+    adi_free(keep);
     ad_features_free(&f);
     return st;
 }
@@ -92,7 +91,7 @@ ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, in
 static ad_status loo_features(const ad_bank *b, const dt_image *im, ad_features *f, uint8_t *keep)
 {
     size_t n = (size_t)im->grid_h * (size_t)im->grid_w, d = (size_t)b->dim;
-    uint8_t *have = calloc(n, 1);
+    uint8_t *have = adi_calloc(n, 1);
     if (!have) return adi_fail(AD_E_NOMEM, "out of memory");
     for (size_t j = 0; j < b->rows; j++)
         if (b->row_image[j] == im->id && b->row_angle[j] == 0) {
@@ -109,11 +108,38 @@ static ad_status loo_features(const ad_bank *b, const dt_image *im, ad_features 
         keep[i] = im->keep_test ? im->keep_test[i] : 1;
         missing += keep[i] && !have[i];
     }
-    free(have);
+    adi_free(have);
     if (missing)
         return adi_fail(AD_E_INTERNAL, "reference %d: %zu patches missing for leave-one-out", im->id,
                        missing);
     return AD_OK;
+}
+
+ad_status adi_bank_loo_scores(const ad_bank *b, ad_context *ctx, double *scores)
+{
+    if (!b || !scores) return adi_fail(AD_E_ARG, "adi_bank_loo_scores: NULL argument");
+    if (b->n_images < 2)
+        return adi_fail(AD_E_ARG,
+                       "leave-one-out needs at least 2 reference images, the bank has %d",
+                       b->n_images);
+    int nt = use_threads(ctx);
+    ad_status st = AD_OK;
+    for (int i = 0; i < b->n_images && st == AD_OK; i++) {
+        const dt_image *im = &b->images[i];
+        size_t n = (size_t)im->grid_h * (size_t)im->grid_w;
+        ad_features f = {im->grid_h, im->grid_w, b->dim, NULL, NULL};
+        f.patch = adi_calloc(n * (size_t)b->dim, sizeof(float));
+        uint8_t *keep = adi_malloc(n);
+        double *grid = adi_alloc(n, sizeof *grid);
+        if (!f.patch || !keep || !grid) st = adi_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
+        if (st == AD_OK) st = loo_features(b, im, &f, keep);
+        if (st == AD_OK) st = dt_bank_search(b, nt, &f, keep, im->id, 0, grid);
+        if (st == AD_OK) st = dt_score_top1p(grid, n, &scores[i]);
+        adi_free(f.patch);
+        adi_free(keep);
+        adi_free(grid);
+    }
+    return st;
 }
 
 ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule, double q)
@@ -127,27 +153,76 @@ ad_status ad_bank_calibrate_loo(ad_bank *b, ad_context *ctx, ad_thresh_rule rule
         return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: unknown rule %d", (int)rule);
     if (rule == AD_THRESH_QUANTILE && !(q >= 0 && q <= 1))
         return adi_fail(AD_E_ARG, "ad_bank_calibrate_loo: quantile %g not in [0, 1]", q);
-    int nt = use_threads(ctx);
-    double *scores = malloc((size_t)b->n_images * sizeof *scores);
+    double *scores = adi_malloc((size_t)b->n_images * sizeof *scores);
     if (!scores) return adi_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
-    ad_status st = AD_OK;
-    for (int i = 0; i < b->n_images && st == AD_OK; i++) {
-        const dt_image *im = &b->images[i];
-        size_t n = (size_t)im->grid_h * (size_t)im->grid_w;
-        ad_features f = {im->grid_h, im->grid_w, b->dim, NULL, NULL};
-        f.patch = adi_calloc(n * (size_t)b->dim, sizeof(float));
-        uint8_t *keep = malloc(n);
-        double *grid = adi_alloc(n, sizeof *grid);
-        if (!f.patch || !keep || !grid) st = adi_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
-        if (st == AD_OK) st = loo_features(b, im, &f, keep);
-        if (st == AD_OK) st = dt_bank_search(b, nt, &f, keep, im->id, 0, grid);
-        if (st == AD_OK) scores[i] = ad_score_top1p(grid, n);
-        adi_free(f.patch);
-        free(keep);
-        adi_free(grid);
+    ad_status st = adi_bank_loo_scores(b, ctx, scores);
+    if (st == AD_OK) st = dt_bank_calibrate(b, scores, b->n_images, rule, q, AD_THRESH_FROM_LOO);
+    adi_free(scores);
+    return st;
+}
+
+ad_status ad_bank_add_references(ad_bank *b, ad_context *ctx, const ad_image *imgs,
+                                 const char *const *names, int n, int recalibrate)
+{
+    if (!b || !ctx || !imgs)
+        return adi_fail(AD_E_ARG, "ad_bank_add_references: NULL %s",
+                       !b ? "bank" : !ctx ? "context" : "images");
+    if (n < 1) return adi_fail(AD_E_ARG, "ad_bank_add_references: no images (n = %d)", n);
+    ad_thresh_rule rule = AD_THRESH_MAX;
+    double q = 1.0;
+    if (recalibrate) {
+        /* the rule of the latest threshold; a format-1 bank has its threshold without history */
+        if (b->n_hist > 0) {
+            const dt_thresh_rec *last = &b->hist[b->n_hist - 1];
+            if (last->source != AD_THRESH_FROM_LOO)
+                return adi_fail(AD_E_ARG,
+                               "the bank's threshold was learned from %d calibration image "
+                               "scores, not by leave-one-out: score held-out good images against "
+                               "the grown bank to recalibrate it", last->n_scores);
+            rule = last->rule;
+            q = last->quantile;
+        } else if (b->has_threshold) {
+            rule = b->rule;
+            q = b->quantile;
+        }
+        if (b->n_images + n < 2)
+            return adi_fail(AD_E_ARG, "recalibration by leave-one-out needs at least 2 "
+                                     "references, the bank would have %d", b->n_images + n);
     }
-    if (st == AD_OK) st = ad_bank_calibrate_scores(b, scores, b->n_images, rule, q);
-    free(scores);
+    for (int i = 0; i < n; i++)
+        if (names && names[i] && strlen(names[i]) > DT_MAX_NAME)
+            return adi_fail(AD_E_ARG, "ad_bank_add_references: name %d longer than %d bytes", i,
+                           DT_MAX_NAME);
+    int32_t next = 0;
+    for (int i = 0; i < b->n_images; i++)
+        if (b->images[i].id >= next) next = b->images[i].id + 1;
+    if (next > INT32_MAX - n) return adi_fail(AD_E_ARG, "ad_bank_add_references: image ids exhausted");
+
+    const size_t rows0 = b->rows, side0 = b->side_rows;
+    const int images0 = b->n_images, dim0 = b->dim;
+    const uint64_t offered0 = b->coreset_offered;
+    ad_status st = AD_OK;
+    for (int i = 0; i < n && st == AD_OK; i++) {
+        st = ad_bank_add_image(b, ctx, &imgs[i], next + i);
+        if (st != AD_OK) {
+            adi_error_prefix("image %d", i);
+            break;
+        }
+        dt_image *im = &b->images[b->n_images - 1];
+        if (names && names[i] && names[i][0]) {
+            im->name = adi_strdup(names[i]);
+            if (!im->name) st = adi_fail(AD_E_NOMEM, "ad_bank_add_references: out of memory");
+        }
+    }
+    /* A coreset bank keeps its fraction of the new rows, the rows before as centres. */
+    if (st == AD_OK && b->coreset > 0 && b->coreset_frac < 1.0)
+        st = dt_bank_coreset_rows(b, rows0, use_threads(ctx));
+    if (st == AD_OK && recalibrate) st = ad_bank_calibrate_loo(b, ctx, rule, q);
+    if (st != AD_OK) { /* all or nothing (the threshold only changes on success) */
+        dt_bank_truncate(b, rows0, side0, images0);
+        if (b->rows == 0) b->dim = dim0;
+        b->coreset_offered = offered0;
+    }
     return st;
 }
 
@@ -176,11 +251,16 @@ ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int
         else memset(keep, 1, n);
     }
     if (st == AD_OK) st = dt_bank_search(b, nt, &f, use_mask ? keep : NULL, -1, 0, grid);
+    double score = 0;
+    if (st == AD_OK) st = dt_score_top1p(grid, n, &score);
+    /* never a non-finite score passed off as a result (a NaN would compare as OK) */
+    if (st == AD_OK && !isfinite(score))
+        st = adi_fail(AD_E_INTERNAL, "ad_predict: non-finite image score");
     if (st == AD_OK) {
-        out->score = ad_score_top1p(grid, n);
+        out->score = score;
         double thr;
         out->verdict = ad_bank_threshold(b, &thr)
-                           ? (out->score > thr ? AD_VERDICT_NG : AD_VERDICT_OK)
+                           ? (score > thr ? AD_VERDICT_NG : AD_VERDICT_OK)
                            : AD_VERDICT_NONE;
         out->grid_h = f.grid_h;
         out->grid_w = f.grid_w;

@@ -16,7 +16,25 @@ typedef struct {
     int32_t grid_h, grid_w;
     int32_t n_inserts;   /* insertions so far (0 = the image itself, 1.. = its rotations) */
     uint8_t *keep_test;  /* grid_h*grid_w, NULL = all patches (the bank does not mask tests) */
+    char *name;          /* name given when added (NULL = none) */
+    int64_t added;       /* Unix seconds when added, 0 = unknown (format 1 files) */
 } dt_image;
+
+/* One learned threshold (the bank's history, oldest first). */
+typedef struct {
+    ad_thresh_rule rule;
+    ad_thresh_source source;
+    double quantile, threshold;
+    int64_t time;
+    int32_t n_refs;      /* references in the bank then */
+    int32_t n_scores;
+    double *scores;      /* the scores it was learned from */
+} dt_thresh_rec;
+
+/* Longest reference name kept (bytes); longer names are refused. */
+#define DT_MAX_NAME 4096
+/* Threshold records kept; the oldest are dropped beyond it. */
+#define DT_MAX_HISTORY 1024
 
 struct ad_bank {
     ad_bank_params p;
@@ -47,7 +65,41 @@ struct ad_bank {
     ad_thresh_rule rule;
     double threshold;
     double quantile;
+
+    /* Format 2 additions: threshold history, coreset setting, clock for the records. */
+    int n_hist, hist_cap;
+    dt_thresh_rec *hist;
+    double coreset;          /* setting as given (0 = never subsampled, (0,1] fraction, > 1 rows) */
+    double coreset_frac;     /* fraction of offered rows kept (also for references added later) */
+    uint64_t coreset_offered;/* rows offered to the selection so far */
+    int64_t clock;           /* time stamped on new records, 0 = the system clock */
 };
+
+/* Time stamped on records now (the bank's clock or time(NULL)). */
+int64_t dt_bank_now(const ad_bank *b);
+/* Appends a threshold record (scores copied), dropping the oldest beyond DT_MAX_HISTORY. */
+ad_status dt_bank_push_history(ad_bank *b, ad_thresh_rule rule, ad_thresh_source src, double q,
+                               double thr, const double *scores, int n);
+/* Threshold from scores recorded with its source. */
+ad_status dt_bank_calibrate(ad_bank *b, const double *scores, int n, ad_thresh_rule rule, double q,
+                            ad_thresh_source src);
+
+/* Greedy k-center selection (PatchCore) over the rows of x (n x d, row-major): rows [0, n_pre)
+ * are centres already, `target` more are picked among rows [n_pre, n), each the row farthest
+ * from every centre so far (squared Euclidean distance in a seeded random projection to
+ * DT_CORESET_PROJ dimensions when d is larger; ties: lowest index). The first pick when n_pre
+ * is 0 is row 0. sel[target] receives the picks in ascending order. Deterministic, and the same
+ * for every thread count. */
+#define DT_CORESET_PROJ 128
+#define DT_CORESET_SEED 0x5eed0fc0de5e7ULL
+ad_status dt_kcenter(const float *x, size_t n, int d, size_t n_pre, size_t target, int n_threads,
+                     size_t *sel);
+/* Keeps only the rows [from, rows) whose keep_row[j - from] is set (order kept); a dropped
+ * unrotated row that leave-one-out scores becomes a side row. */
+ad_status dt_bank_compact(ad_bank *b, size_t from, const uint8_t *keep_row);
+/* Subsamples the rows [from, rows) (a coreset of them, the rows before as centres) to
+ * b->coreset_frac of their number. */
+ad_status dt_bank_coreset_rows(ad_bank *b, size_t from, int n_threads);
 
 /* faiss fvec_renorm_L2 on one row: nr = sum x^2 (float32), x *= (float)(1.0 / sqrtf(nr)) when
  * nr > 0. Returns the squared norm of the result (float32, sequential sum). */
@@ -58,6 +110,10 @@ float dt_norm2_row(const float *x, int d);
 /* Exact k-NN search of the kept cells of f against the bank. block_rows > 0 forces the number
  * of bank rows per GEMM block (tests), 0 picks it from the query size. n_threads <= 0 uses the
  * current OpenMP setting. Same contract as ad_bank_query otherwise. */
+/* The leave-one-out scores behind ad_bank_calibrate_loo, one per reference image in the order
+ * they were added (scores: ad_bank_images(b) values). Needs >= 2 references. */
+ad_status adi_bank_loo_scores(const ad_bank *b, ad_context *ctx, double *scores);
+
 ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
                          const uint8_t *keep, int exclude_image_id, size_t block_rows,
                          double *grid);
@@ -81,6 +137,8 @@ ad_bank *dt_bank_load_mem(const void *buf, size_t len, const char *name);
 void dt_bank_truncate(ad_bank *b, size_t rows, size_t side_rows, int n_images);
 
 /* Threshold from scores (copied, not modified): max, or numpy.quantile(linear) at q. */
+/* ad_score_top1p with a status (AD_E_NOMEM, AD_E_ARG for an empty grid) instead of NaN. */
+ad_status dt_score_top1p(const double *grid, size_t n, double *score);
 ad_status dt_threshold_from_scores(const double *scores, int n, ad_thresh_rule rule, double q,
                                    double *thr);
 

@@ -12,8 +12,8 @@
  *   in bank order, so the result does not depend on scheduling.
  * - Memory besides the caller's data: the normalised queries and one tile x block float buffer
  *   per thread (about SIM_FLOATS floats), never the whole Q x M matrix.
- * - OpenBLAS' own thread pool is set to 1 during the search (its pthread build must not be
- *   entered from several threads at once) and restored afterwards. */
+ * - The threads are the caller's count, in the library's own OpenMP region, each calling BLAS
+ *   single-threaded (adi_blas_serial): no process-wide setting is read back or changed. */
 #include "detect/detect.h"
 
 #include <cblas.h>
@@ -34,9 +34,6 @@
 #define SIM_FLOATS (1u << 20)
 #define MIN_BLOCK 256
 #define MAX_BLOCK 65536
-
-extern void openblas_set_num_threads(int) __attribute__((weak));
-extern int openblas_get_num_threads(void) __attribute__((weak));
 
 typedef struct {
     size_t s, e; /* bank rows [s, e) that may be searched */
@@ -152,7 +149,7 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
         if (exclude_image_id >= 0)
             for (size_t j = 1; j < b->rows; j++)
                 cap += b->row_image[j] != b->row_image[j - 1];
-        runs = malloc(cap * sizeof *runs);
+        runs = adi_malloc(cap * sizeof *runs);
         if (!runs) return adi_fail(AD_E_NOMEM, "bank query: out of memory");
         if (exclude_image_id < 0) {
             runs[n_runs++] = (row_run){0, b->rows};
@@ -171,14 +168,14 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
         for (size_t r = 0; r < n_runs; r++) usable += runs[r].e - runs[r].s;
     }
     if (usable < (size_t)k) {
-        free(runs);
+        adi_free(runs);
         return adi_fail(AD_E_ARG, "bank query: %zu usable bank rows, fewer than k = %d", usable, k);
     }
 
     size_t q = 0;
     for (size_t i = 0; i < n; i++) q += !keep || keep[i];
     if (q == 0) {
-        free(runs);
+        adi_free(runs);
         for (size_t i = 0; i < n; i++) grid[i] = 0;
         return AD_OK;
     }
@@ -221,33 +218,32 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
     for (size_t i = 0; i < q * (size_t)k; i++) top[i] = INFINITY;
 
     scan_fn scan = pick_scan();
-    int blas_threads = openblas_get_num_threads ? openblas_get_num_threads() : 0;
-    if (openblas_set_num_threads) openblas_set_num_threads(1);
-
-#pragma omp parallel for num_threads(nt) schedule(static, 1)
-    for (size_t t = 0; t < n_tiles; t++) {
-        const size_t r0 = t * qt, r1 = r0 + qt < q ? r0 + qt : q, nr = r1 - r0;
-        float *c = sim + (size_t)omp_get_thread_num() * qt * blk;
-        size_t run = 0;
-        for (size_t j0 = 0; j0 < b->rows; j0 += blk) {
-            const size_t j1 = j0 + blk < b->rows ? j0 + blk : b->rows;
-            while (run < n_runs && runs[run].e <= j0) run++;
-            if (run == n_runs || runs[run].s >= j1) continue; /* block fully excluded */
-            const size_t nb = j1 - j0;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nb, (int)d, 1.0f,
-                        qf + r0 * d, (int)d, b->feat + j0 * d, (int)d, 0.0f, c, (int)nb);
-            for (size_t i = 0; i < nr; i++) {
-                for (size_t rr = run; rr < n_runs && runs[rr].s < j1; rr++) {
-                    size_t s = runs[rr].s > j0 ? runs[rr].s : j0;
-                    size_t e = runs[rr].e < j1 ? runs[rr].e : j1;
-                    scan(qn[r0 + i], c + i * nb + (s - j0), b->norm2 + s, e - s,
-                         top + (r0 + i) * (size_t)k, k);
+#pragma omp parallel num_threads(nt)
+    {
+        adi_blas_serial();
+#pragma omp for schedule(static, 1)
+        for (size_t t = 0; t < n_tiles; t++) {
+            const size_t r0 = t * qt, r1 = r0 + qt < q ? r0 + qt : q, nr = r1 - r0;
+            float *c = sim + (size_t)omp_get_thread_num() * qt * blk;
+            size_t run = 0;
+            for (size_t j0 = 0; j0 < b->rows; j0 += blk) {
+                const size_t j1 = j0 + blk < b->rows ? j0 + blk : b->rows;
+                while (run < n_runs && runs[run].e <= j0) run++;
+                if (run == n_runs || runs[run].s >= j1) continue; /* block fully excluded */
+                const size_t nb = j1 - j0;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nb, (int)d, 1.0f,
+                            qf + r0 * d, (int)d, b->feat + j0 * d, (int)d, 0.0f, c, (int)nb);
+                for (size_t i = 0; i < nr; i++) {
+                    for (size_t rr = run; rr < n_runs && runs[rr].s < j1; rr++) {
+                        size_t s = runs[rr].s > j0 ? runs[rr].s : j0;
+                        size_t e = runs[rr].e < j1 ? runs[rr].e : j1;
+                        scan(qn[r0 + i], c + i * nb + (s - j0), b->norm2 + s, e - s,
+                             top + (r0 + i) * (size_t)k, k);
+                    }
                 }
             }
         }
     }
-
-    if (openblas_set_num_threads && blas_threads > 0) openblas_set_num_threads(blas_threads);
 
     for (size_t i = 0; i < n; i++) grid[i] = 0;
     for (size_t r = 0; r < q; r++) {
@@ -263,7 +259,7 @@ ad_status dt_bank_search(const ad_bank *b, int n_threads, const ad_features *f,
         grid[qcell[r]] = (double)(v / 2.0f);
     }
 out:
-    free(runs);
+    adi_free(runs);
     adi_free(qf);
     adi_free(qn);
     adi_free(qcell);
@@ -276,6 +272,5 @@ ad_status ad_bank_query(const ad_bank *b, ad_context *ctx, const ad_features *f,
                         const uint8_t *keep, int exclude_image_id, double *grid)
 {
     int nt = ctx ? ad_context_threads(ctx) : 0;
-    if (ctx) adi_threads_apply(nt);
     return dt_bank_search(b, nt, f, keep, exclude_image_id, 0, grid);
 }

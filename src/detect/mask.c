@@ -140,10 +140,19 @@ ad_status dt_pca_first(dt_eig_impl impl, const float *x, int n, int d, double *p
     for (int i = 0; i < n; i++)
         for (int j = 0; j < d; j++) xc[(size_t)i * d + j] = (double)x[(size_t)i * d + j] - mean[j];
     /* The eigenvector does not depend on the 1/(n-1) factor, so the scatter matrix will do. */
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, d, n, 1.0, xc, d, 0.0, cov, d);
+    /* a team of one with BLAS single-threaded: no context here, and the BLAS pool is not ours */
+#pragma omp parallel num_threads(1)
+    {
+        adi_blas_serial();
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, d, n, 1.0, xc, d, 0.0, cov, d);
+    }
     st = dt_top_eigvec(impl, cov, d, v);
     if (st != AD_OK) goto done;
-    cblas_dgemv(CblasRowMajor, CblasNoTrans, n, d, 1.0, xc, d, v, 1, 0.0, pc, 1);
+#pragma omp parallel num_threads(1)
+    {
+        adi_blas_serial();
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, n, d, 1.0, xc, d, v, 1, 0.0, pc, 1);
+    }
     /* svd_flip of sklearn <= 1.4 (the golden data's version): the largest |score| is positive. */
     int big = 0;
     for (int i = 1; i < n; i++)

@@ -16,8 +16,9 @@
  *   distance is the largest kept one and the score averages the kept values strictly below it.
  * - Threads: the pairs are scheduled in round-robin rounds (every image in at most one pair per
  *   round), so the pairs of a round touch disjoint heaps and run in parallel, one single-threaded
- *   GEMM each; with fewer pairs per round than threads, the pairs run one after the other with a
- *   threaded GEMM and both selection directions side by side. Each heap receives its values in
+ *   GEMM each; with fewer pairs per round than threads, the pairs run one after the other, the
+ *   GEMM's rows split over the threads and both selection directions side by side. Threads are
+ *   the context's count in the library's own OpenMP regions, BLAS single-threaded in each. Each heap receives its values in
  *   a fixed order either way and the final sum runs over sorted values: the output does not
  *   depend on scheduling.
  * Selection state: k floats per patch (0.1 % of M; 41 MB for 100 images of 1024 patches) plus a
@@ -42,8 +43,6 @@
 /* Columns per scheduling unit of the column-direction scan when a team shares one block. */
 #define ZS_COL_CHUNK 64
 
-/* OpenBLAS's thread count is process-wide; declared weakly so that another CBLAS still links. */
-extern void openblas_set_num_threads(int) __attribute__((weak));
 
 typedef struct {
     float *heap;      /* k floats per patch: min-heap of similarities */
@@ -191,14 +190,15 @@ static int zs_avx2(void)
 #endif
 }
 
-/* Rows [r0, r0 + n) of image img, normalised into dst (n x dim). */
+/* Rows [r0, r0 + n) of image img, normalised into dst (n x dim). team: the threads this call
+ * may use (1: the calling thread only). */
 static void zs_normalize(const zs_input *in, int img, int r0, int n, float *dst, int team)
 {
     const int dim = in->dim;
     const float *x0 = in->feats[img].patch + (size_t)r0 * (size_t)dim;
     const float *nr = in->norm + in->off[img] + (size_t)r0;
     const int avx2 = zs_avx2();
-#pragma omp parallel for schedule(static) if (team)
+#pragma omp parallel for schedule(static) num_threads(team) if (team > 1)
     for (int r = 0; r < n; r++) {
         const float *x = x0 + (size_t)r * (size_t)dim;
         float *y = dst + (size_t)r * (size_t)dim;
@@ -219,7 +219,7 @@ static void zs_select_block(zs_select *z, size_t p0, size_t q0, const float *S, 
 {
     const int avx2 = zs_avx2();
     (void)avx2;
-    if (!team) {
+    if (team <= 1) {
         for (int r = 0; r < rows; r++) {
 #if ZS_HAVE_AVX2
             if (avx2) zs_scan_row_avx2(z, p0 + (size_t)r, S + (size_t)r * (size_t)cols, cols);
@@ -236,7 +236,7 @@ static void zs_select_block(zs_select *z, size_t p0, size_t q0, const float *S, 
     }
     /* rows belong to image i, columns to image j: disjoint heaps, both directions side by side */
     const int n_chunks = (cols + ZS_COL_CHUNK - 1) / ZS_COL_CHUNK;
-#pragma omp parallel
+#pragma omp parallel num_threads(team)
     {
 #pragma omp for schedule(static) nowait
         for (int r = 0; r < rows; r++) {
@@ -259,8 +259,8 @@ static void zs_select_block(zs_select *z, size_t p0, size_t q0, const float *S, 
     }
 }
 
-/* Image i (rows) against image j (columns), i < j. team: this call may use all threads (and a
- * threaded GEMM); otherwise it runs in the calling thread only. */
+/* Image i (rows) against image j (columns), i < j. team: the threads this call may use (the
+ * GEMM's rows split over them); 1: the calling thread only, already inside a library region. */
 static void zs_pair(zs_select *z, const zs_input *in, zs_work *w, int i, int j, int team)
 {
     const int dim = in->dim;
@@ -274,8 +274,12 @@ static void zs_pair(zs_select *z, const zs_input *in, zs_work *w, int i, int j, 
             zs_normalize(in, j, c0, ct, w->B, team);
             for (int s0 = 0; s0 < rt; s0 += ZS_SUB) {
                 int st = rt - s0 < ZS_SUB ? rt - s0 : ZS_SUB;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, st, ct, dim, 1.0f,
-                            w->A + (size_t)s0 * (size_t)dim, dim, w->B, dim, 0.0f, w->S, ct);
+                if (team > 1)
+                    adi_sgemm_rows(team, 0, st, ct, dim, 1.0f, w->A + (size_t)s0 * (size_t)dim,
+                                   dim, w->B, dim, 0.0f, w->S, ct);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, st, ct, dim, 1.0f,
+                                w->A + (size_t)s0 * (size_t)dim, dim, w->B, dim, 0.0f, w->S, ct);
                 zs_select_block(z, in->off[i] + (size_t)(r0 + s0), in->off[j] + (size_t)c0, w->S,
                                 st, ct, team);
             }
@@ -326,10 +330,9 @@ ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *
         P += (size_t)f->grid_h * (size_t)f->grid_w;
     }
 
-    /* ctx == NULL: the process's current OpenMP/BLAS setting (scoring stored features needs
-     * no model) */
-    if (ctx) adi_threads_apply(ad_context_threads(ctx));
-    const int n_threads = omp_get_max_threads();
+    /* ctx == NULL: the caller's current OpenMP default, read, never changed (scoring stored
+     * features needs no model) */
+    const int n_threads = ctx ? ad_context_threads(ctx) : adi_threads_resolve(omp_get_max_threads());
     const int pairs_per_round = n_images / 2;
     const int parallel_pairs = n_threads > 1 && pairs_per_round >= n_threads;
     const int n_work = parallel_pairs ? n_threads : 1;
@@ -392,7 +395,7 @@ ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *
         const int n = (int)(off[i + 1] - off[i]);
         const float *x0 = feats[i].patch;
         int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad)
+#pragma omp parallel for schedule(static) num_threads(n_threads) reduction(| : bad)
         for (int r = 0; r < n; r++) {
             const float *x = x0 + (size_t)r * (size_t)dim;
             double s2 = 0;
@@ -421,9 +424,9 @@ ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *
     const int n_rounds = n_images - 1 + (n_images & 1);
     const int slots = (n_images + 1) / 2;
     if (parallel_pairs) {
-        if (openblas_set_num_threads) openblas_set_num_threads(1);
 #pragma omp parallel num_threads(n_threads)
         {
+            adi_blas_serial();
             zs_work *w = &work[omp_get_thread_num()];
             for (int r = 0; r < n_rounds; r++) {
                 /* the pairs of a round share no image: no two threads touch one heap */
@@ -431,17 +434,22 @@ ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *
                 for (int m = 0; m < slots; m++) {
                     int a, b;
                     zs_round_pair(n_images, r, m, &a, &b);
-                    if (a >= 0) zs_pair(&z, &in, w, a, b, 0);
+                    if (a >= 0) zs_pair(&z, &in, w, a, b, 1);
                 }
             }
         }
-        if (openblas_set_num_threads) openblas_set_num_threads(n_threads);
     } else {
-        for (int r = 0; r < n_rounds; r++) {
-            for (int m = 0; m < slots; m++) {
-                int a, b;
-                zs_round_pair(n_images, r, m, &a, &b);
-                if (a >= 0) zs_pair(&z, &in, &work[0], a, b, n_threads > 1);
+        /* one pair at a time; with one thread the whole loop is a team of one so that its GEMMs
+         * run BLAS single-threaded too */
+#pragma omp parallel num_threads(1)
+        {
+            if (n_threads == 1) adi_blas_serial();
+            for (int r = 0; r < n_rounds; r++) {
+                for (int m = 0; m < slots; m++) {
+                    int a, b;
+                    zs_round_pair(n_images, r, m, &a, &b);
+                    if (a >= 0) zs_pair(&z, &in, &work[0], a, b, n_threads);
+                }
             }
         }
     }
@@ -452,7 +460,7 @@ ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *
         const uint8_t *keep = keeps ? keeps[i] : NULL;
         const int n = (int)(off[i + 1] - off[i]);
         double *grid = grids[i];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(n_threads)
         for (int r = 0; r < n; r++) {
             if (keep && !keep[r]) {
                 grid[r] = 0.0;

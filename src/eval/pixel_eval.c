@@ -27,7 +27,7 @@ struct ad_pixel_eval {
 
 ad_pixel_eval *ad_pixel_eval_new(void)
 {
-    ad_pixel_eval *pe = calloc(1, sizeof *pe);
+    ad_pixel_eval *pe = adi_calloc(1, sizeof *pe);
     if (!pe) return adi_fail_null(AD_E_NOMEM, "ad_pixel_eval_new: out of memory");
     return pe;
 }
@@ -35,10 +35,10 @@ ad_pixel_eval *ad_pixel_eval_new(void)
 void ad_pixel_eval_free(ad_pixel_eval *pe)
 {
     if (!pe) return;
-    free(pe->neg);
-    free(pe->pos);
-    free(pe->region_size);
-    free(pe);
+    adi_free(pe->neg);
+    adi_free(pe->pos);
+    adi_free(pe->region_size);
+    adi_free(pe);
 }
 
 /* Makes room for `extra` more elements; the array is untouched when it fails. realloc (not
@@ -51,7 +51,7 @@ static int reserve(void **p, size_t *cap, size_t used, size_t extra, size_t elem
     while (c < need) c = c > SIZE_MAX / 2 ? need : c * 2;
     size_t bytes;
     if (adi_mul_overflow(c, elem, &bytes)) return -1;
-    void *q = realloc(*p, bytes);
+    void *q = adi_realloc(*p, bytes);
     if (!q) return -1;
     *p = q;
     *cap = c;

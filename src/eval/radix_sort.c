@@ -65,14 +65,14 @@
             else isort_##SUFFIX(a, n);                                                           \
             return;                                                                              \
         }                                                                                        \
-        size_t *cnt = calloc(AD_TOP_BUCKETS, sizeof *cnt);                                       \
-        size_t *head = malloc(AD_TOP_BUCKETS * sizeof *head);                                    \
-        size_t *tail = malloc(AD_TOP_BUCKETS * sizeof *tail);                                    \
+        size_t *cnt = adi_calloc(AD_TOP_BUCKETS, sizeof *cnt);                                       \
+        size_t *head = adi_malloc(AD_TOP_BUCKETS * sizeof *head);                                    \
+        size_t *tail = adi_malloc(AD_TOP_BUCKETS * sizeof *tail);                                    \
         if (!cnt || !head || !tail) {                                                            \
             /* 1.5 MB of counters unavailable: the 8-bit path needs none on the heap */          \
-            free(cnt);                                                                           \
-            free(head);                                                                          \
-            free(tail);                                                                          \
+            adi_free(cnt);                                                                           \
+            adi_free(head);                                                                          \
+            adi_free(tail);                                                                          \
             flag_##SUFFIX(a, n, (KEY_BITS) - 8);                                                 \
             return;                                                                              \
         }                                                                                        \
@@ -105,9 +105,9 @@
             if (m > AD_SORT_SMALL) flag_##SUFFIX(p, m, top_shift - 8);                           \
             else if (m > 1) isort_##SUFFIX(p, m);                                                \
         }                                                                                        \
-        free(cnt);                                                                               \
-        free(head);                                                                              \
-        free(tail);                                                                              \
+        adi_free(cnt);                                                                               \
+        adi_free(head);                                                                              \
+        adi_free(tail);                                                                              \
     }
 
 AD_DEFINE_SORT(uint32_t, u32, 32)

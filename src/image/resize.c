@@ -32,8 +32,8 @@ typedef struct {
 
 static void coeffs_free(coeffs *c)
 {
-    free(c->bounds);
-    free(c->k);
+    adi_free(c->bounds);
+    adi_free(c->k);
     c->bounds = NULL;
     c->k = NULL;
 }
@@ -45,13 +45,13 @@ static ad_status precompute(int in, int out, coeffs *c)
     double filterscale = scale < 1.0 ? 1.0 : scale;
     double support = 2.0 * filterscale;
     int ksize = (int)ceil(support) * 2 + 1;
-    double *kk = malloc(sizeof(double) * (size_t)out * (size_t)ksize);
-    int *bounds = malloc(sizeof(int) * 2 * (size_t)out);
-    int32_t *ik = malloc(sizeof(int32_t) * (size_t)out * (size_t)ksize);
+    double *kk = adi_malloc(sizeof(double) * (size_t)out * (size_t)ksize);
+    int *bounds = adi_malloc(sizeof(int) * 2 * (size_t)out);
+    int32_t *ik = adi_malloc(sizeof(int32_t) * (size_t)out * (size_t)ksize);
     if (!kk || !bounds || !ik) {
-        free(kk);
-        free(bounds);
-        free(ik);
+        adi_free(kk);
+        adi_free(bounds);
+        adi_free(ik);
         return adi_fail(AD_E_NOMEM, "resize: out of memory for %d x %d coefficients", out, ksize);
     }
     for (int xx = 0; xx < out; xx++) {
@@ -80,7 +80,7 @@ static ad_status precompute(int in, int out, coeffs *c)
     for (size_t i = 0; i < (size_t)out * ksize; i++)
         ik[i] = kk[i] < 0 ? (int32_t)(-0.5 + kk[i] * (1 << PRECISION_BITS))
                           : (int32_t)(0.5 + kk[i] * (1 << PRECISION_BITS));
-    free(kk);
+    adi_free(kk);
     c->ksize = ksize;
     c->bounds = bounds;
     c->k = ik;

@@ -25,10 +25,16 @@
 #define IO_MAX_SIDE 65535
 #define IO_MAX_PIXELS ((size_t)1 << 28)
 
+/* The caller's pixel limit (adi_io_read_image_max) for the decode running on this thread; 0:
+ * only the built-in bounds. Per thread, so concurrent readers never see each other's limit. */
+static _Thread_local size_t io_max_pixels;
+
 static ad_status check_dims(const char *path, size_t w, size_t h)
 {
     if (w == 0 || h == 0)
         return adi_fail(AD_E_FORMAT, "%s: image has zero size (%zu x %zu)", path, w, h);
+    if (io_max_pixels && w <= IO_MAX_SIDE && h <= IO_MAX_SIDE && w * h > io_max_pixels)
+        return adi_io_pixel_limit_error(path, w, h, io_max_pixels);
     if (w > IO_MAX_SIDE || h > IO_MAX_SIDE || w * h > IO_MAX_PIXELS)
         return adi_fail(AD_E_FORMAT, "%s: image size %zu x %zu is out of range (max %d per side, "
                        "%zu pixels)", path, w, h, IO_MAX_SIDE, IO_MAX_PIXELS);
@@ -88,8 +94,7 @@ static uint64_t png_idat_bytes(const unsigned char *buf, size_t len)
     return total;
 }
 
-static ad_status decode_png(const char *path, const unsigned char *buf, size_t len,
-                            size_t max_pixels, ad_image *out)
+static ad_status decode_png(const char *path, const unsigned char *buf, size_t len, ad_image *out)
 {
     png_src src = {buf, len, 0, "unknown libpng error"};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_err_fn, png_warn_fn);
@@ -130,11 +135,6 @@ static ad_status decode_png(const char *path, const unsigned char *buf, size_t l
     int depth, ctype;
     png_get_IHDR(png, info, &w, &h, &depth, &ctype, NULL, NULL, NULL);
     if ((st = check_dims(path, w, h)) != AD_OK) png_longjmp(png, 1);
-    if (max_pixels && (size_t)w * h > max_pixels) {
-        st = adi_fail(AD_E_FORMAT, "%s: image of %u x %u pixels exceeds the limit of %zu pixels",
-                     path, (unsigned)w, (unsigned)h, max_pixels);
-        png_longjmp(png, 1);
-    }
     {
         /* the image's bits (a lower bound of the filtered scanlines, interlaced or not) must fit
          * in what the IDAT chunks can inflate to */
@@ -286,7 +286,7 @@ static ad_status apply_orientation(const char *path, int o, ad_image *img)
 }
 
 static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t len,
-                             size_t max_pixels, ad_image *out)
+                             ad_image *out)
 {
     struct jpeg_decompress_struct cinfo;
     jpeg_err jerr;
@@ -314,11 +314,6 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     jpeg_read_header(&cinfo, TRUE);
     if ((st = check_dims(path, cinfo.image_width, cinfo.image_height)) != AD_OK)
         longjmp(jerr.jb, 1);
-    if (max_pixels && (size_t)cinfo.image_width * cinfo.image_height > max_pixels) {
-        st = adi_fail(AD_E_FORMAT, "%s: image of %u x %u pixels exceeds the limit of %zu pixels",
-                     path, (unsigned)cinfo.image_width, (unsigned)cinfo.image_height, max_pixels);
-        longjmp(jerr.jb, 1);
-    }
     /* A Huffman-coded JPEG spends at least one bit per 8x8 block and component (the DC code),
      * so it never holds more than 512 pixels per byte. Beyond 4096 pixels per byte (plus a
      * free first megapixel) only a contrived arithmetic-coded file can go, and a truncated
@@ -408,49 +403,141 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
 
 /* ------------------------------------------------------------------------------------------ */
 
-ad_status adi_io_read_image(const char *path, ad_image *out)
+ad_status adi_io_pixel_limit_error(const char *path, size_t w, size_t h, size_t max_pixels)
 {
-    if (!path || !out) return adi_fail(AD_E_ARG, "adi_io_read_image: NULL argument");
-    size_t len;
-    unsigned char *buf = (unsigned char *)adi_io_read_file(path, &len);
-    if (!buf) return AD_E_IO;
-    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    ad_image img = {0, 0, NULL};
-    ad_status st;
-    if (len >= 8 && memcmp(buf, png_sig, 8) == 0)
-        st = decode_png(path, buf, len, 0, &img);
-    else if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
-        st = decode_jpeg(path, buf, len, 0, &img);
-    else if (len == 0)
-        st = adi_fail(AD_E_FORMAT, "%s: empty file", path);
-    else
-        st = adi_fail(AD_E_FORMAT, "%s: not a PNG or JPEG file", path);
-    free(buf);
-    if (st == AD_OK) *out = img;
+    if (max_pixels < 1000000) /* small limits read better as plain counts */
+        return adi_fail(AD_E_FORMAT,
+                        "%s: image is %zu x %zu (%zu pixels), above the limit of %zu pixels "
+                        "(raise it with --max-pixels N)",
+                        path, w, h, w * h, max_pixels);
+    return adi_fail(AD_E_FORMAT,
+                    "%s: image is %zu x %zu (%.1f megapixels), above the limit of %.1f megapixels "
+                    "(raise it with --max-pixels N)",
+                    path, w, h, (double)w * (double)h / 1e6, (double)max_pixels / 1e6);
+}
+
+ad_status adi_io_read_image_max(const char *path, size_t max_pixels, ad_image *out)
+{
+    size_t saved = io_max_pixels;
+    io_max_pixels = max_pixels;
+    ad_status st = adi_io_read_image(path, out);
+    io_max_pixels = saved;
     return st;
 }
 
-ad_status adi_io_decode_image(const char *name, const void *buf, size_t len, size_t max_pixels,
-                             ad_image *out)
+
+static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+static int is_png(const unsigned char *buf, size_t len)
 {
-    if ((!buf && len) || !out) return adi_fail(AD_E_ARG, "adi_io_decode_image: NULL argument");
-    if (!name) name = "(buffer)";
-    const unsigned char *b = buf;
+    return len >= 8 && memcmp(buf, png_sig, 8) == 0;
+}
+
+static int is_jpeg(const unsigned char *buf, size_t len)
+{
+    return len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff;
+}
+
+ad_status adi_io_decode_image(const char *name, const uint8_t *buf, size_t len, ad_image *out)
+{
+    if (!name || (!buf && len) || !out) return adi_fail(AD_E_ARG, "adi_io_decode_image: NULL argument");
     ad_image img = {0, 0, NULL};
     ad_status st;
-    if (len >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
-        st = decode_png(name, b, len, max_pixels, &img);
-    else if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
-        st = decode_jpeg(name, b, len, max_pixels, &img);
+    if (is_png(buf, len))
+        st = decode_png(name, buf, len, &img);
+    else if (is_jpeg(buf, len))
+        st = decode_jpeg(name, buf, len, &img);
+    else if (len == 0)
+        st = adi_fail(AD_E_FORMAT, "%s: empty file", name);
     else
         st = adi_fail(AD_E_FORMAT, "%s: not a PNG or JPEG file", name);
     if (st == AD_OK) *out = img;
     return st;
 }
 
+ad_status adi_io_decode_image_max(const char *name, const void *buf, size_t len, size_t max_pixels,
+                                 ad_image *out)
+{
+    size_t saved = io_max_pixels;
+    io_max_pixels = max_pixels;
+    ad_status st = adi_io_decode_image(name, buf, len, out);
+    io_max_pixels = saved;
+    return st;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+ad_status adi_io_probe_image(const char *name, const uint8_t *buf, size_t len, int *w, int *h)
+{
+    if (!name || (!buf && len) || !w || !h) return adi_fail(AD_E_ARG, "adi_io_probe_image: NULL argument");
+    if (len == 0) return adi_fail(AD_E_FORMAT, "%s: empty file", name);
+    size_t pw, ph;
+    if (is_png(buf, len)) {
+        /* the first chunk must be IHDR: length 13, type, width, height (big-endian) */
+        if (len < 8 + 8 + 13 || be32(buf + 8) != 13 || memcmp(buf + 12, "IHDR", 4) != 0)
+            return adi_fail(AD_E_FORMAT, "%s: corrupt PNG: no IHDR chunk", name);
+        pw = be32(buf + 16);
+        ph = be32(buf + 20);
+    } else if (is_jpeg(buf, len)) {
+        /* libjpeg reads the markers up to the start of scan; no pixel memory is touched */
+        struct jpeg_decompress_struct cinfo;
+        jpeg_err jerr;
+        memset(&cinfo, 0, sizeof cinfo);
+        cinfo.err = jpeg_std_error(&jerr.pub);
+        jerr.pub.error_exit = jpeg_error_exit_fn;
+        jerr.pub.emit_message = jpeg_emit_fn;
+        jerr.pub.output_message = jpeg_output_fn;
+        snprintf(jerr.msg, sizeof jerr.msg, "unknown libjpeg error");
+        volatile int created = 0;
+        if (setjmp(jerr.jb)) {
+            if (created) jpeg_destroy_decompress(&cinfo);
+            return adi_fail(AD_E_FORMAT, "%s: corrupt JPEG: %s", name, jerr.msg);
+        }
+        jpeg_create_decompress(&cinfo);
+        created = 1;
+        jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+        jpeg_read_header(&cinfo, TRUE);
+        pw = cinfo.image_width;
+        ph = cinfo.image_height;
+        jpeg_destroy_decompress(&cinfo);
+    } else {
+        return adi_fail(AD_E_FORMAT, "%s: not a PNG or JPEG file", name);
+    }
+    ad_status st = check_dims(name, pw, ph);
+    if (st != AD_OK) return st;
+    *w = (int)pw;
+    *h = (int)ph;
+    return AD_OK;
+}
+
+ad_status adi_io_read_image(const char *path, ad_image *out)
+{
+    if (!path || !out) return adi_fail(AD_E_ARG, "adi_io_read_image: NULL argument");
+    size_t len;
+    unsigned char *buf = (unsigned char *)adi_io_read_file(path, &len);
+    if (!buf) return AD_E_IO;
+    ad_status st = adi_io_decode_image(path, buf, len, out);
+    free(buf);
+    return st;
+}
+
+ad_status adi_io_read_mask_max(const char *path, size_t max_pixels, uint8_t **out, int *w, int *h)
+{
+    size_t saved = io_max_pixels;
+    io_max_pixels = max_pixels;
+    ad_status st = adi_io_read_mask(path, out, w, h);
+    io_max_pixels = saved;
+    return st;
+}
+
 ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
 {
     if (!path || !out || !w || !h) return adi_fail(AD_E_ARG, "adi_io_read_mask: NULL argument");
+    int other = adi_io_mask_kind(path);
+    if (other) return adi_io_read_mask_other(path, other, io_max_pixels, out, w, h);
     ad_image img;
     ad_status st = adi_io_read_image(path, &img);
     if (st) return st;

@@ -10,15 +10,48 @@
  * as OpenCV's imread(IMREAD_COLOR) followed by BGR->RGB gives (16-bit: high byte; alpha
  * dropped; grey replicated). */
 ad_status adi_io_read_image(const char *path, ad_image *out);
-/* The decoder of adi_io_read_image on a file already in memory (name for messages); max_pixels
- * > 0 lowers the pixel limit (the fuzz targets use it to keep inputs fast). */
-ad_status adi_io_decode_image(const char *name, const void *buf, size_t len, size_t max_pixels,
-                             ad_image *out);
+/* The same decoder over bytes in memory; `name` starts the error messages. */
+ad_status adi_io_decode_image(const char *name, const uint8_t *buf, size_t len, ad_image *out);
+/* As adi_io_decode_image, with the pixel limit of adi_io_read_image_max (max_pixels > 0 refuses a
+ * larger image from its header; the fuzz targets use it to keep inputs fast). */
+ad_status adi_io_decode_image_max(const char *name, const void *buf, size_t len, size_t max_pixels,
+                                 ad_image *out);
+/* Width and height from the header alone (PNG IHDR, JPEG markers up to the scan), so that a
+ * caller can refuse a decompression bomb before any pixel memory exists. Stored size, before
+ * any EXIF rotation (which keeps the pixel count). */
+ad_status adi_io_probe_image(const char *name, const uint8_t *buf, size_t len, int *w, int *h);
 /* Grey 8-bit mask, allocated with adi_alloc (free with adi_free) (any PNG: converted to grey by taking the first channel / 16-bit high byte). */
 ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h);
+
+/* --- pixel limit, more mask formats, float TIFF maps (issue 13) --- */
+/* As adi_io_read_image / adi_io_read_mask, but an image whose header declares more than
+ * max_pixels pixels (0: no limit beyond the built-in bounds) is refused from the header,
+ * before any pixel buffer is allocated, with "PATH: image is W x H (...), above the limit ...
+ * (raise it with --max-pixels N)" (AD_E_FORMAT). */
+ad_status adi_io_read_image_max(const char *path, size_t max_pixels, ad_image *out);
+ad_status adi_io_read_mask_max(const char *path, size_t max_pixels, uint8_t **out, int *w, int *h);
+/* The pixel-limit message (also for callers that probe sizes themselves). */
+ad_status adi_io_pixel_limit_error(const char *path, size_t w, size_t h, size_t max_pixels);
+/* Mask formats beside PNG/JPEG, recognised by content: 1 BMP (stb_image), 2 TIFF (libtiff);
+ * 0 otherwise (or unreadable: the PNG/JPEG reader then reports it). */
+int adi_io_mask_kind(const char *path);
+/* BMP / TIFF mask to 8-bit grey (BMP: stb_image's grey conversion; TIFF: the first channel of
+ * libtiff's RGBA rendering), with the same pixel limit. */
+ad_status adi_io_read_mask_other(const char *path, int kind, size_t max_pixels, uint8_t **out,
+                                 int *w, int *h);
+/* Ground-truth mask in any supported format (PNG, JPEG, BMP, TIFF) as 0/1: a mask whose values
+ * are all below 128 (label masks: 0/1, 0/instance index) counts every nonzero pixel as
+ * anomalous; any other mask (0/255, anti-aliased, JPEG) is thresholded at 128. */
+ad_status adi_io_read_gt_mask(const char *path, size_t max_pixels, uint8_t **out, int *w, int *h);
+void adi_io_binarize_mask(uint8_t *m, size_t n);
+/* h x w float32 map as a single-channel 32-bit IEEE float TIFF (libtiff). */
+ad_status adi_io_write_tiff_f32(const char *path, const float *map, int w, int h);
+/* Reads a float32 TIFF written by adi_io_write_tiff_f32 (tests, inspection). */
+ad_status adi_io_read_tiff_f32(const char *path, float **out, int *w, int *h);
+
 ad_status adi_io_write_png_rgb(const char *path, const uint8_t *rgb, int w, int h);
 ad_status adi_io_write_png_gray(const char *path, const uint8_t *g, int w, int h);
-/* PNG bytes in memory (channels 1: grey, 3: RGB); *out is malloc'ed (free with free()). */
+/* PNG bytes in memory (channels 1: grey, 3: RGB); *out is allocated here (free with adi_free, like every buffer of this module). */
 ad_status adi_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8_t **out,
                            size_t *len);
 
@@ -42,6 +75,9 @@ double *adi_npy_to_f64(const adi_npy *a);
 float *adi_npy_to_f32(const adi_npy *a);
 ad_status adi_npy_write(const char *path, adi_npy_dtype dtype, const void *data, int ndim,
                        const size_t *shape);
+/* The bytes adi_npy_write would write, in memory (*out allocated here, free with adi_free). */
+ad_status adi_npy_encode(adi_npy_dtype dtype, const void *data, int ndim, const size_t *shape,
+                        uint8_t **out, size_t *len);
 
 /* Whole file into memory (NUL-terminated); NULL on failure. */
 char *adi_io_read_file(const char *path, size_t *len);

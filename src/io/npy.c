@@ -353,21 +353,21 @@ float *adi_npy_to_f32(const adi_npy *a)
     return o;
 }
 
-ad_status adi_npy_write(const char *path, adi_npy_dtype dtype, const void *data, int ndim,
-                       const size_t *shape)
+/* The header (preamble + dict + padding) and the data, as numpy.save writes them. */
+static ad_status npy_encode(const char *who, adi_npy_dtype dtype, const void *data, int ndim,
+                            const size_t *shape, uint8_t **out, size_t *len)
 {
-    if (!path) return adi_fail(AD_E_ARG, "adi_npy_write: NULL path");
     const char *descr = dtype_descr(dtype);
-    if (!descr) return adi_fail(AD_E_ARG, "%s: unknown npy dtype %d", path, (int)dtype);
+    if (!descr) return adi_fail(AD_E_ARG, "%s: unknown npy dtype %d", who, (int)dtype);
     if (ndim < 0 || ndim > NPY_MAX_DIMS || (ndim > 0 && !shape))
-        return adi_fail(AD_E_ARG, "%s: bad npy dimension count %d", path, ndim);
+        return adi_fail(AD_E_ARG, "%s: bad npy dimension count %d", who, ndim);
     size_t count = 1, bytes;
     for (int i = 0; i < ndim; i++)
         if (adi_mul_overflow(count, shape[i], &count))
-            return adi_fail(AD_E_ARG, "%s: npy shape overflows", path);
+            return adi_fail(AD_E_ARG, "%s: npy shape overflows", who);
     if (adi_mul_overflow(count, dtype_size(dtype), &bytes))
-        return adi_fail(AD_E_ARG, "%s: npy shape overflows", path);
-    if (bytes && !data) return adi_fail(AD_E_ARG, "%s: NULL data", path);
+        return adi_fail(AD_E_ARG, "%s: npy shape overflows", who);
+    if (bytes && !data) return adi_fail(AD_E_ARG, "%s: NULL data", who);
 
     /* the dict exactly as numpy.save spells it, so that files compare byte for byte */
     char dict[512];
@@ -379,15 +379,43 @@ ad_status adi_npy_write(const char *path, adi_npy_dtype dtype, const void *data,
     size_t total = 10 + (size_t)n + 1;
     size_t padded = (total + 63) / 64 * 64;
     size_t hlen = padded - 10;
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                             (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
+    if (bytes > SIZE_MAX - padded) return adi_fail(AD_E_ARG, "%s: npy shape overflows", who);
+    uint8_t *buf = adi_malloc(padded + bytes);
+    if (!buf) return adi_fail(AD_E_NOMEM, "%s: out of memory", who);
+    const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                                   (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
+    memcpy(buf, pre, 10);
+    memcpy(buf + 10, dict, (size_t)n);
+    memset(buf + 10 + n, ' ', padded - 10 - (size_t)n - 1);
+    buf[padded - 1] = '\n';
+    if (bytes) memcpy(buf + padded, data, bytes);
+    *out = buf;
+    *len = padded + bytes;
+    return AD_OK;
+}
 
+ad_status adi_npy_encode(adi_npy_dtype dtype, const void *data, int ndim, const size_t *shape,
+                        uint8_t **out, size_t *len)
+{
+    if (!out || !len) return adi_fail(AD_E_ARG, "adi_npy_encode: NULL argument");
+    return npy_encode("npy encoder", dtype, data, ndim, shape, out, len);
+}
+
+ad_status adi_npy_write(const char *path, adi_npy_dtype dtype, const void *data, int ndim,
+                       const size_t *shape)
+{
+    if (!path) return adi_fail(AD_E_ARG, "adi_npy_write: NULL path");
+    uint8_t *buf;
+    size_t len;
+    ad_status st = npy_encode(path, dtype, data, ndim, shape, &buf, &len);
+    if (st != AD_OK) return st;
     FILE *f = fopen(path, "wb");
-    if (!f) return adi_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
-    int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)n, f) == (size_t)n;
-    for (size_t i = (size_t)n; ok && i + 1 < hlen; i++) ok = fputc(' ', f) != EOF;
-    ok = ok && fputc('\n', f) != EOF;
-    ok = ok && (bytes == 0 || fwrite(data, 1, bytes, f) == bytes);
+    if (!f) {
+        adi_free(buf);
+        return adi_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
+    }
+    int ok = fwrite(buf, 1, len, f) == len;
+    adi_free(buf);
     if (fclose(f) != 0) ok = 0;
     if (!ok) {
         int e = errno;

@@ -54,12 +54,12 @@ static ad_status zip_find_cd(tf_file *f, uint64_t *cd_off, uint64_t *cd_size, ui
 {
     if (f->file_size < 22) return adi_fail(AD_E_FORMAT, "zip archive too short");
     size_t tail = f->file_size < 22 + 65535 ? (size_t)f->file_size : 22 + 65535;
-    uint8_t *buf = malloc(tail);
+    uint8_t *buf = adi_malloc(tail);
     if (!buf) return adi_fail(AD_E_NOMEM, "out of memory (zip)");
     uint64_t tail_off = f->file_size - tail;
     ad_status st = tf_pread(f, tail_off, buf, tail);
     if (st) {
-        free(buf);
+        adi_free(buf);
         return st;
     }
     long pos = -1;
@@ -69,7 +69,7 @@ static ad_status zip_find_cd(tf_file *f, uint64_t *cd_off, uint64_t *cd_size, ui
             break;
         }
     if (pos < 0) {
-        free(buf);
+        adi_free(buf);
         return adi_fail(AD_E_FORMAT,
                        "zip end-of-central-directory record not found (truncated file?)");
     }
@@ -81,7 +81,7 @@ static ad_status zip_find_cd(tf_file *f, uint64_t *cd_off, uint64_t *cd_size, ui
     if (pos >= 20 && rd32(e - 20) == ZIP64_LOC_SIG) {
         uint8_t z[56];
         uint64_t z_off = rd64(e - 20 + 8);
-        free(buf);
+        adi_free(buf);
         if (z_off > eocd_off - 20 || eocd_off - 20 - z_off < 56)
             return adi_fail(AD_E_FORMAT, "zip64 end record offset %llu out of range",
                            (unsigned long long)z_off);
@@ -97,7 +97,7 @@ static ad_status zip_find_cd(tf_file *f, uint64_t *cd_off, uint64_t *cd_size, ui
         off = rd64(z + 48);
         limit = z_off;
     } else {
-        free(buf);
+        adi_free(buf);
         if (n == 0xffff || size == 0xffffffffu || off == 0xffffffffu)
             return adi_fail(AD_E_FORMAT, "zip64 archive without its zip64 end record");
     }
@@ -118,15 +118,15 @@ static ad_status zip_read_cd(tf_file *f)
     uint64_t cd_off = 0, cd_size = 0, n = 0;
     ad_status st = zip_find_cd(f, &cd_off, &cd_size, &n);
     if (st) return st;
-    uint8_t *cd = malloc(cd_size ? (size_t)cd_size : 1);
+    uint8_t *cd = adi_malloc(cd_size ? (size_t)cd_size : 1);
     if (!cd) return adi_fail(AD_E_NOMEM, "out of memory (zip central directory)");
-    f->e = calloc(n ? (size_t)n : 1, sizeof *f->e);
+    f->e = adi_calloc(n ? (size_t)n : 1, sizeof *f->e);
     if (!f->e) {
-        free(cd);
+        adi_free(cd);
         return adi_fail(AD_E_NOMEM, "out of memory (zip central directory)");
     }
     if ((st = tf_pread(f, cd_off, cd, (size_t)cd_size))) {
-        free(cd);
+        adi_free(cd);
         return st;
     }
     f->data_end = cd_off;
@@ -172,7 +172,7 @@ static ad_status zip_read_cd(tf_file *f)
             x += 4 + len;
         }
         if (st) break;
-        e->name = malloc(nl + 1);
+        e->name = adi_malloc(nl + 1);
         if (!e->name) {
             st = adi_fail(AD_E_NOMEM, "out of memory (zip names)");
             break;
@@ -182,7 +182,7 @@ static ad_status zip_read_cd(tf_file *f)
         f->n_e++;
         p += 46 + nl + xl + cl;
     }
-    free(cd);
+    adi_free(cd);
     if (st) return st;
     if (f->n_e > 1) qsort(f->e, f->n_e, sizeof *f->e, cmp_entry);
     for (size_t i = 1; i < f->n_e; i++)
@@ -232,17 +232,19 @@ static ad_status zip_slurp(tf_file *f, tf_entry *e, uint8_t **out)
     if (e->size > PKL_MAX)
         return adi_fail(AD_E_FORMAT, "zip entry '%s' is implausibly large (%llu bytes)", e->name,
                        (unsigned long long)e->size);
-    uint8_t *buf = malloc((size_t)e->size + 1);
+    uint8_t *buf = adi_malloc((size_t)e->size + 1);
     if (!buf) return adi_fail(AD_E_NOMEM, "out of memory (zip entry)");
     if (e->method == 0) {
         st = tf_pread(f, e->data_off, buf, (size_t)e->size);
     } else {
-        uint8_t *in = malloc(e->comp_size ? (size_t)e->comp_size : 1);
+        uint8_t *in = adi_malloc(e->comp_size ? (size_t)e->comp_size : 1);
         if (!in) st = adi_fail(AD_E_NOMEM, "out of memory (zip entry)");
         else st = tf_pread(f, e->data_off, in, (size_t)e->comp_size);
         if (!st) {
             z_stream z;
             memset(&z, 0, sizeof z);
+            z.zalloc = adi_zalloc;
+            z.zfree = adi_zfree;
             if (inflateInit2(&z, -MAX_WBITS) != Z_OK) {
                 st = adi_fail(AD_E_NOMEM, "out of memory (inflate)");
             } else {
@@ -256,12 +258,12 @@ static ad_status zip_slurp(tf_file *f, tf_entry *e, uint8_t **out)
                 inflateEnd(&z);
             }
         }
-        free(in);
+        adi_free(in);
     }
     if (!st && ADI_CHECKSUMS && (uint32_t)crc32_z(0, buf, (size_t)e->size) != e->crc)
         st = adi_fail(AD_E_FORMAT, "zip entry '%s': CRC-32 mismatch (corrupt data)", e->name);
     if (st) {
-        free(buf);
+        adi_free(buf);
         return st;
     }
     buf[e->size] = 0;
@@ -311,12 +313,12 @@ static pk_obj *pk_new(pk_vm *vm, pk_type type)
 {
     if (vm->n_all == vm->cap_all) {
         size_t cap = vm->cap_all ? vm->cap_all * 2 : 1024;
-        pk_obj **a = realloc(vm->all, cap * sizeof *a);
+        pk_obj **a = adi_realloc(vm->all, cap * sizeof *a);
         if (!a) return NULL;
         vm->all = a;
         vm->cap_all = cap;
     }
-    pk_obj *o = calloc(1, sizeof *o);
+    pk_obj *o = adi_calloc(1, sizeof *o);
     if (!o) return NULL;
     o->type = type;
     vm->all[vm->n_all++] = o;
@@ -326,13 +328,13 @@ static pk_obj *pk_new(pk_vm *vm, pk_type type)
 static void pk_free(pk_vm *vm)
 {
     for (size_t i = 0; i < vm->n_all; i++) {
-        free(vm->all[i]->items);
-        free(vm->all[i]->shape);
-        free(vm->all[i]);
+        adi_free(vm->all[i]->items);
+        adi_free(vm->all[i]->shape);
+        adi_free(vm->all[i]);
     }
-    free(vm->all);
-    free(vm->stack);
-    free(vm->memo);
+    adi_free(vm->all);
+    adi_free(vm->stack);
+    adi_free(vm->memo);
 }
 
 static int pk_push(pk_vm *vm, pk_obj *o)
@@ -340,7 +342,7 @@ static int pk_push(pk_vm *vm, pk_obj *o)
     if (!o) return 0;
     if (vm->sp == vm->scap) {
         size_t cap = vm->scap ? vm->scap * 2 : 256;
-        pk_obj **s = realloc(vm->stack, cap * sizeof *s);
+        pk_obj **s = adi_realloc(vm->stack, cap * sizeof *s);
         if (!s) return 0;
         vm->stack = s;
         vm->scap = cap;
@@ -353,7 +355,7 @@ static int pk_append(pk_obj *c, pk_obj *o)
 {
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 8;
-        pk_obj **it = realloc(c->items, cap * sizeof *it);
+        pk_obj **it = adi_realloc(c->items, cap * sizeof *it);
         if (!it) return 0;
         c->items = it;
         c->cap = cap;
@@ -458,7 +460,7 @@ static ad_status pk_reduce(pk_vm *vm, pk_obj *fn, pk_obj *args, pk_obj **out)
     t->storage = args->items[0];
     t->offset = (uint64_t)off;
     t->ndim = (int)sz->n;
-    t->shape = malloc(2 * TF_MAX_DIMS * sizeof *t->shape);
+    t->shape = adi_malloc(2 * TF_MAX_DIMS * sizeof *t->shape);
     if (!t->shape) return adi_fail(AD_E_NOMEM, "out of memory (pickle)");
     t->stride = t->shape + TF_MAX_DIMS;
     for (size_t k = 0; k < sz->n; k++) {
@@ -612,7 +614,7 @@ static ad_status pk_run(pk_vm *vm, pk_obj **result)
             if (n >= vm->n_memo) {
                 size_t cap = (size_t)n + 1 > vm->n_memo * 2 ? (size_t)n + 1 : vm->n_memo * 2;
                 if (cap > len) cap = len;
-                pk_obj **m = realloc(vm->memo, cap * sizeof *m);
+                pk_obj **m = adi_realloc(vm->memo, cap * sizeof *m);
                 if (!m) return NOMEM();
                 memset(m + vm->n_memo, 0, (cap - vm->n_memo) * sizeof *m);
                 vm->memo = m;
@@ -827,7 +829,7 @@ ad_status tf_open_pth(tf_file *f)
         uint8_t *txt = NULL;
         if ((st = zip_slurp(f, be, &txt))) return st;
         int little = strncmp((const char *)txt, "little", 6) == 0;
-        free(txt);
+        adi_free(txt);
         if (!little) return adi_fail(AD_E_FORMAT, "big-endian PyTorch checkpoints are not supported");
     }
 
@@ -853,7 +855,7 @@ ad_status tf_open_pth(tf_file *f)
         }
     }
     pk_free(&vm);
-    free(buf);
+    adi_free(buf);
     if (st) return st;
     return tf_index(f);
 }

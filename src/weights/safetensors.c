@@ -113,10 +113,10 @@ ad_status tf_open_safetensors(tf_file *f)
     if (n > ST_MAX_HEADER || n < 2)
         return adi_fail(AD_E_FORMAT, "safetensors header length %llu is absurd",
                        (unsigned long long)n);
-    char *hdr = malloc((size_t)n + 1);
+    char *hdr = adi_malloc((size_t)n + 1);
     if (!hdr) return adi_fail(AD_E_NOMEM, "out of memory for the safetensors header");
     if ((st = tf_pread(f, 8, hdr, (size_t)n))) {
-        free(hdr);
+        adi_free(hdr);
         return st;
     }
     hdr[n] = 0;
@@ -125,7 +125,7 @@ ad_status tf_open_safetensors(tf_file *f)
     if (!root || !cJSON_IsObject(root)) {
         size_t at = end && end >= hdr && end <= hdr + n ? (size_t)(end - hdr) : 0;
         cJSON_Delete(root);
-        free(hdr);
+        adi_free(hdr);
         return adi_fail(AD_E_FORMAT, "safetensors header is not a valid JSON object (near byte %zu)",
                        8 + at);
     }
@@ -137,7 +137,7 @@ ad_status tf_open_safetensors(tf_file *f)
         if ((st = parse_entry(f, it, data_start, data_size))) break;
     }
     cJSON_Delete(root);
-    free(hdr);
+    adi_free(hdr);
     if (st) return st;
     return tf_index(f);
 }

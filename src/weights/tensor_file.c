@@ -60,17 +60,17 @@ ad_status tf_add(tf_file *f, const char *name, size_t name_len, tf_tensor *proto
 {
     if (f->n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 256;
-        tf_tensor *t = realloc(f->t, cap * sizeof *t);
+        tf_tensor *t = adi_realloc(f->t, cap * sizeof *t);
         if (!t) return adi_fail(AD_E_NOMEM, "out of memory for the tensor table");
         f->t = t;
         f->cap = cap;
     }
-    char *s = malloc(name_len + 1);
+    char *s = adi_malloc(name_len + 1);
     if (!s) return adi_fail(AD_E_NOMEM, "out of memory for the tensor table");
     memcpy(s, name, name_len);
     s[name_len] = 0;
     if (strlen(s) != name_len) {
-        free(s);
+        adi_free(s);
         return adi_fail(AD_E_FORMAT, "tensor name with an embedded NUL byte");
     }
     proto->name = s;
@@ -108,10 +108,10 @@ const tf_tensor *tf_find(const tf_file *f, const char *name)
 void tf_close(tf_file *f)
 {
     if (!f) return;
-    for (size_t i = 0; i < f->n; i++) free(f->t[i].name);
-    free(f->t);
-    for (size_t i = 0; i < f->n_e; i++) free(f->e[i].name);
-    free(f->e);
+    for (size_t i = 0; i < f->n; i++) adi_free(f->t[i].name);
+    adi_free(f->t);
+    for (size_t i = 0; i < f->n_e; i++) adi_free(f->e[i].name);
+    adi_free(f->e);
     if (f->fd >= 0) close(f->fd);
     memset(f, 0, sizeof *f);
     f->fd = -1;
@@ -141,7 +141,6 @@ void tf_f16_to_f32_portable(const uint16_t *src, float *dst, size_t n)
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
 #include <immintrin.h>
 /* VCVTPH2PS is exact (subnormal halves included); ~10x the portable loop. */
 __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *src, float *dst,
@@ -153,19 +152,7 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *
     for (; i < n; i++) dst[i] = f16_one(src[i]);
 }
 
-static int has_f16c(void)
-{
-    static int cached = -1;
-    if (cached < 0) {
-        /* CPUID leaf 1, ECX bit 29 (F16C), read directly: clang 14 does not accept "f16c" in
-         * __builtin_cpu_supports. AD_NO_AVX2 (through adi_cpu_has_avx2_fma, which also
-         * establishes OS support for the AVX state) pins this path to the portable one. */
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
-        cached = adi_cpu_has_avx2_fma() && f16c;
-    }
-    return cached;
-}
+static int has_f16c(void) { return adi_cpu_has_f16c(); }
 #endif
 
 void tf_f16_to_f32(const uint16_t *src, float *dst, size_t n)
@@ -235,21 +222,21 @@ static ad_status read_plain(const tf_file *f, uint64_t abs, size_t nbytes, sink 
         s->pos = nbytes;
         return AD_OK;
     }
-    uint8_t *buf = malloc(TF_CHUNK);
+    uint8_t *buf = adi_malloc(TF_CHUNK);
     if (!buf) return adi_fail(AD_E_NOMEM, "out of memory (read buffer)");
     size_t done = 0;
     while (done < nbytes) {
         size_t k = nbytes - done < TF_CHUNK ? nbytes - done : TF_CHUNK;
         ad_status st = tf_pread(f, abs + done, buf, k);
         if (st) {
-            free(buf);
+            adi_free(buf);
             return st;
         }
         if (crc) *crc = crc32_z(*crc, buf, k);
         sink_put(s, buf, k);
         done += k;
     }
-    free(buf);
+    adi_free(buf);
     return AD_OK;
 }
 
@@ -258,12 +245,14 @@ static ad_status read_plain(const tf_file *f, uint64_t abs, size_t nbytes, sink 
 static ad_status read_deflate(const tf_file *f, const tf_entry *e, uint64_t skip, size_t nbytes,
                               sink *s, int check_all)
 {
-    uint8_t *in = malloc(TF_CHUNK), *out = malloc(TF_CHUNK);
+    uint8_t *in = adi_malloc(TF_CHUNK), *out = adi_malloc(TF_CHUNK);
     z_stream z;
     memset(&z, 0, sizeof z);
+    z.zalloc = adi_zalloc;
+    z.zfree = adi_zfree;
     if (!in || !out || inflateInit2(&z, -MAX_WBITS) != Z_OK) {
-        free(in);
-        free(out);
+        adi_free(in);
+        adi_free(out);
         return adi_fail(AD_E_NOMEM, "out of memory (inflate)");
     }
     ad_status st = AD_OK;
@@ -313,8 +302,8 @@ static ad_status read_deflate(const tf_file *f, const tf_entry *e, uint64_t skip
     if (!st && check_all && (out_pos != e->size || (ADI_CHECKSUMS && (uint32_t)crc != e->crc)))
         st = adi_fail(AD_E_FORMAT, "entry '%s': size or CRC-32 mismatch after inflate", e->name);
     inflateEnd(&z);
-    free(in);
-    free(out);
+    adi_free(in);
+    adi_free(out);
     return st;
 }
 

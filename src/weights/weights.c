@@ -119,7 +119,7 @@ static ad_status add_slot(plan *pl, const float **field, size_t count, const tf_
 {
     if (pl->n_slots == pl->cap_slots) {
         size_t cap = pl->cap_slots ? pl->cap_slots * 2 : 64;
-        slot *s = realloc(pl->slots, cap * sizeof *s);
+        slot *s = adi_realloc(pl->slots, cap * sizeof *s);
         if (!s) return adi_fail(AD_E_NOMEM, "out of memory");
         pl->slots = s;
         pl->cap_slots = cap;
@@ -215,7 +215,7 @@ static ad_status count_blocks(plan *pl, int *depth)
     char full[300];
     snprintf(full, sizeof full, "%s%s", pl->prefix, stem);
     size_t fl = strlen(full);
-    unsigned char *seen = calloc(MAX_DEPTH, 1);
+    unsigned char *seen = adi_calloc(MAX_DEPTH, 1);
     if (!seen) return adi_fail(AD_E_NOMEM, "out of memory");
     int max = -1;
     for (size_t i = 0; i < pl->f->n; i++) {
@@ -227,7 +227,7 @@ static ad_status count_blocks(plan *pl, int *depth)
         while (*p >= '0' && *p <= '9' && nd < 6) v = v * 10 + (*p++ - '0'), nd++;
         if (nd == 0 || *p != '.') continue;  /* not a block key */
         if ((nd > 1 && nm[fl] == '0') || v >= MAX_DEPTH) {
-            free(seen);
+            adi_free(seen);
             return adi_fail(AD_E_FORMAT, "block index in '%s' is malformed or absurd", nm);
         }
         seen[v] = 1;
@@ -235,11 +235,11 @@ static ad_status count_blocks(plan *pl, int *depth)
     }
     for (int i = 0; i <= max; i++)
         if (!seen[i]) {
-            free(seen);
+            adi_free(seen);
             return adi_fail(AD_E_FORMAT, "blocks are not numbered 0..%d: no tensor of block %d ('%s%d.')",
                            max, i, full, i);
         }
-    free(seen);
+    adi_free(seen);
     if (max < 0) return adi_fail(AD_E_FORMAT, "no transformer blocks ('%s0.*')", full);
     *depth = max + 1;
     return AD_OK;
@@ -323,7 +323,7 @@ static ad_status make_plan(plan *pl, adi_weights *w)
     w->swiglu = swiglu;
     w->patch = P;
     w->pos_grid = (int)G;
-    w->blocks = calloc((size_t)depth, sizeof *w->blocks);
+    w->blocks = adi_calloc((size_t)depth, sizeof *w->blocks);
     if (!w->blocks) return adi_fail(AD_E_NOMEM, "out of memory");
 
     /* Hub state-dict order; every shape checked exactly. */
@@ -443,7 +443,7 @@ static ad_status load_tf(tf_file *f_, const char *path, adi_weights *w)
     }
     if (!st) st = make_plan(&pl, &wl);
     if (!st) st = fill(&pl, &wl);
-    free(pl.slots);
+    adi_free(pl.slots);
     tf_close(&f);
     if (st) {
         adi_error_prefix("%s", path);
@@ -486,6 +486,6 @@ void adi_weights_free(adi_weights *w)
 {
     if (!w) return;
     adi_free(w->arena);
-    free(w->blocks);
+    adi_free(w->blocks);
     memset(w, 0, sizeof *w);
 }

@@ -127,21 +127,28 @@ static void run_case(ad_context *ctx, const char *label, const ad_input *in, con
             }
             ad_features_free(&e);
 
-            /* the portable kernels (the fallback of CPUs without AVX2+FMA) */
-            ad_context *cport = ad_context_new(m, ad_context_default_params());
-            bb_context_set_impl(cport, BB_PORTABLE);
-            ad_features pf = {0};
-            CHECK_OK(ad_extract(cport, in, &pf));
-            if (pf.patch) {
-                cmp_result q = compare(pf.patch, rp, N, D);
-                printf("%-28s portable kernels: max|diff| %.3g at token (row %zu, col %zu), "
-                       "min cos 1-%.1e\n",
-                       label, q.maxdiff, q.where_tok / gw, q.where_tok % gw, 1 - q.mincos);
-                CHECK(q.maxdiff <= TOL_ABS && q.mincos >= TOL_COS,
-                      "%s: portable path off: %g, cos %.8f", label, q.maxdiff, q.mincos);
+            /* the portable kernels (the fallback of CPUs without AVX2+FMA) and, where the
+             * forward pass runs the AVX-512 attention, the AVX2 one as well */
+            bb_impl others[2] = {BB_PORTABLE, BB_AVX2};
+            int n_others = bb_impl_auto() == BB_AVX512 ? 2 : 1;
+            for (int oi = 0; oi < n_others; oi++) {
+                const char *oname = others[oi] == BB_AVX2 ? "avx2" : "portable";
+                ad_context *cport = ad_context_new(m, ad_context_default_params());
+                bb_context_set_impl(cport, others[oi]);
+                ad_features pf = {0};
+                CHECK_OK(ad_extract(cport, in, &pf));
+                if (pf.patch) {
+                    cmp_result q = compare(pf.patch, rp, N, D);
+                    printf("%-28s %s kernels: max|diff| %.3g at token (row %zu, col %zu), "
+                           "min cos 1-%.1e\n",
+                           label, oname, q.maxdiff, q.where_tok / gw, q.where_tok % gw,
+                           1 - q.mincos);
+                    CHECK(q.maxdiff <= TOL_ABS && q.mincos >= TOL_COS,
+                          "%s: %s path off: %g, cos %.8f", label, oname, q.maxdiff, q.mincos);
+                }
+                ad_features_free(&pf);
+                ad_context_free(cport);
             }
-            ad_features_free(&pf);
-            ad_context_free(cport);
 
             /* same thread count: bit-identical; 1 thread: still within the tolerance */
             ad_features g = {0};

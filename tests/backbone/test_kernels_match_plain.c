@@ -19,7 +19,7 @@ static float frand(float lo, float hi) { return (float)(lo + (hi - lo) * urand()
 
 static const char *impl_name(bb_impl i)
 {
-    return i == BB_AVX2 ? "avx2" : i == BB_PORTABLE ? "portable" : "plain";
+    return i == BB_AVX512 ? "avx512" : i == BB_AVX2 ? "avx2" : i == BB_PORTABLE ? "portable" : "plain";
 }
 
 /* Difference in units of the float spacing of the reference value; values below 1e-30 count
@@ -201,6 +201,42 @@ static void test_swiglu(bb_impl impl)
     free(b);
 }
 
+/* gelu(x + bias) in one pass equals the bias added first, then the same path's GELU */
+static void test_gelu_bias(bb_impl impl)
+{
+    enum { N = 1541 };
+    float *x = malloc(N * sizeof *x), *bias = malloc(N * sizeof *bias), *a = malloc(N * sizeof *a),
+          *b = malloc(N * sizeof *b), *p = malloc(N * sizeof *p);
+    for (int i = 0; i < N; i++) {
+        x[i] = frand(-6, 6);
+        bias[i] = frand(-1, 1);
+        a[i] = x[i];
+        b[i] = p[i] = x[i] + bias[i];
+    }
+    bb_gelu_bias(impl, a, bias, N);
+    bb_gelu(impl, b, N);
+    bb_gelu(BB_PLAIN, p, N);
+    double worst = 0;
+    int at = 0;
+    for (int i = 0; i < N; i++) {
+        double d = fabs((double)a[i] - p[i]);
+        if (d > worst) {
+            worst = d;
+            at = i;
+        }
+    }
+    printf("gelu_bias %-8s vs plain: max|diff| %.3g at x + bias = %.5g\n", impl_name(impl), worst,
+           x[at] + bias[at]);
+    CHECK(!memcmp(a, b, N * sizeof(float)), "gelu_bias %s differs from bias + gelu",
+          impl_name(impl));
+    CHECK(worst <= 2e-6, "gelu_bias %s: %g", impl_name(impl), worst);
+    free(x);
+    free(bias);
+    free(a);
+    free(b);
+    free(p);
+}
+
 int main(void)
 {
     printf("forward pass uses: %s\n", impl_name(bb_impl_auto()));
@@ -210,6 +246,7 @@ int main(void)
     if (n == 1) printf("no AVX2+FMA on this CPU (or AD_NO_AVX2 set): portable path only\n");
     for (int k = 0; k < n; k++) {
         test_gelu(impls[k]);
+        test_gelu_bias(impls[k]);
         test_softmax(impls[k]);
         test_layernorm(impls[k]);
         test_swiglu(impls[k]);

@@ -99,14 +99,16 @@ static void check_npy_shape(const char *path, size_t d0, size_t d1)
 /* Rows of a predict CSV: checks the header, returns the data rows (image, score, verdict). */
 typedef struct {
     char image[512], verdict[8];
-    double score, ms;
+    double score, ms, thr; /* thr: -1 when the column is empty */
+    char grid[512], map[512], overlay[512];
 } row;
 
 static int parse_csv(const char *out, row *rows, int max)
 {
     const char *nl = strchr(out, '\n');
-    CHECK(nl && !strncmp(out, "image,score,verdict,time_ms\n", (size_t)(nl - out + 1)),
-          "CSV header: '%.40s'", out);
+    CHECK(nl && !strncmp(out, "image,score,verdict,threshold,time_ms,grid,map,overlay\n",
+                         (size_t)(nl - out + 1)),
+          "CSV header: '%.60s'", out);
     if (!nl) return 0;
     int n = 0;
     for (const char *s = nl + 1; *s && n < max; n++) {
@@ -116,15 +118,19 @@ static int parse_csv(const char *out, row *rows, int max)
         size_t len = (size_t)(e - s) < sizeof line - 1 ? (size_t)(e - s) : sizeof line - 1;
         memcpy(line, s, len);
         line[len] = 0;
-        char *f[4] = {0};
+        char *f[8] = {0};
         int nf = 0;
-        for (char *save = line, *tok; nf < 4 && (tok = strsep(&save, ","));) f[nf++] = tok;
-        CHECK(nf == 4, "CSV row '%s': %d fields", line, nf);
-        if (nf == 4) {
+        for (char *save = line, *tok; nf < 8 && (tok = strsep(&save, ","));) f[nf++] = tok;
+        CHECK(nf == 8, "CSV row '%s': %d fields", line, nf);
+        if (nf == 8) {
             snprintf(rows[n].image, sizeof rows[n].image, "%s", f[0]);
             rows[n].score = atof(f[1]);
             snprintf(rows[n].verdict, sizeof rows[n].verdict, "%s", f[2]);
-            rows[n].ms = atof(f[3]);
+            rows[n].thr = f[3][0] ? atof(f[3]) : -1;
+            rows[n].ms = atof(f[4]);
+            snprintf(rows[n].grid, sizeof rows[n].grid, "%s", f[5]);
+            snprintf(rows[n].map, sizeof rows[n].map, "%s", f[6]);
+            snprintf(rows[n].overlay, sizeof rows[n].overlay, "%s", f[7]);
         }
         s = e + 1;
     }
@@ -235,6 +241,8 @@ int main(void)
         if (strstr(rows[i].image, "ref_0.png")) ref_score = rows[i].score;
         if (strstr(rows[i].image, "defect.png")) defect_score = rows[i].score;
         CHECK(rows[i].ms > 0, "time_ms of %s: %g", rows[i].image, rows[i].ms);
+        CHECK(fabs(rows[i].thr - thr) < 2e-6, "threshold column of %s: %g, fit said %g",
+              rows[i].image, rows[i].thr, thr);
     }
     CHECK(consistent, "verdicts must be NG exactly when score > threshold %.6f:\n%s", thr, csv);
     /* a reference is in the bank: its own patches are there, distance 0 */
@@ -244,11 +252,28 @@ int main(void)
            thr, ref_score, defect_score);
     free(csv);
 
-    /* outputs: grid Hp x Wp, map H x W, overlay PNG of the image size; stems disambiguated */
-    struct { const char *stem; int w, h; } outs[] = {
-        {"part", 100, 90}, {"part-2", 80, 96}, {"defect", 96, 84}, {"ref_0", 96, 84}};
+    /* outputs: grid Hp x Wp, map H x W, overlay PNG of the image size; names mirror the path
+     * below the folder given (test/a/part.png -> a/part), a file given alone keeps its stem;
+     * the CSV row names each file */
+    struct { const char *stem, *image; int w, h; } outs[] = {
+        {"a/part", "test/a/part.png", 100, 90}, {"b/part", "test/b/part.png", 80, 96},
+        {"defect", "test/defect.png", 96, 84}, {"ref_0", "good/ref_0.png", 96, 84}};
     for (int i = 0; i < 4; i++) {
         char rel[256];
+        const row *rw = NULL;
+        for (int k = 0; k < n; k++)
+            if (!strcmp(rows[k].image, p(outs[i].image))) rw = &rows[k];
+        CHECK(rw != NULL, "no CSV row for %s", outs[i].image);
+        if (rw) {
+            snprintf(rel, sizeof rel, "grids/%s.npy", outs[i].stem);
+            CHECK(!strcmp(rw->grid, p(rel)), "%s: grid column '%s', want %s", outs[i].image,
+                  rw->grid, p(rel));
+            snprintf(rel, sizeof rel, "maps/%s.npy", outs[i].stem);
+            CHECK(!strcmp(rw->map, p(rel)), "%s: map column '%s'", outs[i].image, rw->map);
+            snprintf(rel, sizeof rel, "overlays/%s.png", outs[i].stem);
+            CHECK(!strcmp(rw->overlay, p(rel)), "%s: overlay column '%s'", outs[i].image,
+                  rw->overlay);
+        }
         int sw = outs[i].w, sh = outs[i].h, ow, oh; /* smaller edge -> RES */
         if (sw <= sh) ow = RES, oh = (int)((double)RES * sh / sw);
         else oh = RES, ow = (int)((double)RES * sw / sh);
@@ -263,7 +288,8 @@ int main(void)
               ad_errmsg(), ov.width, ov.height, sw, sh);
         ad_image_free(&ov);
     }
-    printf("outputs: grids, maps, overlays of 4 images with the right shapes (part, part-2)\n");
+    printf("outputs: grids, maps, overlays of 4 images with the right shapes (a/part, b/part), "
+           "named in the CSV\n");
 
     /* JSON: same scores */
     rc = t_run("%s predict -m %s -b %s --format json %s > %s 2> /dev/null", b, W,

@@ -58,7 +58,8 @@ static char *slurp(const char *path)
 static int parse_csv(const char *out, char names[][64], double *scores, int max)
 {
     const char *nl = strchr(out, '\n');
-    CHECK(nl && !strncmp(out, "image,score\n", (size_t)(nl - out + 1)), "CSV header: '%.40s'",
+    CHECK(nl && !strncmp(out, "image,score,grid,map,overlay\n", (size_t)(nl - out + 1)),
+          "CSV header: '%.40s'",
           out);
     int n = 0;
     for (const char *s = nl ? nl + 1 : ""; *s && n < max; n++) {

@@ -237,12 +237,12 @@ int main(void)
 
     /* Newer version (checksum fixed so only the version speaks). */
     memcpy(buf, orig, n);
-    buf[6] = 2;
+    buf[6] = 3; /* this build reads versions 1 and 2 */
     fix_crc(buf, n);
     spit(bad, buf, n);
-    refused(bad, AD_E_FORMAT, "version 2", 6);
+    refused(bad, AD_E_FORMAT, "version 3", 6);
     CHECK(strstr(ad_errmsg(), "newer") != NULL, "version message: %s", ad_errmsg());
-    printf("version 2: %s\n", ad_errmsg());
+    printf("version 3: %s\n", ad_errmsg());
     memcpy(buf, orig, n);
     memcpy(buf, "PK\3\4", 4);
     spit(bad, buf, n);

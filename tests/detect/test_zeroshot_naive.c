@@ -9,6 +9,7 @@
 #include "core/core.h"
 #include "testutil.h"
 
+#include <omp.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -201,9 +202,9 @@ static void test_thread_counts(void)
         g1[i] = malloc(sizeof(double) * GH * GW);
         g2[i] = malloc(sizeof(double) * GH * GW);
     }
-    adi_threads_apply(1);
+    omp_set_num_threads(adi_threads_resolve(1));
     CHECK_OK(ad_zeroshot(NULL, f, NULL, N, g1));
-    adi_threads_apply(2);
+    omp_set_num_threads(adi_threads_resolve(2));
     CHECK_OK(ad_zeroshot(NULL, f, NULL, N, g2));
     double maxd = 0;
     for (int i = 0; i < N; i++) {
@@ -264,7 +265,7 @@ int main(void)
     /* With 2 threads, 3 images (one pair per round) share each block between the threads and 5
      * or more images run pairs in parallel; 1 thread runs everything in order. */
     for (int threads = 1; threads <= 2; threads++) {
-        adi_threads_apply(threads);
+        omp_set_num_threads(adi_threads_resolve(threads));
         char name[64];
         /* k = 1 (M < 2000): every score is the nearest distance. */
         zs_case k1 = {.n_images = 3, .dim = 24, .gh = {5, 8, 3}, .gw = {8, 6, 10},
@@ -282,7 +283,7 @@ int main(void)
         snprintf(name, sizeof name, "mixed_gauss_masked_%dthr", threads);
         run_case(name, &mid, 1e-5, NULL);
     }
-    adi_threads_apply(2);
+    omp_set_num_threads(adi_threads_resolve(2));
 
     /* Images larger than one 1024-row tile (1100 and 1300 patches) next to small ones. */
     zs_case tiles = {.n_images = 4, .dim = 20, .gh = {44, 10, 50, 9}, .gw = {25, 12, 26, 11},

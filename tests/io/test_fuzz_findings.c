@@ -156,7 +156,7 @@ static void test_jpeg_growing_buffer(void)
     fprintf(stderr, "arithmetic-coded %d x %d bands: %lu bytes\n", w, h, len);
     CHECK((size_t)w * h > (size_t)len * 512, "%lu bytes: not beyond the Huffman density", len);
     ad_image img;
-    ad_status st = adi_io_decode_image("uniform", out, len, 0, &img);
+    ad_status st = adi_io_decode_image("uniform", out, len, &img);
     CHECK(st == AD_OK, "%s", ad_errmsg());
     if (st == AD_OK) {
         /* bands of 16 rows, the two rows on either side of each edge left out (the DCT blurs
@@ -247,7 +247,7 @@ static void test_mem_entry_points(void)
         free(buf);
     }
     ad_image img;
-    CHECK(adi_io_decode_image("mem", "\x89PNG", 4, 0, &img) == AD_E_FORMAT, "4 bytes");
+    CHECK(adi_io_decode_image("mem", (const uint8_t *)"\x89PNG", 4, &img) == AD_E_FORMAT, "4 bytes");
 }
 
 int main(void)
