@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build test asan tsan deps bench demo clean
+.PHONY: all build test asan tsan deps bench demo clean fuzz fuzz-build
 
 all: build
 
@@ -41,4 +41,18 @@ demo: build
 	sh samples/demo.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-fuzz
+
+# Fuzzing (fuzz/, docs/fuzzing.md): libFuzzer targets built with clang + ASan + UBSan in
+# $(BUILD)-fuzz, each run FUZZ_SECONDS (default 60) seconds.
+# FUZZ_CMAKE_ARGS: e.g. instrumented image libraries (fuzz/build-image-libs.sh).
+FUZZ_SECONDS ?= 60
+FUZZ_CMAKE_ARGS ?=
+fuzz-build:
+	cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release -DAD_FUZZ=ON \
+	  $(FUZZ_CMAKE_ARGS)
+	cmake --build $(BUILD)-fuzz -j$(JOBS) --target fuzz_safetensors fuzz_pth fuzz_png fuzz_jpeg \
+	  fuzz_npy fuzz_bank fuzz_metrics_csv fuzz_visa_csv fuzz_dataset_walk
+
+fuzz: fuzz-build
+	BUILD=$(BUILD)-fuzz sh fuzz/run.sh $(FUZZ_SECONDS)

@@ -4,6 +4,8 @@ set -e
 PKGS="build-essential cmake pkg-config libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libcjson-dev zlib1g-dev libtiff-dev libstb-dev"
 # make tsan: clang + LLVM libomp (its Archer tool) and the serial OpenBLAS beside the OpenMP one
 PKGS="$PKGS clang libomp-14-dev libopenblas0-serial"
+# fuzzing (make fuzz, fuzz/): libFuzzer and the sanitizer runtimes of clang 14, LLVM OpenMP
+PKGS="$PKGS libclang-rt-14-dev libomp-dev"
 # Python package (python/): numpy + pytest for its tests, venv/pip/setuptools/wheel for the
 # offline `pip install ./python`, Pillow to decode test PNGs.
 PKGS="$PKGS python3-numpy python3-pytest python3-venv python3-pip python3-setuptools python3-wheel python3-pil"

@@ -20,6 +20,17 @@ int cmd_zeroshot(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 int cmd_dataset(int argc, char **argv);
+/* The work of `metrics` on a SCORES.csv already in memory (text: len bytes, NUL-terminated):
+ * image (and pixel) metrics as JSON into json. io NULL reads maps and masks from disk (paths
+ * relative to the CSV's folder); the fuzz target passes its own readers. 0, or 1 after printing
+ * the error. */
+typedef struct {
+    ad_status (*read_map)(void *ctx, const char *path, adi_npy *out);
+    ad_status (*read_mask)(void *ctx, const char *path, uint8_t **out, int *w, int *h);
+    void *ctx;
+} cli_metrics_io;
+int cli_metrics_eval(const char *csv, const char *text, size_t len, const cli_metrics_io *io,
+                     char *json, size_t json_cap);
 
 /* "anomalydino <cmd>: <message>" on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...) AD_PRINTF(2, 3);

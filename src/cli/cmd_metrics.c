@@ -229,15 +229,10 @@ static char *join_path(const char *dir, const char *rel)
     return p;
 }
 
-/* Reads and checks the CSV. 0 on success; on failure the error has been printed. */
-static int read_table(const char *path, table *t, int *has_maps)
+/* Reads and checks the CSV (text: len bytes, NUL-terminated, the caller's). 0 on success; on
+ * failure the error has been printed. */
+static int read_table(const char *path, const char *text, size_t len, table *t, int *has_maps)
 {
-    size_t len;
-    char *text = adi_io_read_file(path, &len);
-    if (!text) {
-        cli_error(CMD, "%s", ad_errmsg());
-        return -1;
-    }
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup("");
     csv_reader rd = {text, text + len, 1};
@@ -340,18 +335,18 @@ static int read_table(const char *path, table *t, int *has_maps)
 out:
     row_free(&row);
     free(dir);
-    free(text);
     return rc;
 }
 
 /* One map (+ mask) into the evaluation. 0 on success; on failure the error has been printed. */
-static int add_map(ad_pixel_eval *pe, const char *csv, const table *t, int i)
+static int add_map(ad_pixel_eval *pe, const char *csv, const table *t, int i,
+                   const cli_metrics_io *io)
 {
     adi_npy a;
     uint8_t *mask = NULL;
     float *conv = NULL;
     int rc = -1;
-    if (adi_npy_read(t->map[i], &a) != AD_OK) {
+    if ((io ? io->read_map(io->ctx, t->map[i], &a) : adi_npy_read(t->map[i], &a)) != AD_OK) {
         cli_error(CMD, "%s: line %d: %s", csv, t->line[i], ad_errmsg());
         return -1;
     }
@@ -378,7 +373,15 @@ static int add_map(ad_pixel_eval *pe, const char *csv, const table *t, int i)
     }
     if (t->mask[i]) {
         int mw, mh;
-        if (adi_io_read_gt_mask(t->mask[i], 0, &mask, &mw, &mh) != AD_OK) {
+        ad_status ms = AD_OK;
+        if (io) {
+            /* the caller's reader (fuzz target), binarised as adi_io_read_gt_mask does */
+            ms = io->read_mask(io->ctx, t->mask[i], &mask, &mw, &mh);
+            if (ms == AD_OK) adi_io_binarize_mask(mask, (size_t)mw * (size_t)mh);
+        } else {
+            ms = adi_io_read_gt_mask(t->mask[i], 0, &mask, &mw, &mh);
+        }
+        if (ms != AD_OK) {
             cli_error(CMD, "%s: line %d: %s", csv, t->line[i], ad_errmsg());
             goto out;
         }
@@ -431,10 +434,41 @@ int cmd_metrics(int argc, char **argv)
     const char *csv = argv[optind];
     omp_set_num_threads(adi_threads_resolve(threads));
 
+    size_t len;
+    char *text = adi_io_read_file(csv, &len);
+    if (!text) {
+        cli_error(CMD, "%s", ad_errmsg());
+        return 1;
+    }
+    char json[1024];
+    int rc = cli_metrics_eval(csv, text, len, NULL, json, sizeof json);
+    free(text);
+    if (rc) return rc;
+    /* the file first: a failure then leaves nothing half-reported on stdout */
+    if (json_out) {
+        FILE *f = fopen(json_out, "w");
+        int ok = f && fputs(json, f) >= 0;
+        if (f && fclose(f)) ok = 0;
+        if (!ok) {
+            cli_error(CMD, "%s: cannot write: %s", json_out, strerror(errno));
+            return 1;
+        }
+    }
+    fputs(json, stdout);
+    if (fflush(stdout)) {
+        cli_error(CMD, "cannot write to standard output");
+        return 1;
+    }
+    return 0;
+}
+
+int cli_metrics_eval(const char *csv, const char *text, size_t len, const cli_metrics_io *io,
+                     char *json, size_t json_cap)
+{
     table t = {0};
     int has_maps = 0, rc = 1;
     ad_pixel_eval *pe = NULL;
-    if (read_table(csv, &t, &has_maps)) goto out;
+    if (read_table(csv, text, len, &t, &has_maps)) goto out;
 
     ad_image_metrics im;
     if (ad_metrics_image(t.label, t.score, (size_t)t.n, &im) != AD_OK) {
@@ -450,7 +484,7 @@ int cmd_metrics(int argc, char **argv)
             goto out;
         }
         for (int i = 0; i < t.n; i++)
-            if (add_map(pe, csv, &t, i)) goto out;
+            if (add_map(pe, csv, &t, i, io)) goto out;
         double t1 = cli_now();
         if (ad_pixel_eval_finish(pe, &pm) != AD_OK) {
             cli_error(CMD, "%s: pixel metrics: %s", csv, ad_errmsg());
@@ -460,32 +494,16 @@ int cmd_metrics(int argc, char **argv)
                      cli_now() - t1);
     }
 
-    char json[1024];
-    int k = snprintf(json, sizeof json,
+    int k = snprintf(json, json_cap,
                      "{\n  \"image_auroc\": %.17g,\n  \"image_ap\": %.17g,\n"
                      "  \"image_f1max\": %.17g",
                      im.auroc, im.ap, im.f1max);
     if (has_maps)
-        k += snprintf(json + k, sizeof json - (size_t)k,
+        k += snprintf(json + k, json_cap - (size_t)k,
                       ",\n  \"pixel_auroc\": %.17g,\n  \"pixel_f1max\": %.17g,\n"
                       "  \"pixel_aupro\": %.17g",
                       pm.auroc, pm.f1max, pm.aupro);
-    snprintf(json + k, sizeof json - (size_t)k, "\n}\n");
-    /* the file first: a failure then leaves nothing half-reported on stdout */
-    if (json_out) {
-        FILE *f = fopen(json_out, "w");
-        int ok = f && fputs(json, f) >= 0;
-        if (f && fclose(f)) ok = 0;
-        if (!ok) {
-            cli_error(CMD, "%s: cannot write: %s", json_out, strerror(errno));
-            goto out;
-        }
-    }
-    fputs(json, stdout);
-    if (fflush(stdout)) {
-        cli_error(CMD, "cannot write to standard output");
-        goto out;
-    }
+    snprintf(json + k, json_cap - (size_t)k, "\n}\n");
     rc = 0;
 out:
     ad_pixel_eval_free(pe);

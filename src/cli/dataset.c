@@ -80,10 +80,30 @@ static char *join3(const char *a, const char *b, const char *c)
     return abc;
 }
 
+/* The file system as the dataset walker sees it: the real one, or (ds_open_fs, for the fuzz
+ * target) a caller's in-memory one for the duration of one call on this thread. */
+static _Thread_local const ds_fs *cur_fs;
+
 static int is_file(const char *p)
 {
+    if (cur_fs) return cur_fs->is_file(cur_fs->ctx, p);
     struct stat st;
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int fs_is_dir(const char *p)
+{
+    return cur_fs ? cur_fs->is_dir(cur_fs->ctx, p) : adi_io_is_dir(p);
+}
+
+static int fs_list_dir(const char *dir, cli_list_kind kind, char ***names)
+{
+    return cur_fs ? cur_fs->list_dir(cur_fs->ctx, dir, kind, names) : cli_list_dir(dir, kind, names);
+}
+
+static char *fs_read_file(const char *path, size_t *len)
+{
+    return cur_fs ? cur_fs->read_file(cur_fs->ctx, path, len) : adi_io_read_file(path, len);
 }
 
 /* Python's os.path.splitext extension (the evaluation compares it exactly, as the original). */
@@ -334,7 +354,7 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
     if (!traindir || !testdir || !(c->name = strdup(name))) goto done;
 
     char **files = NULL;
-    int nf = cli_list_dir(traindir, CLI_LIST_FILES, &files);
+    int nf = fs_list_dir(traindir, CLI_LIST_FILES, &files);
     if (nf < 0) {
         ds_lines_add(&d->errors, "%s: cannot read the reference folder %s: %s", name, traindir,
                      strerror(errno ? errno : ENOENT));
@@ -359,7 +379,7 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
         goto done;
     }
 
-    n_types = cli_list_dir(testdir, CLI_LIST_DIRS, &types);
+    n_types = fs_list_dir(testdir, CLI_LIST_DIRS, &types);
     if (n_types < 0) {
         ds_lines_add(&d->errors, "%s: cannot read the test folder %s", name, testdir);
         n_types = 0;
@@ -377,7 +397,7 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
         int defect = strcmp(type, "good") != 0;
         char *tdir = join2(testdir, type);
         char **tf = NULL;
-        int ntf = tdir ? cli_list_dir(tdir, CLI_LIST_FILES, &tf) : -1;
+        int ntf = tdir ? fs_list_dir(tdir, CLI_LIST_FILES, &tf) : -1;
         if (ntf < 0) {
             ds_lines_add(&d->errors, "%s: cannot read %s", name, tdir ? tdir : type);
             free(tdir);
@@ -450,7 +470,7 @@ static int push_category(ds_dataset *d, const ds_category *c)
 static int has_train_good(const char *catdir)
 {
     char *p = join3(catdir, "train", "good");
-    int r = p && adi_io_is_dir(p);
+    int r = p && fs_is_dir(p);
     free(p);
     return r;
 }
@@ -508,7 +528,7 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
     }
 
     char **subs = NULL;
-    int ns = cli_list_dir(d->root, CLI_LIST_DIRS, &subs);
+    int ns = fs_list_dir(d->root, CLI_LIST_DIRS, &subs);
     if (ns < 0) return adi_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
                                strerror(errno ? errno : EIO));
     char missing[1024] = "";
@@ -619,7 +639,7 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
                                int n_cats)
 {
     size_t len;
-    char *text = adi_io_read_file(csv_path, &len);
+    char *text = fs_read_file(csv_path, &len);
     if (!text) return AD_E_IO;
     if (strlen(text) != len) {
         free(text);
@@ -841,10 +861,20 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
 
 /* ------------------------------------------------------------------------------------------ */
 
+ad_status ds_open_fs(const ds_fs *fs, ds_kind kind, const char *root, char *const *categories,
+                     int n_categories, ds_dataset *out)
+{
+    const ds_fs *saved = cur_fs;
+    cur_fs = fs;
+    ad_status st = ds_open(kind, root, categories, n_categories, out);
+    cur_fs = saved;
+    return st;
+}
+
 int ds_guess_layout(const char *root, ds_kind *out)
 {
     char **subs = NULL;
-    int ns = cli_list_dir(root, CLI_LIST_DIRS, &subs);
+    int ns = fs_list_dir(root, CLI_LIST_DIRS, &subs);
     if (ns < 0) return 0;
     int kos = 0, mt = 0, cat = 0;
     for (int i = 0; i < ns; i++) {
@@ -872,7 +902,7 @@ ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n
     if (!root || !out) return adi_fail(AD_E_ARG, "ds_open: NULL argument");
     if (kind == DS_KSDD || kind == DS_MTD || kind == DS_MANIFEST)
         return ds_open_ex(kind, root, categories, n_categories, NULL, out);
-    if (!adi_io_is_dir(root))
+    if (!fs_is_dir(root))
         return adi_fail(AD_E_IO, "%s: not a directory (expected the %s)", root,
                         ds_layout_help(kind));
     ds_dataset d;
@@ -891,7 +921,7 @@ ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n
     } else {
         if (kind == DS_VISA) { /* the original's default root is VisA_pytorch/1cls */
             char *sub = join2(d.root, "1cls");
-            if (sub && adi_io_is_dir(sub) && !has_train_good(d.root)) {
+            if (sub && fs_is_dir(sub) && !has_train_good(d.root)) {
                 free(d.root);
                 d.root = sub;
                 sub = NULL;
@@ -1111,7 +1141,7 @@ static ad_status open_ksdd(ds_dataset *d, const ds_options *o, char *const *cats
 {
     if (!wants(cats, n_cats, "ksdd", d)) return AD_OK;
     char **subs = NULL;
-    int ns = cli_list_dir(d->root, CLI_LIST_DIRS, &subs);
+    int ns = fs_list_dir(d->root, CLI_LIST_DIRS, &subs);
     if (ns < 0) return adi_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
                                strerror(errno ? errno : EIO));
     static const char *const label_sfx[] = {"_label.bmp", "_label.png", "_label.tif",
@@ -1122,7 +1152,7 @@ static ad_status open_ksdd(ds_dataset *d, const ds_options *o, char *const *cats
     for (int i = 0; i < ns && st == AD_OK; i++) {
         char *dir = join2(d->root, subs[i]);
         char **files = NULL;
-        int nf = dir ? cli_list_dir(dir, CLI_LIST_FILES, &files) : -1;
+        int nf = dir ? fs_list_dir(dir, CLI_LIST_FILES, &files) : -1;
         int here = 0;
         for (int j = 0; j < nf && st == AD_OK; j++) {
             if (!cli_has_image_ext(files[j]) || is_label_name(files[j])) continue;
@@ -1188,7 +1218,7 @@ static ad_status open_mtd(ds_dataset *d, const ds_options *o, char *const *cats,
 {
     if (!wants(cats, n_cats, "mtd", d)) return AD_OK;
     char **subs = NULL;
-    int ns = cli_list_dir(d->root, CLI_LIST_DIRS, &subs);
+    int ns = fs_list_dir(d->root, CLI_LIST_DIRS, &subs);
     if (ns < 0) return adi_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
                                strerror(errno ? errno : EIO));
     found_list l = {0};
@@ -1202,7 +1232,7 @@ static ad_status open_mtd(ds_dataset *d, const ds_options *o, char *const *cats,
         have_free |= good;
         char *imgs = join3(d->root, subs[i], "Imgs");
         char **files = NULL;
-        int nf = imgs ? cli_list_dir(imgs, CLI_LIST_FILES, &files) : -1;
+        int nf = imgs ? fs_list_dir(imgs, CLI_LIST_FILES, &files) : -1;
         if (nf < 0) {
             ds_lines_add(&d->errors, "mtd: %s/%s has no Imgs folder (%s): class left out",
                          d->root, subs[i], ds_layout_help(DS_MTD));
@@ -1284,7 +1314,7 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
 {
     const char *csv_path = d->root;
     size_t len;
-    char *text = adi_io_read_file(csv_path, &len);
+    char *text = fs_read_file(csv_path, &len);
     if (!text) return AD_E_IO;
     if (strlen(text) != len) {
         free(text);
@@ -1475,12 +1505,12 @@ ad_status ds_open_ex(ds_kind kind, const char *root, char *const *categories, in
     if (kind != DS_KSDD && kind != DS_MTD && kind != DS_MANIFEST)
         return ds_open(kind, root, categories, n_categories, out);
     if (kind == DS_MANIFEST) {
-        if (adi_io_is_dir(root))
+        if (fs_is_dir(root))
             return adi_fail(AD_E_ARG, "%s: is a folder; the %s", root,
                             ds_layout_help(DS_MANIFEST));
         if (!is_file(root))
             return adi_fail(AD_E_IO, "%s: no such file (%s)", root, ds_layout_help(DS_MANIFEST));
-    } else if (!adi_io_is_dir(root)) {
+    } else if (!fs_is_dir(root)) {
         return adi_fail(AD_E_IO, "%s: not a directory (expected the %s)", root,
                         ds_layout_help(kind));
     }

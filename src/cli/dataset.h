@@ -108,6 +108,19 @@ int ds_guess_layout(const char *root, ds_kind *out);
 /* One line naming the layout expected, for error messages. */
 const char *ds_layout_help(ds_kind k);
 
+/* ds_open over a file system the caller provides (the fuzz target's in-memory tree): is_file /
+ * is_dir answer for a path, list_dir fills *names as cli_list_dir does (sorted, freed with
+ * cli_free_list; -1 if not a directory), read_file as adi_io_read_file. */
+typedef struct {
+    int (*is_file)(void *ctx, const char *path);
+    int (*is_dir)(void *ctx, const char *path);
+    int (*list_dir)(void *ctx, const char *dir, int kind, char ***names);
+    char *(*read_file)(void *ctx, const char *path, size_t *len);
+    void *ctx;
+} ds_fs;
+ad_status ds_open_fs(const ds_fs *fs, ds_kind kind, const char *root, char *const *categories,
+                     int n_categories, ds_dataset *out);
+
 /* Reference block of the original: sorted train names [seed*k, (seed+1)*k), clipped to what
  * exists; k < 0 means every reference (full shot). Returns the number selected (0 when the block
  * is empty) and sets *first. */

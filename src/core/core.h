@@ -65,6 +65,15 @@ void adi_blas_serial(void);
 void adi_sgemm_rows(int n_threads, int transB, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Fuzzing builds (AD_FUZZ, the libFuzzer convention's FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION)
+ * do not check checksums (bank CRC-32, zip entry CRC-32, PNG chunk CRCs), so that mutated
+ * inputs reach the parsing behind them; everywhere else ADI_CHECKSUMS is 1. */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define ADI_CHECKSUMS 0
+#else
+#define ADI_CHECKSUMS 1
+#endif
+
 /* 64-bit FNV-1a over bytes, continuing from h (start with AD_FNV_INIT). */
 #define AD_FNV_INIT 0xcbf29ce484222325ULL
 uint64_t adi_fnv1a(uint64_t h, const void *data, size_t n);

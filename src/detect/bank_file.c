@@ -404,15 +404,10 @@ static ad_bank *load_fail(ad_bank *b, FILE *fp, ad_status st, const char *path, 
     return adi_fail_null(st, "%s: %s", path, why);
 }
 
-ad_bank *ad_bank_load(const char *path)
+/* Reads a bank from the open stream fp of fsize bytes, and closes fp. */
+static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
 {
-    if (!path) return adi_fail_null(AD_E_ARG, "ad_bank_load: NULL path");
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return adi_fail_null(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode))
-        return load_fail(NULL, fp, AD_E_IO, path, "not a regular file");
-    rstream r = {fp, crc32(0L, Z_NULL, 0), (uint64_t)sb.st_size};
+    rstream r = {fp, crc32(0L, Z_NULL, 0), fsize};
 
     uint8_t h[BANK_FIXED_BYTES];
     if (r.left < 8 || !r_bytes(&r, h, 8) || memcmp(h, BANK_MAGIC, 6) != 0)
@@ -523,7 +518,7 @@ ad_bank *ad_bank_load(const char *path)
     uLong crc = r.crc;
     uint8_t cb[4];
     if (!r_bytes(&r, cb, 4)) return load_fail(b, fp, AD_E_IO, path, "read error");
-    if ((uint32_t)get_le(cb, 4) != (uint32_t)crc)
+    if (ADI_CHECKSUMS && (uint32_t)get_le(cb, 4) != (uint32_t)crc)
         return load_fail(b, fp, AD_E_FORMAT, path, "corrupt bank (checksum mismatch)");
     fclose(fp);
     fp = NULL;
@@ -565,6 +560,27 @@ ad_bank *ad_bank_load(const char *path)
     adi_free(ix);
     if (bad) return load_fail(b, NULL, AD_E_FORMAT, path, bad);
     return b;
+}
+
+ad_bank *ad_bank_load(const char *path)
+{
+    if (!path) return adi_fail_null(AD_E_ARG, "ad_bank_load: NULL path");
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return adi_fail_null(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode))
+        return load_fail(NULL, fp, AD_E_IO, path, "not a regular file");
+    return bank_load_stream(fp, (uint64_t)sb.st_size, path);
+}
+
+ad_bank *dt_bank_load_mem(const void *buf, size_t len, const char *name)
+{
+    if (!buf && len) return adi_fail_null(AD_E_ARG, "dt_bank_load_mem: NULL buffer");
+    if (!name) name = "(buffer)";
+    if (len == 0) return adi_fail_null(AD_E_FORMAT, "%s: not a bank file (no ADBANK magic)", name);
+    FILE *fp = fmemopen((void *)buf, len, "rb");
+    if (!fp) return adi_fail_null(AD_E_NOMEM, "%s: cannot open the buffer: %s", name, strerror(errno));
+    return bank_load_stream(fp, (uint64_t)len, name);
 }
 
 ad_status ad_bank_check_model(const ad_bank *b, const ad_model *m)

@@ -130,6 +130,8 @@ ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
                          const uint8_t *keep_test, int image_id);
 /* Index of the image record with that id, or -1. */
 int dt_bank_find_image(const ad_bank *b, int image_id);
+/* ad_bank_load from a file already in memory (len bytes at buf; name for messages). */
+ad_bank *dt_bank_load_mem(const void *buf, size_t len, const char *name);
 /* Drops every row, side row and image record added after the given counts (rollback of a
  * failed multi-insert of a new image). */
 void dt_bank_truncate(ad_bank *b, size_t rows, size_t side_rows, int n_images);

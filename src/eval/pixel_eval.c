@@ -98,11 +98,13 @@ ad_status ad_pixel_eval_add(ad_pixel_eval *pe, const float *map, const uint8_t *
         return st;
     }
 
-    uint32_t *neg = pe->neg + pe->n_neg;
+    /* an all-anomalous (or all-normal) first mask leaves neg (or pos) unallocated: no pointer
+     * arithmetic on NULL, even with an offset of zero */
+    uint32_t *neg = pe->neg ? pe->neg + pe->n_neg : NULL;
     if (!labels) {
         for (size_t i = 0; i < n; i++) neg[i] = adi_f32_key(map[i]);
     } else {
-        uint64_t *pos = pe->pos + pe->n_pos;
+        uint64_t *pos = pe->pos ? pe->pos + pe->n_pos : NULL;
         /* labels are 1-based per image; regions are numbered globally from 0 */
         uint64_t base = (uint64_t)pe->n_regions;
         size_t a = 0, b = 0;

@@ -72,6 +72,28 @@ static void png_read_mem(png_structp png, png_bytep dst, size_t n)
     s->pos += n;
 }
 
+/* Smallest number of IDAT bytes that can hold `raw` bytes of filtered scanlines: deflate
+ * expands at most 1032:1. Lets a header that promises far more pixels than the file's image
+ * data can carry be refused before the pixel buffer is allocated. */
+#define PNG_DEFLATE_MAX_RATIO 1032u
+
+/* Total length of the IDAT chunks, walking the chunk headers of the in-memory file (no CRC
+ * checks: libpng does those); stops at IEND or where the chunk list stops making sense. */
+static uint64_t png_idat_bytes(const unsigned char *buf, size_t len)
+{
+    uint64_t total = 0;
+    size_t pos = 8;
+    while (len - pos >= 12) {
+        uint32_t n = (uint32_t)buf[pos] << 24 | (uint32_t)buf[pos + 1] << 16 |
+                     (uint32_t)buf[pos + 2] << 8 | buf[pos + 3];
+        const unsigned char *type = buf + pos + 4;
+        if (memcmp(type, "IDAT", 4) == 0) total += n;
+        if (memcmp(type, "IEND", 4) == 0 || n > len - pos - 12) break;
+        pos += 12 + (size_t)n;
+    }
+    return total;
+}
+
 static ad_status decode_png(const char *path, const unsigned char *buf, size_t len, ad_image *out)
 {
     png_src src = {buf, len, 0, "unknown libpng error"};
@@ -94,11 +116,40 @@ static ad_status decode_png(const char *path, const unsigned char *buf, size_t l
         return adi_fail(AD_E_FORMAT, "%s: corrupt PNG: %s", path, src.msg);
     }
     png_set_read_fn(png, &src, png_read_mem);
+    /* Input-driven allocations inside libpng: no side beyond ours, and no chunk (nor
+     * decompressed ancillary chunk) larger than the file itself could justify. */
+    png_set_user_limits(png, IO_MAX_SIDE, IO_MAX_SIDE);
+    png_set_chunk_malloc_max(png, len < ((size_t)1 << 16) ? ((size_t)1 << 16) : len);
+    png_set_chunk_cache_max(png, 128);
+    /* libpng 1.6.39 allocates a text (or ICC, sPLT, ...) chunk's declared length before reading
+     * it, whatever the file's size and the limit above. None of these change the decoded
+     * pixels (no gamma or colour management, as OpenCV), so they are skipped unread, as
+     * unknown chunks are (CRC still checked). */
+    static const png_byte ignored[] = "tEXt\0zTXt\0iTXt\0iCCP\0sPLT\0eXIf\0pCAL\0sCAL\0hIST\0"
+                                      "tIME\0oFFs\0pHYs\0bKGD\0sBIT\0gAMA\0cHRM\0sRGB";
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, 0);
+    if (!ADI_CHECKSUMS) png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, ignored, (int)(sizeof ignored / 5));
     png_read_info(png, info);
     png_uint_32 w, h;
     int depth, ctype;
     png_get_IHDR(png, info, &w, &h, &depth, &ctype, NULL, NULL, NULL);
     if ((st = check_dims(path, w, h)) != AD_OK) png_longjmp(png, 1);
+    {
+        /* the image's bits (a lower bound of the filtered scanlines, interlaced or not) must fit
+         * in what the IDAT chunks can inflate to */
+        int ch = (ctype & PNG_COLOR_MASK_PALETTE) ? 1 : ((ctype & PNG_COLOR_MASK_COLOR) ? 3 : 1) +
+                 ((ctype & PNG_COLOR_MASK_ALPHA) ? 1 : 0);
+        uint64_t raw = ((uint64_t)w * h * (uint64_t)ch * (uint64_t)depth + 7) / 8;
+        uint64_t idat = png_idat_bytes(buf, len);
+        if (raw > idat * PNG_DEFLATE_MAX_RATIO + 1024) {
+            st = adi_fail(AD_E_FORMAT, "%s: corrupt PNG: %u x %u image needs %llu bytes of pixel "
+                         "data, %llu bytes of IDAT cannot hold them (truncated file?)", path,
+                         (unsigned)w, (unsigned)h, (unsigned long long)raw,
+                         (unsigned long long)idat);
+            png_longjmp(png, 1);
+        }
+    }
 
     /* the transforms of OpenCV's PngDecoder::readData for a 3-channel 8-bit request */
     if (depth == 16) png_set_strip_16(png);
@@ -156,7 +207,9 @@ static void jpeg_emit_fn(j_common_ptr cinfo, int level)
 {
     if (level != -1) return; /* trace messages */
     int code = cinfo->err->msg_code;
-    if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE)
+    if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE ||
+        code == JWRN_ARITH_BAD_CODE || code == JWRN_MUST_RESYNC || code == JWRN_BOGUS_PROGRESSION ||
+        code == JWRN_NOT_SEQUENTIAL)
         jpeg_error_exit_fn(cinfo);
     cinfo->err->num_warnings++;
 }
@@ -261,6 +314,17 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     jpeg_read_header(&cinfo, TRUE);
     if ((st = check_dims(path, cinfo.image_width, cinfo.image_height)) != AD_OK)
         longjmp(jerr.jb, 1);
+    /* A Huffman-coded JPEG spends at least one bit per 8x8 block and component (the DC code),
+     * so it never holds more than 512 pixels per byte. Beyond 4096 pixels per byte (plus a
+     * free first megapixel) only a contrived arithmetic-coded file can go, and a truncated
+     * arithmetic-coded scan followed by a marker decodes "fine" as zeros (libjpeg warns of
+     * nothing): such a header is refused before anything the size of the image is reserved. */
+    if ((uint64_t)cinfo.image_width * cinfo.image_height > ((uint64_t)1 << 20) + (uint64_t)len * 4096) {
+        st = adi_fail(AD_E_FORMAT, "%s: corrupt JPEG: %u x %u pixels cannot come from %zu bytes "
+                     "(truncated file?)", path, (unsigned)cinfo.image_width,
+                     (unsigned)cinfo.image_height, len);
+        longjmp(jerr.jb, 1);
+    }
     /* the saved markers live in libjpeg's image pool, freed by jpeg_finish_decompress */
     int orient = 1;
     for (jpeg_saved_marker_ptr mk = cinfo.marker_list; mk; mk = mk->next) {
@@ -279,7 +343,16 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
                      cinfo.num_components);
         longjmp(jerr.jb, 1);
     }
-    pix = adi_alloc(w * h, 3);
+    /* The pixel buffer is reserved for the rows the file can hold as Huffman-coded data (512
+     * pixels per byte at most, see above; at least about 4 MB), which is the whole image for
+     * any real photograph, and grows (doubling) with the rows actually decoded beyond that: a
+     * truncated file declaring a huge image fails at its first missing row without having
+     * reserved the whole image. */
+    size_t cap_rows = ((size_t)4 << 20) / (w * 3);
+    if (len <= SIZE_MAX / 512 && len * 512 / w > cap_rows) cap_rows = len * 512 / w;
+    if (cap_rows < 16) cap_rows = 16;
+    if (cap_rows > h) cap_rows = h;
+    pix = adi_alloc(w * cap_rows, 3);
     if (cmyk) row4 = malloc(w * 4);
     if (!pix || (cmyk && !row4)) {
         st = adi_fail(AD_E_NOMEM, "%s: out of memory for a %zu x %zu image", path, w, h);
@@ -287,6 +360,18 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     }
     while (cinfo.output_scanline < h) {
         size_t y = cinfo.output_scanline;
+        if (y == cap_rows) {
+            size_t nc = cap_rows * 2 < h ? cap_rows * 2 : h;
+            unsigned char *np = adi_alloc(w * nc, 3);
+            if (!np) {
+                st = adi_fail(AD_E_NOMEM, "%s: out of memory for a %zu x %zu image", path, w, h);
+                longjmp(jerr.jb, 1);
+            }
+            memcpy(np, pix, w * cap_rows * 3);
+            adi_free(pix);
+            pix = np;
+            cap_rows = nc;
+        }
         JSAMPROW r = cmyk ? row4 : pix + y * w * 3;
         if (jpeg_read_scanlines(&cinfo, &r, 1) != 1) {
             snprintf(jerr.msg, sizeof jerr.msg, "no data for row %zu", y);
@@ -367,6 +452,16 @@ ad_status adi_io_decode_image(const char *name, const uint8_t *buf, size_t len, 
     else
         st = adi_fail(AD_E_FORMAT, "%s: not a PNG or JPEG file", name);
     if (st == AD_OK) *out = img;
+    return st;
+}
+
+ad_status adi_io_decode_image_max(const char *name, const void *buf, size_t len, size_t max_pixels,
+                                 ad_image *out)
+{
+    size_t saved = io_max_pixels;
+    io_max_pixels = max_pixels;
+    ad_status st = adi_io_decode_image(name, buf, len, out);
+    io_max_pixels = saved;
     return st;
 }
 

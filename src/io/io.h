@@ -12,6 +12,10 @@
 ad_status adi_io_read_image(const char *path, ad_image *out);
 /* The same decoder over bytes in memory; `name` starts the error messages. */
 ad_status adi_io_decode_image(const char *name, const uint8_t *buf, size_t len, ad_image *out);
+/* As adi_io_decode_image, with the pixel limit of adi_io_read_image_max (max_pixels > 0 refuses a
+ * larger image from its header; the fuzz targets use it to keep inputs fast). */
+ad_status adi_io_decode_image_max(const char *name, const void *buf, size_t len, size_t max_pixels,
+                                 ad_image *out);
 /* Width and height from the header alone (PNG IHDR, JPEG markers up to the scan), so that a
  * caller can refuse a decompression bomb before any pixel memory exists. Stored size, before
  * any EXIF rotation (which keeps the pixel count). */
@@ -63,6 +67,8 @@ typedef struct {
 } adi_npy;
 
 ad_status adi_npy_read(const char *path, adi_npy *out);
+/* The same from a file already in memory (len bytes at buf; name for messages). */
+ad_status adi_npy_read_mem(const void *buf, size_t len, const char *name, adi_npy *out);
 void adi_npy_free(adi_npy *a);
 /* Converts any numeric dtype to a new float64 / float32 array (adi_alloc'ed). */
 double *adi_npy_to_f64(const adi_npy *a);

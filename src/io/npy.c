@@ -184,11 +184,9 @@ static uint32_t rd_le(const unsigned char *p, int n)
     return v;
 }
 
-ad_status adi_npy_read(const char *path, adi_npy *out)
+/* Reads from the open stream f of fsize bytes (< 0: unknown); does not close f. */
+static ad_status npy_read_stream(FILE *f, const char *path, long long fsize, adi_npy *out)
 {
-    if (!path || !out) return adi_fail(AD_E_ARG, "adi_npy_read: NULL argument");
-    FILE *f = fopen(path, "rb");
-    if (!f) return adi_fail(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
     ad_status st = AD_OK;
     char *hdr = NULL;
     void *data = NULL;
@@ -250,9 +248,8 @@ ad_status adi_npy_read(const char *path, adi_npy *out)
     }
     /* Compare with the file size before allocating, so a corrupt shape cannot ask for an absurd
      * allocation. Trailing bytes are ignored, as numpy.load does. */
-    struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)) {
-        size_t avail = (size_t)sb.st_size > pre_len + hlen ? (size_t)sb.st_size - pre_len - hlen : 0;
+    if (fsize >= 0) {
+        size_t avail = (size_t)fsize > pre_len + hlen ? (size_t)fsize - pre_len - hlen : 0;
         if (avail < bytes) {
             st = adi_fail(AD_E_FORMAT, "%s: truncated .npy data (%zu of %zu bytes)", path, avail,
                          bytes);
@@ -281,6 +278,29 @@ ad_status adi_npy_read(const char *path, adi_npy *out)
 done:
     free(hdr);
     adi_free(data);
+    return st;
+}
+
+ad_status adi_npy_read(const char *path, adi_npy *out)
+{
+    if (!path || !out) return adi_fail(AD_E_ARG, "adi_npy_read: NULL argument");
+    FILE *f = fopen(path, "rb");
+    if (!f) return adi_fail(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    long long size = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) ? (long long)sb.st_size : -1;
+    ad_status st = npy_read_stream(f, path, size, out);
+    fclose(f);
+    return st;
+}
+
+ad_status adi_npy_read_mem(const void *buf, size_t len, const char *name, adi_npy *out)
+{
+    if ((!buf && len) || !out) return adi_fail(AD_E_ARG, "adi_npy_read_mem: NULL argument");
+    if (!name) name = "(buffer)";
+    if (len < 10) return adi_fail(AD_E_FORMAT, "%s: not a .npy file (bad magic)", name);
+    FILE *f = fmemopen((void *)buf, len, "rb");
+    if (!f) return adi_fail(AD_E_NOMEM, "%s: cannot open the buffer: %s", name, strerror(errno));
+    ad_status st = npy_read_stream(f, name, (long long)len, out);
     fclose(f);
     return st;
 }

@@ -41,6 +41,7 @@ typedef struct {
 
 typedef struct {
     int fd;
+    const uint8_t *mem;         /* non-NULL: the file is this buffer (file_size bytes), fd unused */
     uint64_t file_size;
     uint64_t data_end;          /* no entry data may extend past this (zip: central directory) */
     tf_tensor *t;

@@ -414,20 +414,10 @@ static ad_status fill(plan *pl, adi_weights *w)
     return AD_OK;
 }
 
-ad_status adi_weights_load(const char *path, adi_weights *w)
+/* Recognises the format of the open file f (a descriptor or a buffer), loads it and closes f. */
+static ad_status load_tf(tf_file *f_, const char *path, adi_weights *w)
 {
-    if (!path || !w) return adi_fail(AD_E_ARG, "adi_weights_load: NULL %s", path ? "output" : "path");
-    tf_file f;
-    memset(&f, 0, sizeof f);
-    f.fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f.fd < 0) return adi_fail(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(f.fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(f.fd);
-        return adi_fail(AD_E_IO, "%s: not a regular file", path);
-    }
-    f.file_size = (uint64_t)sb.st_size;
-
+    tf_file f = *f_;
     adi_weights wl;
     memset(&wl, 0, sizeof wl);
     plan pl;
@@ -462,6 +452,34 @@ ad_status adi_weights_load(const char *path, adi_weights *w)
     }
     *w = wl;
     return AD_OK;
+}
+
+ad_status adi_weights_load(const char *path, adi_weights *w)
+{
+    if (!path || !w) return adi_fail(AD_E_ARG, "adi_weights_load: NULL %s", path ? "output" : "path");
+    tf_file f;
+    memset(&f, 0, sizeof f);
+    f.fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f.fd < 0) return adi_fail(AD_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(f.fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(f.fd);
+        return adi_fail(AD_E_IO, "%s: not a regular file", path);
+    }
+    f.file_size = (uint64_t)sb.st_size;
+    return load_tf(&f, path, w);
+}
+
+ad_status adi_weights_load_mem(const void *buf, size_t len, const char *name, adi_weights *w)
+{
+    if ((!buf && len) || !w)
+        return adi_fail(AD_E_ARG, "adi_weights_load_mem: NULL %s", w ? "buffer" : "output");
+    tf_file f;
+    memset(&f, 0, sizeof f);
+    f.fd = -1;
+    f.mem = buf ? buf : (const uint8_t *)"";
+    f.file_size = (uint64_t)len;
+    return load_tf(&f, name ? name : "(buffer)", w);
 }
 
 void adi_weights_free(adi_weights *w)

@@ -39,6 +39,9 @@ typedef struct {
 /* Recognises the format from the content. On failure nothing is allocated and ad_errmsg() says
  * what is wrong (file name first). */
 ad_status adi_weights_load(const char *path, adi_weights *w);
+/* The same from a file already in memory (len bytes at buf, not copied; name for messages):
+ * the entry point of the fuzz targets. */
+ad_status adi_weights_load_mem(const void *buf, size_t len, const char *name, adi_weights *w);
 void adi_weights_free(adi_weights *w);
 
 #endif

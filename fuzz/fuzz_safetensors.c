@@ -1,0 +1,2 @@
+/* libFuzzer target: Hugging Face .safetensors checkpoints (see fuzz_weights.inc). */
+#include "fuzz_weights.inc"
