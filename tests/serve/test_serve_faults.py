@@ -19,7 +19,22 @@ os.makedirs(refs)
 for i in range(3):
     U.write(os.path.join(refs, "g%d.png" % i), U.png_bytes(96, 80, i))
 img = U.png_bytes(96, 80, 10)
-slow_img = U.png_bytes(512, 512, 12)
+# Large in pixels (about 0.2 s per prediction with the tiny model at full size) but small on
+# the wire (a smooth pattern, under --max-body): the disconnect and drain checks need jobs still
+# queued or running when the clients act, on a fast machine too.
+def smooth_png(w, h):
+    rows = []
+    for y in range(h):
+        base = bytes(((x * 3 + y * 2) & 0xFF) for x in range(w))
+        row = bytearray(3 * w)
+        row[0::3] = base
+        row[1::3] = bytes((v * 7) & 0xFF for v in base)
+        row[2::3] = bytes(255 - v for v in base)
+        rows.append(b"\x00" + bytes(row))
+    return U._png(w, h, 2, b"".join(rows))
+
+
+slow_img = smooth_png(1024, 1024)
 bank_a = U.fit(os.path.join(T, "a.adbank"), [refs], ["--resolution", "112", "--no-rotate"])
 bank_b = U.fit(os.path.join(T, "b.adbank"), [refs], ["--resolution", "112", "--no-rotate", "--knn", "2"])
 bank_slow = U.fit(os.path.join(T, "slow.adbank"), [refs], ["--resolution", "0", "--no-rotate"])
