@@ -7,8 +7,6 @@
 #include <string.h>
 
 /* AD src/utils.py augment_image: the reference and its rotations by 45, 90, ..., 315 degrees. */
-#define ROT_COUNT 8
-#define ROT_STEP_DEG 45.0
 
 static int use_threads(ad_context *ctx)
 {
@@ -16,7 +14,7 @@ static int use_threads(ad_context *ctx)
     return ad_context_threads(ctx);
 }
 
-static ad_status check_image(const ad_image *img, const char *who)
+ad_status dt_check_image(const ad_image *img, const char *who)
 {
     if (!img || !img->data || img->width <= 0 || img->height <= 0)
         return adi_fail(AD_E_ARG, "%s: empty image", who);
@@ -46,7 +44,7 @@ static ad_status add_view(ad_bank *b, ad_context *ctx, const ad_image *view, int
 
 /* Features from another model would be silently compared with the bank's: refuse them. A bank
  * filled through ad_bank_add_features without a model records no identity to check. */
-static ad_status check_context_model(const ad_bank *b, const ad_context *ctx, const char *fn)
+ad_status dt_check_context_model(const ad_bank *b, const ad_context *ctx, const char *fn)
 {
     if (b->fingerprint == 0) return AD_OK;
     ad_status st = ad_bank_check_model(b, ad_context_model(ctx));
@@ -58,26 +56,26 @@ ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, in
 {
     if (!b || !ctx)
         return adi_fail(AD_E_ARG, "ad_bank_add_image: NULL %s", b ? "context" : "bank");
-    ad_status st = check_image(img, "ad_bank_add_image");
-    if (st == AD_OK) st = check_context_model(b, ctx, "ad_bank_add_image");
+    ad_status st = dt_check_image(img, "ad_bank_add_image");
+    if (st == AD_OK) st = dt_check_context_model(b, ctx, "ad_bank_add_image");
     if (st != AD_OK) return st;
     if (image_id < 0) return adi_fail(AD_E_ARG, "ad_bank_add_image: image_id %d is negative", image_id);
     if (dt_bank_find_image(b, image_id) >= 0)
         return adi_fail(AD_E_ARG, "ad_bank_add_image: image_id %d is already in the bank", image_id);
     const size_t rows0 = b->rows, side0 = b->side_rows;
     const int images0 = b->n_images, dim0 = b->dim;
-    const int views = b->p.rotate ? ROT_COUNT : 1;
+    const int views = b->p.rotate ? DT_ROT_COUNT : 1;
     for (int a = 0; a < views && st == AD_OK; a++) {
         if (a == 0) { /* the 0-degree view is the image itself (an exact identity warp) */
             st = add_view(b, ctx, img, 1, image_id);
         } else {
             ad_image rot = {0};
-            st = ad_rotate(img, ROT_STEP_DEG * a, &rot);
+            st = ad_rotate(img, DT_ROT_STEP_DEG * a, &rot);
             if (st == AD_OK) st = add_view(b, ctx, &rot, 0, image_id);
             ad_image_free(&rot);
         }
         if (st != AD_OK)
-            adi_error_prefix("reference %d (rotation %g deg)", image_id, ROT_STEP_DEG * a);
+            adi_error_prefix("reference %d (rotation %g deg)", image_id, DT_ROT_STEP_DEG * a);
     }
     if (st != AD_OK) { /* all or nothing */
         dt_bank_truncate(b, rows0, side0, images0);
@@ -231,8 +229,8 @@ ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int
 {
     if (!b || !ctx || !out)
         return adi_fail(AD_E_ARG, "ad_predict: NULL %s", !b ? "bank" : !ctx ? "context" : "result");
-    ad_status st = check_image(img, "ad_predict");
-    if (st == AD_OK) st = check_context_model(b, ctx, "ad_predict");
+    ad_status st = dt_check_image(img, "ad_predict");
+    if (st == AD_OK) st = dt_check_context_model(b, ctx, "ad_predict");
     if (st != AD_OK) return st;
     if (mask < -1 || mask > 1) return adi_fail(AD_E_ARG, "ad_predict: mask %d is not -1, 0 or 1", mask);
     if (b->rows == 0) return adi_fail(AD_E_ARG, "ad_predict: the bank is empty");

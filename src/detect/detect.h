@@ -6,6 +6,15 @@
 
 #include "core/core.h"
 
+/* The reference rotations (AD src/utils.py augment_image): view v of a reference is the image
+ * turned by v * DT_ROT_STEP_DEG degrees, v < DT_ROT_COUNT. */
+#define DT_ROT_COUNT 8
+#define DT_ROT_STEP_DEG 45.0
+/* AD_E_ARG for a NULL or empty image, naming the call `who`. */
+ad_status dt_check_image(const ad_image *img, const char *who);
+/* AD_E_MISMATCH when the context runs other weights than the bank was made with. */
+ad_status dt_check_context_model(const ad_bank *b, const ad_context *ctx, const char *fn);
+
 /* Largest rotation count per reference (angle index is stored in a byte). */
 #define DT_MAX_INSERTS 255
 

@@ -7,24 +7,19 @@
 #include <math.h>
 #include <string.h>
 
-#define ROT_STEP_DEG 45.0 /* the bank's rotations: view v is the reference turned by v * 45 deg */
-
 ad_status ad_predict_nearest(const ad_bank *b, ad_context *ctx, const ad_image *img, int mask,
                              int patch, ad_nearest *out)
 {
     if (!b || !ctx || !img || !out)
         return adi_fail(AD_E_ARG, "ad_predict_nearest: NULL argument");
-    if (!img->data || img->width <= 0 || img->height <= 0)
-        return adi_fail(AD_E_ARG, "ad_predict_nearest: empty image");
+    ad_status st = dt_check_image(img, "ad_predict_nearest");
+    if (st == AD_OK) st = dt_check_context_model(b, ctx, "ad_predict_nearest");
+    if (st != AD_OK) return st;
     if (mask < -1 || mask > 1)
         return adi_fail(AD_E_ARG, "ad_predict_nearest: mask %d is not -1, 0 or 1", mask);
     if (b->rows == 0) return adi_fail(AD_E_ARG, "ad_predict_nearest: the bank is empty");
-    const ad_model_info mi = ad_model_get_info(ad_context_model(ctx));
-    if (b->fingerprint && mi.fingerprint != b->fingerprint)
-        return adi_fail(AD_E_MISMATCH, "ad_predict_nearest: the context runs other weights than the "
-                                      "bank's");
     ad_features f = {0};
-    ad_status st = ad_extract_image(ctx, img, b->p.resolution, &f);
+    st = ad_extract_image(ctx, img, b->p.resolution, &f);
     if (st != AD_OK) return st;
     const int n = f.grid_h * f.grid_w, d = f.dim;
     uint8_t *keep = NULL;
@@ -94,7 +89,7 @@ ad_status ad_predict_nearest(const ad_bank *b, ad_context *ctx, const ad_image *
     out->ref_x = im->grid_w > 0 ? cell % im->grid_w : 0;
     out->ref_y = im->grid_w > 0 ? cell / im->grid_w : 0;
     out->view = view;
-    out->angle_deg = b->p.rotate ? ROT_STEP_DEG * view : 0.0;
+    out->angle_deg = b->p.rotate ? DT_ROT_STEP_DEG * view : 0.0;
     out->distance = (double)(bd / 2.0f);
     out->grid_h = f.grid_h;
     out->grid_w = f.grid_w;
