@@ -22,8 +22,9 @@
  *     ad_anomaly_map(r.grid, r.grid_h, r.grid_w, img.width, img.height, map);  // full-size heat map
  *     ad_result_free(&r);
  *
- *   The library never prints and never reads image files: decoding PNG/JPEG is the caller's job
- *   (the command-line tool does it), and every failing call returns a status (or NULL) with a
+ *   The library never prints. The calls of this header take pixels, not files: decoding is the
+ *   caller's, or ad_image_read's (anomalydino_eval.h, which also opens benchmark datasets and
+ *   runs the evaluation protocol). Every failing call returns a status (or NULL) with a
  *   one-line reason in ad_errmsg(). Outputs are untouched on failure.
  *
  * ERRORS
@@ -99,7 +100,8 @@ typedef enum {
     AD_E_FORMAT = 3,      /* file content is corrupt, truncated or of an unsupported kind */
     AD_E_NOMEM = 4,       /* allocation failed */
     AD_E_MISMATCH = 5,    /* e.g. a bank made with other weights, or features of another width */
-    AD_E_INTERNAL = 6
+    AD_E_INTERNAL = 6,
+    AD_E_CANCELLED = 7    /* a cancel callback asked to stop (ad_eval_run) */
 } ad_status;
 
 /* The reason for the last failure on this thread, one line, never NULL. The string is the

@@ -18,6 +18,7 @@ int cmd_fit(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_zeroshot(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_eval_merge(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 int cmd_dataset(int argc, char **argv);
 /* The work of `metrics` on a SCORES.csv already in memory (text: len bytes, NUL-terminated):

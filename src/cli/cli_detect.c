@@ -1,5 +1,5 @@
 #include "cli/cli_detect.h"
-#include "cli/dataset.h"
+#include "protocol/dataset.h"
 
 #include <errno.h>
 #include <stdlib.h>

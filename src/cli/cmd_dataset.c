@@ -1,7 +1,7 @@
 /* anomalydino dataset: what a dataset layout yields (categories, references, test images, the
  * split) and, with --manifest, the same lists as a manifest CSV to inspect or edit. */
 #include "cli/cli.h"
-#include "cli/dataset.h"
+#include "protocol/dataset.h"
 
 #include <cjson/cJSON.h>
 #include <getopt.h>

@@ -1,7 +1,7 @@
 /* anomalydino fit: memory bank of good reference images (+ their rotations), with a decision
  * threshold learned from normal images only, written to a bank file for `predict`. */
 #include "cli/cli_detect.h"
-#include "cli/dataset.h"
+#include "protocol/dataset.h"
 #include "detect/detect.h"
 
 #include <getopt.h>

@@ -1,7 +1,7 @@
 /* anomalydino predict: scores images against a bank made by `fit`; one row per image, optional
  * patch grids, full-resolution maps and heat-map overlays. */
 #include "cli/cli_detect.h"
-#include "cli/dataset.h"
+#include "protocol/dataset.h"
 #include "image/image.h"
 
 #include <getopt.h>

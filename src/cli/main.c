@@ -21,6 +21,7 @@ static const command commands[] = {
     {"predict", cmd_predict, "score images against a bank: score, OK/NG verdict, maps"},
     {"zeroshot", cmd_zeroshot, "batched zero-shot scoring of a set of images, no references"},
     {"eval", cmd_eval, "benchmark evaluation (MVTec AD, VisA, KolektorSDD, MTD, folder, manifest)"},
+    {"eval-merge", cmd_eval_merge, "combine the shards of eval --shard I/N into one set of results"},
     {"metrics", cmd_metrics, "AUROC/AP/F1-max and pixel AU-PRO from a scores CSV"},
     {"dataset", cmd_dataset, "what a dataset layout yields; --manifest writes it as a CSV"},
     {"bank", cmd_bank, "grow a bank (bank add) and show what it holds (bank info)"},

@@ -78,4 +78,28 @@ void adi_sgemm_rows(int n_threads, int transB, int M, int N, int K, float alpha,
 #define AD_FNV_INIT 0xcbf29ce484222325ULL
 uint64_t adi_fnv1a(uint64_t h, const void *data, size_t n);
 
+/* A growable list of strings (adi_strdup'ed; v[n] is not NULL-terminated). One type for every
+ * list of lines or names in the library and its front ends. */
+typedef struct {
+    char **v;
+    int n, cap;
+    int dropped;   /* lines a caller could not add (out of memory), for its summary */
+} adi_strlist;
+/* Appends a copy of s (s NULL appends a NULL entry). 0, or -1 out of memory (AD_E_NOMEM). */
+int adi_strlist_push(adi_strlist *l, const char *s);
+/* Appends a formatted line. 0, or -1 out of memory. */
+int adi_strlist_addf(adi_strlist *l, const char *fmt, ...) AD_PRINTF(2, 3);
+/* Index of the first entry equal to s, or -1. */
+int adi_strlist_find(const adi_strlist *l, const char *s);
+void adi_strlist_free(adi_strlist *l);
+/* Frees n strings and the array (NULL allowed). */
+void adi_strv_free(char **v, int n);
+
+/* dir/name in a new string (no second '/' when dir ends in one; dir "" gives name). */
+char *adi_path_join(const char *dir, const char *name);
+/* rel itself when absolute (or dir is ""), else dir/rel. */
+char *adi_path_resolve(const char *dir, const char *rel);
+/* Monotonic seconds. */
+double adi_now(void);
+
 #endif

@@ -70,6 +70,7 @@ const char *ad_status_name(ad_status s)
     case AD_E_NOMEM: return "out of memory";
     case AD_E_MISMATCH: return "mismatch";
     case AD_E_INTERNAL: return "internal error";
+    case AD_E_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

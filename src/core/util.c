@@ -2,7 +2,9 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <stdatomic.h>
 #include <threads.h>
@@ -189,4 +191,84 @@ uint64_t adi_fnv1a(uint64_t h, const void *data, size_t n)
         h *= 0x100000001b3ULL;
     }
     return h;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* string lists, paths, time                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+int adi_strlist_push(adi_strlist *l, const char *s)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 16;
+        char **v = adi_realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    char *c = NULL;
+    if (s && !(c = adi_strdup(s))) return -1;
+    l->v[l->n++] = c;
+    return 0;
+}
+
+int adi_strlist_addf(adi_strlist *l, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[1024];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return -1;
+    if ((size_t)n < sizeof tmp) return adi_strlist_push(l, tmp);
+    char *big = adi_malloc((size_t)n + 1);
+    if (!big) return -1;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = adi_strlist_push(l, big);
+    adi_free(big);
+    return rc;
+}
+
+int adi_strlist_find(const adi_strlist *l, const char *s)
+{
+    for (int i = 0; i < l->n; i++)
+        if (l->v[i] && s && !strcmp(l->v[i], s)) return i;
+    return -1;
+}
+
+void adi_strv_free(char **v, int n)
+{
+    if (!v) return;
+    for (int i = 0; i < n; i++) adi_free(v[i]);
+    adi_free(v);
+}
+
+void adi_strlist_free(adi_strlist *l)
+{
+    adi_strv_free(l->v, l->n);
+    l->v = NULL;
+    l->n = l->cap = l->dropped = 0;
+}
+
+char *adi_path_join(const char *dir, const char *name)
+{
+    size_t dl = strlen(dir), len = dl + strlen(name) + 2;
+    char *p = adi_malloc(len);
+    if (p) snprintf(p, len, "%s%s%s", dir, dl && dir[dl - 1] != '/' ? "/" : "", name);
+    return p;
+}
+
+double adi_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+char *adi_path_resolve(const char *dir, const char *rel)
+{
+    if (rel[0] == '/' || !dir[0]) return adi_strdup(rel);
+    return adi_path_join(dir, rel);
 }

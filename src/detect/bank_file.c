@@ -21,6 +21,7 @@
  * Loading checks the magic, the version, every size against the file size before allocating,
  * the checksum, and the cross references, so a damaged file is refused with one line. */
 #include "detect/detect.h"
+#include "io/io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +54,7 @@ typedef struct {
     const char *path;
     uLong crc;
     int failed;
+    int err;    /* errno of the first failed write */
 } wstream;
 
 static void w_bytes(wstream *w, const void *p, size_t n)
@@ -65,7 +67,10 @@ static void w_bytes(wstream *w, const void *p, size_t n)
         w->crc = crc32(w->crc, c + done, (uInt)part);
         done += part;
     }
-    if (fwrite(p, 1, n, w->fp) != n) w->failed = 1;
+    if (fwrite(p, 1, n, w->fp) != n) {
+        w->failed = 1;
+        w->err = errno ? errno : EIO;
+    }
 }
 
 static void put_le(uint8_t *dst, uint64_t v, int n)
@@ -123,30 +128,14 @@ ad_status ad_bank_save(const ad_bank *b, const char *path)
 {
     if (!b || !path) return adi_fail(AD_E_ARG, "ad_bank_save: NULL %s", b ? "path" : "bank");
     if (b->dim <= 0) return adi_fail(AD_E_ARG, "%s: the bank has no features yet", path);
-    /* Written to a unique file beside the target, synced and renamed over it, so that a failed
-     * save (or a crash) never leaves half a bank and concurrent savers never share a file. */
-    static atomic_uint save_counter;
-    size_t plen = strlen(path);
-    char *tmp = adi_malloc(plen + 64);
-    if (!tmp) return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        snprintf(tmp, plen + 64, "%s.tmp.%ld.%u", path, (long)getpid(),
-                 atomic_fetch_add(&save_counter, 1u));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    if (!fp) {
-        ad_status st = adi_fail(AD_E_IO, "%s: cannot create (as %s): %s", path, tmp, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            remove(tmp);
-        }
-        adi_free(tmp);
-        return st;
-    }
-    wstream w = {fp, path, crc32(0L, Z_NULL, 0), 0};
+    /* Written to a unique file beside the target, synced and renamed over it (adi_atomic), so
+     * that a failed save (or a crash) never leaves half a bank and concurrent savers never
+     * share a file. */
+    adi_atomic at;
+    ad_status ast = adi_atomic_open(&at, path);
+    if (ast != AD_OK) return ast;
+    FILE *fp = at.f;
+    wstream w = {fp, path, crc32(0L, Z_NULL, 0), 0, 0};
 
     uint8_t h[BANK_FIXED_BYTES];
     memset(h, 0, sizeof h);
@@ -229,42 +218,13 @@ ad_status ad_bank_save(const ad_bank *b, const char *path)
 
     uint8_t crc[4];
     put_le(crc, (uint32_t)w.crc, 4);
-    if (!w.failed && fwrite(crc, 1, 4, fp) != 4) w.failed = 1;
-    int err = errno;
-    if (!w.failed && (fflush(fp) != 0 || fsync(fileno(fp)) != 0)) {
-        w.failed = 1;
-        err = errno;
-    }
-    if (fclose(fp) != 0 && !w.failed) {
-        w.failed = 1;
-        err = errno;
-    }
+    w_bytes(&w, crc, 4);
     if (w.failed) {
-        remove(tmp);
-        adi_free(tmp);
+        int err = w.err;
+        adi_atomic_abort(&at);
         return adi_fail(AD_E_IO, "%s: write failed: %s", path, strerror(err));
     }
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        remove(tmp);
-        adi_free(tmp);
-        return adi_fail(AD_E_IO, "%s: cannot replace: %s", path, strerror(err));
-    }
-    adi_free(tmp);
-    /* The rename itself on disk: sync the folder (file systems that cannot, say EINVAL). */
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? adi_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : adi_strdup(".");
-    if (!dir) return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    ad_status st = AD_OK;
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS)
-            st = adi_fail(AD_E_IO, "%s: written, but syncing folder %s failed: %s", path, dir,
-                         strerror(errno));
-        close(dfd);
-    }
-    adi_free(dir);
-    return st;
+    return adi_atomic_commit(&at);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -1,12 +1,10 @@
-/* The bank driven by images: references with their rotations (REFERENCE.md A4), leave-one-out
- * thresholds, and the one-call prediction (A1-A6). */
+/* The bank driven by images: references with their rotations, leave-one-out thresholds, and the
+ * one-call prediction (docs/design.md, "Memory bank" and "Scores"). */
 #include "detect/detect.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* AD src/utils.py augment_image: the reference and its rotations by 45, 90, ..., 315 degrees. */
 
 static int use_threads(ad_context *ctx)
 {
@@ -21,24 +19,32 @@ ad_status dt_check_image(const ad_image *img, const char *who)
     return AD_OK;
 }
 
-/* One view of a reference: features, reference mask, and (unrotated view) the test mask. */
-static ad_status add_view(ad_bank *b, ad_context *ctx, const ad_image *view, int first,
-                          int image_id)
+ad_status dt_reference_view(ad_context *ctx, const ad_image *img, int view, int resolution,
+                            ad_features *out)
 {
-    ad_features f = {0};
-    ad_status st = ad_extract_image(ctx, view, b->p.resolution, &f);
-    if (st != AD_OK) return st;
-    size_t n = (size_t)f.grid_h * (size_t)f.grid_w;
+    if (view == 0) /* the 0-degree view is the image itself (an exact identity warp) */
+        return ad_extract_image(ctx, img, resolution, out);
+    ad_image rot = {0};
+    ad_status st = ad_rotate(img, DT_ROT_STEP_DEG * view, &rot);
+    if (st == AD_OK) st = ad_extract_image(ctx, &rot, resolution, out);
+    ad_image_free(&rot);
+    return st;
+}
+
+/* One view of a reference: its features, reference mask, and (unrotated view) the test mask. */
+static ad_status add_view(ad_bank *b, const ad_features *f, int first, int image_id)
+{
+    size_t n = (size_t)f->grid_h * (size_t)f->grid_w;
     uint8_t *keep = NULL, *keep_test = NULL;
+    ad_status st = AD_OK;
     if (b->p.mask_refs || (first && b->p.mask_test)) {
         keep = adi_malloc(n ? n : 1);
         if (!keep) st = adi_fail(AD_E_NOMEM, "out of memory");
-        else st = ad_mask_pca(&f, keep);
+        else st = ad_mask_pca(f, keep);
     }
     if (st == AD_OK && first && b->p.mask_test) keep_test = keep;
-    if (st == AD_OK) st = dt_bank_insert(b, &f, b->p.mask_refs ? keep : NULL, keep_test, image_id);
+    if (st == AD_OK) st = dt_bank_insert(b, f, b->p.mask_refs ? keep : NULL, keep_test, image_id);
     adi_free(keep);
-    ad_features_free(&f);
     return st;
 }
 
@@ -66,14 +72,10 @@ ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, in
     const int images0 = b->n_images, dim0 = b->dim;
     const int views = b->p.rotate ? DT_ROT_COUNT : 1;
     for (int a = 0; a < views && st == AD_OK; a++) {
-        if (a == 0) { /* the 0-degree view is the image itself (an exact identity warp) */
-            st = add_view(b, ctx, img, 1, image_id);
-        } else {
-            ad_image rot = {0};
-            st = ad_rotate(img, DT_ROT_STEP_DEG * a, &rot);
-            if (st == AD_OK) st = add_view(b, ctx, &rot, 0, image_id);
-            ad_image_free(&rot);
-        }
+        ad_features f = {0};
+        st = dt_reference_view(ctx, img, a, b->p.resolution, &f);
+        if (st == AD_OK) st = add_view(b, &f, a == 0, image_id);
+        ad_features_free(&f);
         if (st != AD_OK)
             adi_error_prefix("reference %d (rotation %g deg)", image_id, DT_ROT_STEP_DEG * a);
     }

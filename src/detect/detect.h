@@ -10,6 +10,11 @@
  * turned by v * DT_ROT_STEP_DEG degrees, v < DT_ROT_COUNT. */
 #define DT_ROT_COUNT 8
 #define DT_ROT_STEP_DEG 45.0
+/* View `view` (0 .. DT_ROT_COUNT-1) of a reference, as the bank stores it: the image itself
+ * (view 0), else ad_rotate by view * DT_ROT_STEP_DEG, through ad_extract_image. The one
+ * definition ad_bank_add_image and the evaluation protocol both use. */
+ad_status dt_reference_view(ad_context *ctx, const ad_image *img, int view, int resolution,
+                            ad_features *out);
 /* AD_E_ARG for a NULL or empty image, naming the call `who`. */
 ad_status dt_check_image(const ad_image *img, const char *who);
 /* AD_E_MISMATCH when the context runs other weights than the bank was made with. */

@@ -643,19 +643,9 @@ static ad_status write_png(const char *path, const uint8_t *px, int w, int h, in
         adi_error_prefix("%s", path);
         return st;
     }
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(buf);
-        return adi_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
-    }
-    int e = fwrite(buf, 1, len, f) == len ? 0 : EIO;
+    st = adi_io_write_file(path, buf, len);
     free(buf);
-    if (fclose(f) != 0 && !e) e = errno ? errno : EIO;
-    if (e) {
-        remove(path);
-        return adi_fail(AD_E_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return AD_OK;
+    return st;
 }
 
 ad_status adi_io_write_png_rgb(const char *path, const uint8_t *rgb, int w, int h)

@@ -6,6 +6,8 @@
 
 #include "core/core.h"
 
+#include <stdio.h>
+
 /* PNG (8/16-bit, grey, grey+alpha, RGB, RGBA, palette) or JPEG, recognised by content, to RGB8
  * as OpenCV's imread(IMREAD_COLOR) followed by BGR->RGB gives (16-bit: high byte; alpha
  * dropped; grey replicated). */
@@ -85,5 +87,75 @@ char *adi_io_read_file(const char *path, size_t *len);
 ad_status adi_io_mkdirs(const char *path);
 int adi_io_is_dir(const char *path);
 int adi_io_exists(const char *path);
+int adi_io_is_file(const char *path);   /* a regular file */
+
+/* Sorted (byte order) names of the entries of `dir`, hidden ones (leading '.') left out: all of
+ * them, only sub-directories or only regular files. -1 when the directory cannot be read (errno
+ * set) or memory runs out. Free with adi_strv_free. */
+typedef enum { ADI_LIST_ALL = 0, ADI_LIST_DIRS = 1, ADI_LIST_FILES = 2 } adi_list_kind;
+int adi_io_list_dir(const char *dir, adi_list_kind kind, char ***names);
+/* The name ends in .png, .jpg or .jpeg, in any case. */
+int adi_io_has_image_ext(const char *name);
+
+/* Atomic writes: every file the library and the tool write goes through these. The data goes to
+ * a unique temporary file beside the target (PATH.tmp.PID.COUNTER.NANOSECONDS, created with
+ * O_EXCL, so two processes or two threads writing one path never share it), is flushed and
+ * fsync'ed, renamed over PATH, and the folder is fsync'ed so the rename is on disk. A failure
+ * leaves PATH as it was and removes the temporary file; the message names PATH and the reason
+ * (errno read at the failing call). */
+typedef struct {
+    FILE *f;      /* write here (stdio); NULL after adi_atomic_detach */
+    char *path;   /* the target */
+    char *tmp;    /* the temporary file */
+    int err;      /* first errno seen, 0 if none */
+} adi_atomic;
+ad_status adi_atomic_open(adi_atomic *a, const char *path);
+/* Closes the stream and leaves the temporary file for a writer that opens it by name
+ * (libtiff); commit or abort as usual afterwards. */
+ad_status adi_atomic_detach(adi_atomic *a);
+/* fflush + fsync + close, rename over the target, fsync of the folder; frees a. */
+ad_status adi_atomic_commit(adi_atomic *a);
+/* Removes the temporary file; frees a (safe on a failed open). */
+void adi_atomic_abort(adi_atomic *a);
+/* The whole buffer as PATH, atomically. */
+ad_status adi_io_write_file(const char *path, const void *data, size_t len);
+
+/* CSV (RFC 4180): comma separated, fields optionally in double quotes with "" for a quote and
+ * line breaks allowed inside quotes; LF or CRLF line ends; a UTF-8 byte-order mark is skipped;
+ * blank lines are skipped. Strict mode refuses an unterminated quote and text after a closing
+ * quote; lenient mode (downloaded split files, hand-edited manifests) takes an unterminated
+ * quote to the end and drops text after a closing quote. */
+typedef struct {
+    char **f;     /* the fields of the current record (adi_malloc'ed) */
+    int n, cap;
+    int line;     /* physical line where the record starts (1-based) */
+} adi_csv_row;
+typedef struct {
+    const char *p, *end;
+    int line;
+    int lenient;
+} adi_csv_reader;
+void adi_csv_init(adi_csv_reader *rd, const char *text, size_t len, int lenient);
+/* Next record into row: 1 a record, 0 end of input, -1 error (err: "line N: ..."). */
+int adi_csv_next(adi_csv_reader *rd, adi_csv_row *row, char *err, size_t errlen);
+void adi_csv_row_free(adi_csv_row *row);
+/* A string builder (out of memory is remembered in oom and makes adi_sb_write fail). */
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int oom;
+} adi_sbuf;
+void adi_sb_put(adi_sbuf *b, const char *s, size_t n);
+void adi_sb_puts(adi_sbuf *b, const char *s);
+void adi_sb_printf(adi_sbuf *b, const char *fmt, ...) AD_PRINTF(2, 3);
+/* One CSV field, in double quotes (a quote doubled) when it holds a comma, quote, CR or LF: to
+ * a builder, or to a stream. */
+void adi_sb_csv(adi_sbuf *b, const char *field);
+void adi_csv_fput(FILE *f, const char *field);
+/* The shortest of %.15g / %.17g that reads back as the same double. */
+void adi_sb_double(adi_sbuf *b, double v);
+/* Writes the builder's text atomically to path and frees it (out of memory: AD_E_NOMEM). */
+ad_status adi_sb_write(adi_sbuf *b, const char *path);
+void adi_sb_free(adi_sbuf *b);
 
 #endif

@@ -216,11 +216,21 @@ ad_status adi_io_write_tiff_f32(const char *path, const float *map, int w, int h
     if (!path || !map || w <= 0 || h <= 0)
         return adi_fail(AD_E_ARG, "adi_io_write_tiff_f32: bad argument");
     tiff_msgs msgs = {"cannot create the file", 0};
+    /* libtiff writes by name: into the atomic write's temporary file, then committed */
+    adi_atomic a;
+    ad_status st = adi_atomic_open(&a, path);
+    if (st == AD_OK) st = adi_atomic_detach(&a);
+    if (st != AD_OK) {
+        if (a.tmp) adi_atomic_abort(&a);
+        return st;
+    }
     errno = 0;
-    TIFF *t = tiff_open(path, "w", &msgs);
-    if (!t)
-        return adi_fail(AD_E_IO, "%s: cannot create: %s", path,
-                        errno ? strerror(errno) : msgs.msg);
+    TIFF *t = tiff_open(a.tmp, "w", &msgs);
+    if (!t) {
+        st = adi_fail(AD_E_IO, "%s: cannot create: %s", path, errno ? strerror(errno) : msgs.msg);
+        adi_atomic_abort(&a);
+        return st;
+    }
     int ok = TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)w) &&
              TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)h) &&
              TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1) &&
@@ -235,10 +245,10 @@ ad_status adi_io_write_tiff_f32(const char *path, const float *map, int w, int h
     if (ok) ok = TIFFWriteDirectory(t) == 1;
     TIFFClose(t);
     if (!ok) {
-        remove(path);
+        adi_atomic_abort(&a);
         return adi_fail(AD_E_IO, "%s: write failed: %s", path, msgs.have ? msgs.msg : "libtiff");
     }
-    return AD_OK;
+    return adi_atomic_commit(&a);
 }
 
 ad_status adi_io_read_tiff_f32(const char *path, float **out, int *w, int *h)

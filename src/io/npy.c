@@ -409,18 +409,7 @@ ad_status adi_npy_write(const char *path, adi_npy_dtype dtype, const void *data,
     size_t len;
     ad_status st = npy_encode(path, dtype, data, ndim, shape, &buf, &len);
     if (st != AD_OK) return st;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        adi_free(buf);
-        return adi_fail(AD_E_IO, "%s: cannot create: %s", path, strerror(errno));
-    }
-    int ok = fwrite(buf, 1, len, f) == len;
+    st = adi_io_write_file(path, buf, len);
     adi_free(buf);
-    if (fclose(f) != 0) ok = 0;
-    if (!ok) {
-        int e = errno;
-        remove(path);
-        return adi_fail(AD_E_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return AD_OK;
+    return st;
 }

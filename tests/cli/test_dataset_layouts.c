@@ -4,7 +4,7 @@
  * generic folder layout. File contents do not matter here (nothing is decoded). */
 #include "testutil.h"
 
-#include "cli/dataset.h"
+#include "protocol/dataset.h"
 #include "io/io.h"
 
 #include <stdarg.h>

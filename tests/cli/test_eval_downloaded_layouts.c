@@ -8,7 +8,7 @@
  * one, and layouts that do not match are refused naming the layout and the folder. */
 #include "testutil.h"
 
-#include "cli/report.h"
+#include "report/report.h"
 #include "io/io.h"
 
 #include <cjson/cJSON.h>

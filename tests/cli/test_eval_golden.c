@@ -7,7 +7,7 @@
 #include "testutil.h"
 
 #include "cli/cli.h"
-#include "cli/report.h"
+#include "report/report.h"
 
 #include <cjson/cJSON.h>
 #include <getopt.h>

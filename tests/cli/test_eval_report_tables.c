@@ -1,10 +1,11 @@
-/* The summaries `anomalydino eval` writes from its run records: mean and population std over
+/* The summaries `anomalydino eval` writes from its run records (read into the results structs
+ * the report renders, as a resumed run reads them): mean and population std over
  * seeds, the macro average over categories (per seed, then over seeds), runs that are missing,
  * the metrics.json / metrics.csv / tables.md layouts (x100, one decimal, "mean ± std"), and the
  * self-contained report's building blocks (PNG encoder, base64). Synthetic records, no model. */
 #include "testutil.h"
 
-#include "cli/report.h"
+#include "report/report.h"
 #include "io/io.h"
 
 #include <string.h>
@@ -78,7 +79,18 @@ static void test_summaries(void)
     in.seeds = seeds;
     in.n_cats = 2;
     in.cats = cats;
-    in.runs = runs;
+    /* the report renders units, not records: each record read as a resumed run reads it */
+    pr_unit units[2 * 3 * 2];
+    pr_unit *unit_ptrs[2 * 3 * 2] = {0};
+    memset(units, 0, sizeof units);
+    for (int i = 0; i < 2 * 3 * 2; i++) {
+        if (!runs[i]) continue;
+        CHECK(pr_record_from_json(&units[i], runs[i], NULL, NULL, 0, NULL, 0, NULL) == 0,
+              "record %d read", i);
+        units[i].u.n_references = cJSON_GetArraySize(cJSON_GetObjectItem(runs[i], "references"));
+        unit_ptrs[i] = &units[i];
+    }
+    in.runs = unit_ptrs;
     in.settings = settings;
     static char out_dir[1024];
     snprintf(out_dir, sizeof out_dir, "%s", t_tmp("report_tables"));
@@ -168,7 +180,7 @@ static void test_summaries(void)
 
     /* no run at all: a sentence, not tables without columns */
     {
-        cJSON *none[2 * 3 * 2] = {0};
+        pr_unit *none[2 * 3 * 2] = {0};
         rep_input empty = in;
         empty.runs = none;
         char *md0 = rep_tables_md(&empty);
@@ -206,7 +218,10 @@ static void test_summaries(void)
     CHECK(!contains(html, "src=\"http"), "no external resources");
     free(html);
 
-    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) cJSON_Delete(runs[i]);
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        cJSON_Delete(runs[i]);
+        pr_unit_clear(&units[i]);
+    }
     cJSON_Delete(settings);
 #undef RUN
 }

@@ -1,8 +1,6 @@
 /* Benchmark dataset layouts (see dataset.h). */
-#include "cli/dataset.h"
+#include "protocol/dataset.h"
 
-#include "cli/cli.h"
-#include "cli/cli_detect.h"
 #include "io/io.h"
 
 #include <math.h>
@@ -39,44 +37,20 @@ void ds_lines_add(ds_lines *l, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    for (int i = 0; i < l->n; i++) /* a summary says each thing once */
-        if (!strcmp(l->v[i], buf)) return;
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 8;
-        char **v = realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v) return;
-        l->v = v;
-        l->cap = cap;
-    }
-    char *s = strdup(buf);
-    if (s) l->v[l->n++] = s;
+    if (adi_strlist_find(l, buf) >= 0) return; /* a summary says each thing once */
+    if (adi_strlist_push(l, buf)) l->dropped++;
 }
 
-void ds_lines_free(ds_lines *l)
-{
-    for (int i = 0; i < l->n; i++) free(l->v[i]);
-    free(l->v);
-    memset(l, 0, sizeof *l);
-}
+void ds_lines_free(ds_lines *l) { adi_strlist_free(l); }
 
-static char *join2(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    char *s = malloc(la + lb + 2);
-    if (!s) return NULL;
-    memcpy(s, a, la);
-    size_t o = la;
-    if (la && a[la - 1] != '/') s[o++] = '/';
-    memcpy(s + o, b, lb + 1);
-    return s;
-}
+static char *join2(const char *a, const char *b) { return adi_path_join(a, b); }
 
 static char *join3(const char *a, const char *b, const char *c)
 {
     char *ab = join2(a, b);
     if (!ab) return NULL;
     char *abc = join2(ab, c);
-    free(ab);
+    adi_free(ab);
     return abc;
 }
 
@@ -87,8 +61,7 @@ static _Thread_local const ds_fs *cur_fs;
 static int is_file(const char *p)
 {
     if (cur_fs) return cur_fs->is_file(cur_fs->ctx, p);
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+    return adi_io_is_file(p);
 }
 
 static int fs_is_dir(const char *p)
@@ -96,9 +69,9 @@ static int fs_is_dir(const char *p)
     return cur_fs ? cur_fs->is_dir(cur_fs->ctx, p) : adi_io_is_dir(p);
 }
 
-static int fs_list_dir(const char *dir, cli_list_kind kind, char ***names)
+static int fs_list_dir(const char *dir, adi_list_kind kind, char ***names)
 {
-    return cur_fs ? cur_fs->list_dir(cur_fs->ctx, dir, kind, names) : cli_list_dir(dir, kind, names);
+    return cur_fs ? cur_fs->list_dir(cur_fs->ctx, dir, kind, names) : adi_io_list_dir(dir, kind, names);
 }
 
 static char *fs_read_file(const char *path, size_t *len)
@@ -134,20 +107,20 @@ static int category_name_ok(const char *c)
 
 static void category_free(ds_category *c)
 {
-    free(c->name);
+    adi_free(c->name);
     for (int i = 0; i < c->n_train; i++) {
-        free(c->train[i]);
-        free(c->train_names[i]);
+        adi_free(c->train[i]);
+        adi_free(c->train_names[i]);
     }
-    free(c->train);
-    free(c->train_names);
+    adi_free(c->train);
+    adi_free(c->train_names);
     for (int i = 0; i < c->n_test; i++) {
-        free(c->test[i].path);
-        free(c->test[i].name);
-        free(c->test[i].type);
-        free(c->test[i].mask_path);
+        adi_free(c->test[i].path);
+        adi_free(c->test[i].name);
+        adi_free(c->test[i].type);
+        adi_free(c->test[i].mask_path);
     }
-    free(c->test);
+    adi_free(c->test);
     memset(c, 0, sizeof *c);
 }
 
@@ -155,8 +128,9 @@ void ds_free(ds_dataset *d)
 {
     if (!d) return;
     for (int i = 0; i < d->n_cats; i++) category_free(&d->cats[i]);
-    free(d->cats);
-    free(d->root);
+    adi_free(d->cats);
+    adi_free(d->root);
+    adi_free(d->entries);
     ds_lines_free(&d->warnings);
     ds_lines_free(&d->errors);
     memset(d, 0, sizeof *d);
@@ -226,7 +200,7 @@ static int items_push(item_list *l, char *path, char *name, char *type, char *ma
     if (!path || !name || !type) goto fail;
     if (l->n == l->cap) {
         int cap = l->cap ? l->cap * 2 : 64;
-        ds_test_item *v = realloc(l->v, (size_t)cap * sizeof *v);
+        ds_test_item *v = adi_realloc(l->v, (size_t)cap * sizeof *v);
         if (!v) goto fail;
         l->v = v;
         l->cap = cap;
@@ -234,10 +208,10 @@ static int items_push(item_list *l, char *path, char *name, char *type, char *ma
     l->v[l->n++] = (ds_test_item){path, name, type, mask, defect};
     return 0;
 fail:
-    free(path);
-    free(name);
-    free(type);
-    free(mask);
+    adi_free(path);
+    adi_free(name);
+    adi_free(type);
+    adi_free(mask);
     return -1;
 }
 
@@ -291,7 +265,7 @@ static int test_ext_ok(ds_kind kind, const char *name)
     /* A11: the original evaluates exactly ".png" (MVTec) or ".JPG" (VisA) files. */
     if (kind == DS_MVTEC) return !strcmp(ext_of(name), ".png");
     if (kind == DS_VISA) return !strcmp(ext_of(name), ".JPG");
-    return cli_has_image_ext(name);
+    return adi_io_has_image_ext(name);
 }
 
 static char *find_gt(ds_kind kind, const char *catdir, const char *type, const char *file,
@@ -319,7 +293,7 @@ static char *find_gt(ds_kind kind, const char *catdir, const char *type, const c
         if (!p) break;
         if (s == first) snprintf(expected, expected_len, "%s", p);
         if (is_file(p)) found = p;
-        else free(p);
+        else adi_free(p);
     }
     /* the exact names of mvtec/visa missing: say so when the mask is there in another form */
     for (int s = 0; !found && kind != DS_FOLDER && s < (int)(sizeof suffixes / sizeof *suffixes);
@@ -331,12 +305,12 @@ static char *find_gt(ds_kind kind, const char *catdir, const char *type, const c
             size_t l = strlen(expected);
             snprintf(expected + l, expected_len - l, "; %s exists but the %s layout reads only "
                      "that name: use --dataset folder, or a manifest", name, ds_kind_name(kind));
-            free(p);
+            adi_free(p);
             break;
         }
-        free(p);
+        adi_free(p);
     }
-    free(gtdir);
+    adi_free(gtdir);
     return found;
 }
 
@@ -351,26 +325,26 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
     char **types = NULL;
     int n_types = 0, rc = -1;
     cat_counts cc = {0};
-    if (!traindir || !testdir || !(c->name = strdup(name))) goto done;
+    if (!traindir || !testdir || !(c->name = adi_strdup(name))) goto done;
 
     char **files = NULL;
-    int nf = fs_list_dir(traindir, CLI_LIST_FILES, &files);
+    int nf = fs_list_dir(traindir, ADI_LIST_FILES, &files);
     if (nf < 0) {
         ds_lines_add(&d->errors, "%s: cannot read the reference folder %s: %s", name, traindir,
                      strerror(errno ? errno : ENOENT));
         goto done;
     }
-    c->train = calloc((size_t)(nf ? nf : 1), sizeof *c->train);
-    c->train_names = calloc((size_t)(nf ? nf : 1), sizeof *c->train_names);
+    c->train = adi_calloc((size_t)(nf ? nf : 1), sizeof *c->train);
+    c->train_names = adi_calloc((size_t)(nf ? nf : 1), sizeof *c->train_names);
     int ignored = 0;
     for (int i = 0; i < nf && c->train && c->train_names; i++) {
-        if (!cli_has_image_ext(files[i])) { ignored++; continue; }
+        if (!adi_io_has_image_ext(files[i])) { ignored++; continue; }
         c->train[c->n_train] = join2(traindir, files[i]);
-        c->train_names[c->n_train] = strdup(files[i]);
+        c->train_names[c->n_train] = adi_strdup(files[i]);
         if (c->train[c->n_train] && c->train_names[c->n_train]) c->n_train++;
-        else { free(c->train[c->n_train]); free(c->train_names[c->n_train]); }
+        else { adi_free(c->train[c->n_train]); adi_free(c->train_names[c->n_train]); }
     }
-    cli_free_list(files, nf);
+    adi_strv_free(files, nf);
     if (ignored)
         ds_lines_add(&d->warnings, "%s: %d file(s) in %s are not .png/.jpg images: ignored", name,
                      ignored, traindir);
@@ -379,7 +353,7 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
         goto done;
     }
 
-    n_types = fs_list_dir(testdir, CLI_LIST_DIRS, &types);
+    n_types = fs_list_dir(testdir, ADI_LIST_DIRS, &types);
     if (n_types < 0) {
         ds_lines_add(&d->errors, "%s: cannot read the test folder %s", name, testdir);
         n_types = 0;
@@ -397,10 +371,10 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
         int defect = strcmp(type, "good") != 0;
         char *tdir = join2(testdir, type);
         char **tf = NULL;
-        int ntf = tdir ? fs_list_dir(tdir, CLI_LIST_FILES, &tf) : -1;
+        int ntf = tdir ? fs_list_dir(tdir, ADI_LIST_FILES, &tf) : -1;
         if (ntf < 0) {
             ds_lines_add(&d->errors, "%s: cannot read %s", name, tdir ? tdir : type);
-            free(tdir);
+            adi_free(tdir);
             continue;
         }
         int other = 0;
@@ -417,11 +391,11 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
                 }
             }
             size_t nl = strlen(type) + strlen(tf[i]) + 2;
-            char *nm = malloc(nl);
+            char *nm = adi_malloc(nl);
             if (nm) snprintf(nm, nl, "%s/%s", type, tf[i]);
-            if (items_push(&items, join2(tdir, tf[i]), nm, strdup(type), mask, defect)) {
-                cli_free_list(tf, ntf);
-                free(tdir);
+            if (items_push(&items, join2(tdir, tf[i]), nm, adi_strdup(type), mask, defect)) {
+                adi_strv_free(tf, ntf);
+                adi_free(tdir);
                 goto done;
             }
         }
@@ -429,8 +403,8 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
             ds_lines_add(&d->warnings, "%s: %d file(s) in %s are not %s images: ignored", name,
                          other, tdir,
                          d->kind == DS_MVTEC ? ".png" : d->kind == DS_VISA ? ".JPG" : ".png/.jpg");
-        cli_free_list(tf, ntf);
-        free(tdir);
+        adi_strv_free(tf, ntf);
+        adi_free(tdir);
     }
     flush_counts(d, &cc, name);
     if (items.n == 0) {
@@ -445,22 +419,22 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
     rc = 0;
 done:
     for (int i = 0; i < items.n; i++) {
-        free(items.v[i].path);
-        free(items.v[i].name);
-        free(items.v[i].type);
-        free(items.v[i].mask_path);
+        adi_free(items.v[i].path);
+        adi_free(items.v[i].name);
+        adi_free(items.v[i].type);
+        adi_free(items.v[i].mask_path);
     }
-    free(items.v);
-    cli_free_list(types, n_types);
-    free(traindir);
-    free(testdir);
+    adi_free(items.v);
+    adi_strv_free(types, n_types);
+    adi_free(traindir);
+    adi_free(testdir);
     if (rc) category_free(c);
     return rc;
 }
 
 static int push_category(ds_dataset *d, const ds_category *c)
 {
-    ds_category *v = realloc(d->cats, (size_t)(d->n_cats + 1) * sizeof *v);
+    ds_category *v = adi_realloc(d->cats, (size_t)(d->n_cats + 1) * sizeof *v);
     if (!v) return -1;
     d->cats = v;
     d->cats[d->n_cats++] = *c;
@@ -471,7 +445,7 @@ static int has_train_good(const char *catdir)
 {
     char *p = join3(catdir, "train", "good");
     int r = p && fs_is_dir(p);
-    free(p);
+    adi_free(p);
     return r;
 }
 
@@ -502,11 +476,11 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
                 ds_category c;
                 if (build_dir_category(d, dir, cats[i], &c) == 0 && push_category(d, &c)) {
                     category_free(&c);
-                    free(dir);
+                    adi_free(dir);
                     return adi_fail(AD_E_NOMEM, "out of memory");
                 }
             }
-            free(dir);
+            adi_free(dir);
         }
         return AD_OK;
     }
@@ -528,7 +502,7 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
     }
 
     char **subs = NULL;
-    int ns = fs_list_dir(d->root, CLI_LIST_DIRS, &subs);
+    int ns = fs_list_dir(d->root, ADI_LIST_DIRS, &subs);
     if (ns < 0) return adi_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
                                strerror(errno ? errno : EIO));
     char missing[1024] = "";
@@ -537,7 +511,7 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
         for (const char *const *s = standard; *s; s++) {
             char *dir = join2(d->root, *s);
             int ok = dir && has_train_good(dir);
-            free(dir);
+            adi_free(dir);
             if (!ok) {
                 size_t l = strlen(missing);
                 snprintf(missing + l, sizeof missing - l, "%s%s", n_missing ? ", " : "", *s);
@@ -547,7 +521,7 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
     }
     for (int i = 0; i < ns; i++) {
         char *dir = join2(d->root, subs[i]);
-        if (!dir) { cli_free_list(subs, ns); return adi_fail(AD_E_NOMEM, "out of memory"); }
+        if (!dir) { adi_strv_free(subs, ns); return adi_fail(AD_E_NOMEM, "out of memory"); }
         if (has_train_good(dir) && category_name_ok(subs[i])) {
             if (standard && !in_list(standard, subs[i]))
                 ds_lines_add(&d->warnings, "%s: not a standard %s category (evaluated anyway)",
@@ -555,14 +529,14 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
             ds_category c;
             if (build_dir_category(d, dir, subs[i], &c) == 0 && push_category(d, &c)) {
                 category_free(&c);
-                free(dir);
-                cli_free_list(subs, ns);
+                adi_free(dir);
+                adi_strv_free(subs, ns);
                 return adi_fail(AD_E_NOMEM, "out of memory");
             }
         }
-        free(dir);
+        adi_free(dir);
     }
-    cli_free_list(subs, ns);
+    adi_strv_free(subs, ns);
     if (n_missing && d->n_cats)
         ds_lines_add(&d->warnings, "%s: %d standard categor%s not found: %s", d->root, n_missing,
                      n_missing == 1 ? "y" : "ies", missing);
@@ -572,47 +546,6 @@ static ad_status open_dirs(ds_dataset *d, char *const *cats, int n_cats)
 /* ------------------------------------------------------------------------------------------ */
 /* VisA raw download: split_csv/1cls.csv                                                       */
 /* ------------------------------------------------------------------------------------------ */
-
-/* One CSV record (RFC 4180 quotes) from *p; fields are NUL-terminated in place. Returns the
- * number of fields (0 at the end of the text), at most max_fields (extra fields are dropped). */
-static int csv_record(char **p, char **fields, int max_fields)
-{
-    char *s = *p;
-    if (!*s) return 0;
-    int n = 0;
-    for (;;) {
-        char *out = s, *start = s;
-        if (*s == '"') {
-            s++;
-            for (;;) {
-                if (!*s) break;
-                if (*s == '"') {
-                    if (s[1] == '"') { *out++ = '"'; s += 2; continue; }
-                    s++;
-                    break;
-                }
-                *out++ = *s++;
-            }
-            while (*s && *s != ',' && *s != '\n' && *s != '\r') s++; /* junk after the quote */
-        } else {
-            while (*s && *s != ',' && *s != '\n' && *s != '\r') out++, s++;
-        }
-        char c = *s;
-        *out = 0;
-        if (n < max_fields) fields[n] = start;
-        n++;
-        if (c == ',') { s++; continue; }
-        if (c == '\r') { /* *s may have been overwritten by the terminator: use c */
-            s++;
-            if (*s == '\n') s++;
-        } else if (c == '\n') {
-            s++;
-        }
-        break;
-    }
-    *p = s;
-    return n < max_fields ? n : max_fields;
-}
 
 static const char *base_name(const char *p)
 {
@@ -642,14 +575,16 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
     char *text = fs_read_file(csv_path, &len);
     if (!text) return AD_E_IO;
     if (strlen(text) != len) {
-        free(text);
+        adi_free(text);
         return adi_fail(AD_E_FORMAT, "%s: not a text file", csv_path);
     }
-    char *p = text;
-    if ((unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
-        p += 3;
-    char *f[16];
-    int nf = csv_record(&p, f, 16);
+    adi_csv_reader rd;
+    adi_csv_row row = {0};
+    char cerr[200];
+    adi_csv_init(&rd, text, len, 1);
+    int rr = adi_csv_next(&rd, &row, cerr, sizeof cerr);
+    char **f = row.f;
+    int nf = rr > 0 ? row.n : 0;
     int col_obj = -1, col_split = -1, col_label = -1, col_image = -1, col_mask = -1;
     for (int i = 0; i < nf; i++) {
         if (!strcmp(f[i], "object")) col_obj = i;
@@ -659,7 +594,8 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
         else if (!strcmp(f[i], "mask")) col_mask = i;
     }
     if (col_obj < 0 || col_split < 0 || col_label < 0 || col_image < 0) {
-        free(text);
+        adi_csv_row_free(&row);
+    adi_free(text);
         return adi_fail(AD_E_FORMAT,
                        "%s: the header must name the columns object,split,label,image[,mask]",
                        csv_path);
@@ -668,9 +604,11 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
     int n_rc = 0;
     ad_status st = AD_OK;
     int line = 1, missing_files = 0;
-    while ((nf = csv_record(&p, f, 16)) > 0) {
-        line++;
-        if (nf == 1 && !f[0][0]) continue; /* blank line */
+    while ((rr = adi_csv_next(&rd, &row, cerr, sizeof cerr)) > 0) {
+        f = row.f;
+        nf = row.n;
+        line = row.line;
+        if (nf == 1 && !f[0][0]) continue; /* a line of blanks */
         if (nf <= col_obj || nf <= col_split || nf <= col_label || nf <= col_image) {
             ds_lines_add(&d->errors, "%s:%d: too few columns: row ignored", csv_path, line);
             continue;
@@ -700,11 +638,11 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
         int k;
         for (k = 0; k < n_rc && strcmp(rc[k].name, obj); k++) {}
         if (k == n_rc) {
-            raw_cat *nv = realloc(rc, (size_t)(n_rc + 1) * sizeof *nv);
+            raw_cat *nv = adi_realloc(rc, (size_t)(n_rc + 1) * sizeof *nv);
             if (!nv) { st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
             rc = nv;
             memset(&rc[n_rc], 0, sizeof rc[n_rc]);
-            if (!(rc[n_rc].name = strdup(obj))) { st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
+            if (!(rc[n_rc].name = adi_strdup(obj))) { st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
             n_rc++;
         }
         raw_cat *r = &rc[k];
@@ -714,27 +652,27 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
             if (missing_files++ < DS_MAX_LINES_PER_KIND)
                 ds_lines_add(&d->errors, "%s: %s (listed in %s:%d) does not exist: left out", obj,
                              path, csv_path, line);
-            free(path);
+            adi_free(path);
             continue;
         }
         if (is_train) {
             if (r->n_train == r->cap_train) {
                 int cap = r->cap_train ? r->cap_train * 2 : 64;
-                char **a = realloc(r->train, (size_t)cap * 2 * sizeof *a);
-                if (!a) { free(path); st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
+                char **a = adi_realloc(r->train, (size_t)cap * 2 * sizeof *a);
+                if (!a) { adi_free(path); st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
                 r->train = a;
                 r->cap_train = cap;
             }
             /* pairs (path, name) side by side until the category is finished */
-            char *nm = strdup(base_name(image));
-            if (!nm) { free(path); st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
+            char *nm = adi_strdup(base_name(image));
+            if (!nm) { adi_free(path); st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
             r->train[2 * r->n_train] = path;
             r->train[2 * r->n_train + 1] = nm;
             r->n_train++;
         } else {
             const char *type = normal ? "good" : "bad";
             size_t nl = strlen(type) + strlen(base_name(image)) + 2;
-            char *nm = malloc(nl);
+            char *nm = adi_malloc(nl);
             if (nm) snprintf(nm, nl, "%s/%s", type, base_name(image));
             char *mp = NULL;
             if (!normal) {
@@ -742,25 +680,26 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
                     mp = join2(d->root, mask);
                     if (mp && !is_file(mp)) {
                         note_no_gt(d, &r->cc, obj, path, mp);
-                        free(mp);
+                        adi_free(mp);
                         mp = NULL;
                     }
                 } else {
                     note_no_gt(d, &r->cc, obj, path, "the mask column is empty");
                 }
             }
-            if (items_push(&r->test, path, nm, strdup(type), mp, !normal)) {
+            if (items_push(&r->test, path, nm, adi_strdup(type), mp, !normal)) {
                 st = adi_fail(AD_E_NOMEM, "out of memory");
                 break;
             }
         }
     }
+    if (rr < 0 && st == AD_OK) st = adi_fail(AD_E_NOMEM, "%s: %s", csv_path, cerr);
     if (missing_files > DS_MAX_LINES_PER_KIND)
         ds_lines_add(&d->errors, "%s: ... and %d more listed files do not exist", csv_path,
                      missing_files - DS_MAX_LINES_PER_KIND);
 
     /* categories in the order asked for, else in the standard order then the CSV's order */
-    int *order = calloc((size_t)(n_rc + 1), sizeof *order);
+    int *order = adi_calloc((size_t)(n_rc + 1), sizeof *order);
     int n_order = 0;
     if (!order && st == AD_OK) st = adi_fail(AD_E_NOMEM, "out of memory");
     if (st == AD_OK) {
@@ -809,11 +748,11 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
         }
         ds_category c = {0};
         c.name = r->name;
-        c.train = malloc((size_t)r->n_train * sizeof *c.train);
-        c.train_names = malloc((size_t)r->n_train * sizeof *c.train_names);
+        c.train = adi_malloc((size_t)r->n_train * sizeof *c.train);
+        c.train_names = adi_malloc((size_t)r->n_train * sizeof *c.train_names);
         if (!c.train || !c.train_names) {
-            free(c.train);
-            free(c.train_names);
+            adi_free(c.train);
+            adi_free(c.train_names);
             st = adi_fail(AD_E_NOMEM, "out of memory");
             break;
         }
@@ -828,34 +767,35 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
         c.n_test = r->test.n;
         if (push_category(d, &c)) {
             c.name = NULL; /* still owned by r, freed below */
-            free(c.train);
-            free(c.train_names);
+            adi_free(c.train);
+            adi_free(c.train_names);
             st = adi_fail(AD_E_NOMEM, "out of memory");
             break;
         }
         /* ownership moved into d */
         r->name = NULL;
-        free(r->train);
+        adi_free(r->train);
         r->train = NULL;
         r->n_train = 0;
         r->test.v = NULL;
         r->test.n = 0;
     }
     for (int k = 0; k < n_rc; k++) {
-        free(rc[k].name);
-        for (int i = 0; i < 2 * rc[k].n_train; i++) free(rc[k].train[i]);
-        free(rc[k].train);
+        adi_free(rc[k].name);
+        for (int i = 0; i < 2 * rc[k].n_train; i++) adi_free(rc[k].train[i]);
+        adi_free(rc[k].train);
         for (int i = 0; i < rc[k].test.n; i++) {
-            free(rc[k].test.v[i].path);
-            free(rc[k].test.v[i].name);
-            free(rc[k].test.v[i].type);
-            free(rc[k].test.v[i].mask_path);
+            adi_free(rc[k].test.v[i].path);
+            adi_free(rc[k].test.v[i].name);
+            adi_free(rc[k].test.v[i].type);
+            adi_free(rc[k].test.v[i].mask_path);
         }
-        free(rc[k].test.v);
+        adi_free(rc[k].test.v);
     }
-    free(rc);
-    free(order);
-    free(text);
+    adi_free(rc);
+    adi_free(order);
+    adi_csv_row_free(&row);
+    adi_free(text);
     return st;
 }
 
@@ -874,7 +814,7 @@ ad_status ds_open_fs(const ds_fs *fs, ds_kind kind, const char *root, char *cons
 int ds_guess_layout(const char *root, ds_kind *out)
 {
     char **subs = NULL;
-    int ns = fs_list_dir(root, CLI_LIST_DIRS, &subs);
+    int ns = fs_list_dir(root, ADI_LIST_DIRS, &subs);
     if (ns < 0) return 0;
     int kos = 0, mt = 0, cat = 0;
     for (int i = 0; i < ns; i++) {
@@ -882,12 +822,12 @@ int ds_guess_layout(const char *root, ds_kind *out)
         if (!strncmp(subs[i], "MT_", 3)) mt++;
         char *dir = join2(root, subs[i]);
         if (dir && has_train_good(dir)) cat++;
-        free(dir);
+        adi_free(dir);
     }
-    cli_free_list(subs, ns);
+    adi_strv_free(subs, ns);
     char *csv = join3(root, "split_csv", "1cls.csv");
     int visa = csv && is_file(csv);
-    free(csv);
+    adi_free(csv);
     if (visa) *out = DS_VISA;
     else if (mt) *out = DS_MTD;
     else if (kos) *out = DS_KSDD;
@@ -910,7 +850,7 @@ ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n
     d.kind = kind;
     size_t rl = strlen(root);
     while (rl > 1 && root[rl - 1] == '/') rl--;
-    if (!(d.root = strndup(root, rl))) return adi_fail(AD_E_NOMEM, "out of memory");
+    if (!(d.root = adi_strndup(root, rl))) return adi_fail(AD_E_NOMEM, "out of memory");
 
     ad_status st = AD_OK;
     char *csv = join3(d.root, "split_csv", "1cls.csv");
@@ -922,15 +862,15 @@ ad_status ds_open(ds_kind kind, const char *root, char *const *categories, int n
         if (kind == DS_VISA) { /* the original's default root is VisA_pytorch/1cls */
             char *sub = join2(d.root, "1cls");
             if (sub && fs_is_dir(sub) && !has_train_good(d.root)) {
-                free(d.root);
+                adi_free(d.root);
                 d.root = sub;
                 sub = NULL;
             }
-            free(sub);
+            adi_free(sub);
         }
         st = open_dirs(&d, categories, n_categories);
     }
-    free(csv);
+    adi_free(csv);
     if (st == AD_OK && d.n_cats == 0) {
         char why[600] = "", hint[200] = "";
         if (d.errors.n) snprintf(why, sizeof why, " (%s)", d.errors.v[0]);
@@ -1004,7 +944,7 @@ static int found_push(found_list *l, char *path, char *rel, char *type, char *ma
     if (!path || !rel || !type) goto fail;
     if (l->n == l->cap) {
         int cap = l->cap ? l->cap * 2 : 64;
-        found_img *v = realloc(l->v, (size_t)cap * sizeof *v);
+        found_img *v = adi_realloc(l->v, (size_t)cap * sizeof *v);
         if (!v) goto fail;
         l->v = v;
         l->cap = cap;
@@ -1012,22 +952,22 @@ static int found_push(found_list *l, char *path, char *rel, char *type, char *ma
     l->v[l->n++] = (found_img){path, rel, type, mask, defect};
     return 0;
 fail:
-    free(path);
-    free(rel);
-    free(type);
-    free(mask);
+    adi_free(path);
+    adi_free(rel);
+    adi_free(type);
+    adi_free(mask);
     return -1;
 }
 
 static void found_free(found_list *l)
 {
     for (int i = 0; i < l->n; i++) {
-        free(l->v[i].path);
-        free(l->v[i].rel);
-        free(l->v[i].type);
-        free(l->v[i].mask);
+        adi_free(l->v[i].path);
+        adi_free(l->v[i].rel);
+        adi_free(l->v[i].type);
+        adi_free(l->v[i].mask);
     }
-    free(l->v);
+    adi_free(l->v);
     memset(l, 0, sizeof *l);
 }
 
@@ -1052,9 +992,9 @@ static ad_status split_category(ds_dataset *d, const char *name, found_list *l, 
     int n_train = ds_split_count(n_good, fraction);
     ds_category c = {0};
     item_list items = {0};
-    c.name = strdup(name);
-    c.train = calloc((size_t)n_train, sizeof *c.train);
-    c.train_names = calloc((size_t)n_train, sizeof *c.train_names);
+    c.name = adi_strdup(name);
+    c.train = adi_calloc((size_t)n_train, sizeof *c.train);
+    c.train_names = adi_calloc((size_t)n_train, sizeof *c.train_names);
     if (!c.name || !c.train || !c.train_names) goto oom;
     int g = 0;
     for (int i = 0; i < l->n; i++) {
@@ -1062,24 +1002,24 @@ static ad_status split_category(ds_dataset *d, const char *name, found_list *l, 
         if (!f->defect && g < n_train) {
             c.train[g] = f->path;
             c.train_names[g] = f->rel;
-            free(f->type);
-            free(f->mask);
+            adi_free(f->type);
+            adi_free(f->mask);
             g++;
             c.n_train = g;
         } else {
             int bad = items_push(&items, f->path, f->rel, f->type, f->defect ? f->mask : NULL,
                                  f->defect);
-            if (!f->defect) free(f->mask);
+            if (!f->defect) adi_free(f->mask);
             if (bad) {
                 for (int j = i + 1; j < l->n; j++) {
-                    free(l->v[j].path), free(l->v[j].rel), free(l->v[j].type), free(l->v[j].mask);
+                    adi_free(l->v[j].path), adi_free(l->v[j].rel), adi_free(l->v[j].type), adi_free(l->v[j].mask);
                 }
                 l->n = 0;
                 goto oom;
             }
         }
     }
-    free(l->v);
+    adi_free(l->v);
     memset(l, 0, sizeof *l);
     if (items.n == 0) {
         ds_lines_add(&d->errors, "%s: nothing left to test after taking %d reference(s)", name,
@@ -1098,10 +1038,10 @@ static ad_status split_category(ds_dataset *d, const char *name, found_list *l, 
 oom:
     found_free(l);
     for (int i = 0; i < items.n; i++) {
-        free(items.v[i].path), free(items.v[i].name), free(items.v[i].type);
-        free(items.v[i].mask_path);
+        adi_free(items.v[i].path), adi_free(items.v[i].name), adi_free(items.v[i].type);
+        adi_free(items.v[i].mask_path);
     }
-    free(items.v);
+    adi_free(items.v);
     category_free(&c);
     return adi_fail(AD_E_NOMEM, "out of memory");
 }
@@ -1126,7 +1066,7 @@ static char *first_existing(const char *dir, const char *stem, const char *const
         snprintf(name, sizeof name, "%s%s", stem, suffixes[i]);
         char *p = join2(dir, name);
         if (p && is_file(p)) return p;
-        free(p);
+        adi_free(p);
     }
     return NULL;
 }
@@ -1141,7 +1081,7 @@ static ad_status open_ksdd(ds_dataset *d, const ds_options *o, char *const *cats
 {
     if (!wants(cats, n_cats, "ksdd", d)) return AD_OK;
     char **subs = NULL;
-    int ns = fs_list_dir(d->root, CLI_LIST_DIRS, &subs);
+    int ns = fs_list_dir(d->root, ADI_LIST_DIRS, &subs);
     if (ns < 0) return adi_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
                                strerror(errno ? errno : EIO));
     static const char *const label_sfx[] = {"_label.bmp", "_label.png", "_label.tif",
@@ -1152,10 +1092,10 @@ static ad_status open_ksdd(ds_dataset *d, const ds_options *o, char *const *cats
     for (int i = 0; i < ns && st == AD_OK; i++) {
         char *dir = join2(d->root, subs[i]);
         char **files = NULL;
-        int nf = dir ? fs_list_dir(dir, CLI_LIST_FILES, &files) : -1;
+        int nf = dir ? fs_list_dir(dir, ADI_LIST_FILES, &files) : -1;
         int here = 0;
         for (int j = 0; j < nf && st == AD_OK; j++) {
-            if (!cli_has_image_ext(files[j]) || is_label_name(files[j])) continue;
+            if (!adi_io_has_image_ext(files[j]) || is_label_name(files[j])) continue;
             here = 1;
             size_t sl = strlen(files[j]) - strlen(ext_of(files[j]));
             char stem[1024];
@@ -1168,7 +1108,7 @@ static ad_status open_ksdd(ds_dataset *d, const ds_options *o, char *const *cats
                 if (no_label++ < DS_MAX_LINES_PER_KIND)
                     ds_lines_add(&d->errors, "ksdd: %s has no %s_label.bmp beside it (%s): left "
                                  "out", img ? img : files[j], stem, ds_layout_help(DS_KSDD));
-                free(img);
+                adi_free(img);
                 continue;
             }
             uint8_t *m = NULL;
@@ -1177,24 +1117,24 @@ static ad_status open_ksdd(ds_dataset *d, const ds_options *o, char *const *cats
                 if (bad_label++ < DS_MAX_LINES_PER_KIND)
                     ds_lines_add(&d->errors, "ksdd: label unreadable, %s left out: %s", img,
                                  ad_errmsg());
-                free(img);
-                free(label);
+                adi_free(img);
+                adi_free(label);
                 continue;
             }
             int any = 0;
             for (size_t k = 0, n = (size_t)mw * mh; k < n && !any; k++) any = m[k] != 0;
             adi_free(m);
             size_t rl = strlen(subs[i]) + strlen(files[j]) + 2;
-            char *rel = malloc(rl);
+            char *rel = adi_malloc(rl);
             if (rel) snprintf(rel, rl, "%s/%s", subs[i], files[j]);
-            if (found_push(&l, img, rel, strdup(any ? "defect" : "good"), label, any))
+            if (found_push(&l, img, rel, adi_strdup(any ? "defect" : "good"), label, any))
                 st = adi_fail(AD_E_NOMEM, "out of memory");
         }
         n_parts_dirs += here;
-        cli_free_list(files, nf > 0 ? nf : 0);
-        free(dir);
+        adi_strv_free(files, nf > 0 ? nf : 0);
+        adi_free(dir);
     }
-    cli_free_list(subs, ns);
+    adi_strv_free(subs, ns);
     if (no_label > DS_MAX_LINES_PER_KIND)
         ds_lines_add(&d->errors, "ksdd: ... and %d more images without a label",
                      no_label - DS_MAX_LINES_PER_KIND);
@@ -1218,7 +1158,7 @@ static ad_status open_mtd(ds_dataset *d, const ds_options *o, char *const *cats,
 {
     if (!wants(cats, n_cats, "mtd", d)) return AD_OK;
     char **subs = NULL;
-    int ns = fs_list_dir(d->root, CLI_LIST_DIRS, &subs);
+    int ns = fs_list_dir(d->root, ADI_LIST_DIRS, &subs);
     if (ns < 0) return adi_fail(AD_E_IO, "%s: cannot read the dataset folder: %s", d->root,
                                strerror(errno ? errno : EIO));
     found_list l = {0};
@@ -1232,11 +1172,11 @@ static ad_status open_mtd(ds_dataset *d, const ds_options *o, char *const *cats,
         have_free |= good;
         char *imgs = join3(d->root, subs[i], "Imgs");
         char **files = NULL;
-        int nf = imgs ? fs_list_dir(imgs, CLI_LIST_FILES, &files) : -1;
+        int nf = imgs ? fs_list_dir(imgs, ADI_LIST_FILES, &files) : -1;
         if (nf < 0) {
             ds_lines_add(&d->errors, "mtd: %s/%s has no Imgs folder (%s): class left out",
                          d->root, subs[i], ds_layout_help(DS_MTD));
-            free(imgs);
+            adi_free(imgs);
             continue;
         }
         int n_img = 0;
@@ -1261,18 +1201,18 @@ static ad_status open_mtd(ds_dataset *d, const ds_options *o, char *const *cats,
                 }
             }
             size_t rl = strlen(subs[i]) + strlen(files[j]) + 8;
-            char *rel = malloc(rl);
+            char *rel = adi_malloc(rl);
             if (rel) snprintf(rel, rl, "%s/Imgs/%s", subs[i], files[j]);
-            if (found_push(&l, img, rel, strdup(good ? "good" : subs[i] + 3), mask, !good))
+            if (found_push(&l, img, rel, adi_strdup(good ? "good" : subs[i] + 3), mask, !good))
                 st = adi_fail(AD_E_NOMEM, "out of memory");
         }
         if (n_img == 0)
             ds_lines_add(&d->errors, "mtd: %s has no .jpg images (%s)", imgs,
                          ds_layout_help(DS_MTD));
-        cli_free_list(files, nf);
-        free(imgs);
+        adi_strv_free(files, nf);
+        adi_free(imgs);
     }
-    cli_free_list(subs, ns);
+    adi_strv_free(subs, ns);
     flush_counts(d, &cc, "mtd");
     if (st != AD_OK) {
         found_free(&l);
@@ -1302,7 +1242,7 @@ static int label_is_good(const char *s)
 /* Path of a manifest entry: absolute as is, else relative to the CSV's folder. */
 static char *manifest_path(const char *base, const char *p)
 {
-    return p[0] == '/' ? strdup(p) : join2(base, p);
+    return p[0] == '/' ? adi_strdup(p) : join2(base, p);
 }
 
 typedef struct {
@@ -1317,38 +1257,43 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
     char *text = fs_read_file(csv_path, &len);
     if (!text) return AD_E_IO;
     if (strlen(text) != len) {
-        free(text);
+        adi_free(text);
         return adi_fail(AD_E_FORMAT, "%s: not a text file (%s)", csv_path,
                         ds_layout_help(DS_MANIFEST));
     }
     const char *slash = strrchr(csv_path, '/');
-    char *base = slash ? strndup(csv_path, slash == csv_path ? 1 : (size_t)(slash - csv_path))
-                       : strdup(".");
+    char *base = slash ? adi_strndup(csv_path, slash == csv_path ? 1 : (size_t)(slash - csv_path))
+                       : adi_strdup(".");
     if (!base) {
-        free(text);
+        adi_free(text);
         return adi_fail(AD_E_NOMEM, "out of memory");
     }
-    char *p = text;
-    if ((unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
-        p += 3;
-    char *f[16];
-    int nf = csv_record(&p, f, 16);
+    adi_csv_reader rd;
+    adi_csv_row row = {0};
+    char cerr[200];
+    adi_csv_init(&rd, text, len, 1);
+    int rr = adi_csv_next(&rd, &row, cerr, sizeof cerr);
+    char **f = row.f;
+    int nf = rr > 0 ? row.n : 0;
     int col[5] = {-1, -1, -1, -1, -1};
     static const char *const names[5] = {"category", "split", "image", "label", "mask"};
     for (int i = 0; i < nf; i++)
         for (int k = 0; k < 5; k++)
             if (!strcmp(f[i], names[k])) col[k] = i;
     if (col[0] < 0 || col[1] < 0 || col[2] < 0 || col[3] < 0) {
-        free(text);
-        free(base);
+        adi_csv_row_free(&row);
+    adi_free(text);
+        adi_free(base);
         return adi_fail(AD_E_FORMAT, "%s: the header must name the columns category,split,image,"
                         "label[,mask] (%s)", csv_path, ds_layout_help(DS_MANIFEST));
     }
     man_cat *mc = NULL;
     int n_mc = 0, line = 1, missing = 0;
     ad_status st = AD_OK;
-    while (st == AD_OK && (nf = csv_record(&p, f, 16)) > 0) {
-        line++;
+    while (st == AD_OK && (rr = adi_csv_next(&rd, &row, cerr, sizeof cerr)) > 0) {
+        f = row.f;
+        nf = row.n;
+        line = row.line;
         if (nf == 1 && !f[0][0]) continue;
         if (nf <= col[0] || nf <= col[1] || nf <= col[2] || nf <= col[3]) {
             ds_lines_add(&d->errors, "%s:%d: too few columns: row ignored", csv_path, line);
@@ -1393,18 +1338,18 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
             if (missing++ < DS_MAX_LINES_PER_KIND)
                 ds_lines_add(&d->errors, "%s: %s (listed in %s:%d) does not exist: left out", cat,
                              path, csv_path, line);
-            free(path);
+            adi_free(path);
             continue;
         }
         int k;
         for (k = 0; k < n_mc && strcmp(mc[k].name, cat); k++) {}
         if (k == n_mc) {
-            man_cat *nv = realloc(mc, (size_t)(n_mc + 1) * sizeof *nv);
-            if (!nv) { free(path); st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
+            man_cat *nv = adi_realloc(mc, (size_t)(n_mc + 1) * sizeof *nv);
+            if (!nv) { adi_free(path); st = adi_fail(AD_E_NOMEM, "out of memory"); break; }
             mc = nv;
             memset(&mc[n_mc], 0, sizeof mc[n_mc]);
-            if (!(mc[n_mc].name = strdup(cat))) {
-                free(path);
+            if (!(mc[n_mc].name = adi_strdup(cat))) {
+                adi_free(path);
                 st = adi_fail(AD_E_NOMEM, "out of memory");
                 break;
             }
@@ -1416,7 +1361,7 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
             if (mp && !is_file(mp)) {
                 ds_lines_add(&d->warnings, "%s: %s has no ground truth (%s does not exist): left "
                              "out of the pixel metrics", cat, path, mp);
-                free(mp);
+                adi_free(mp);
                 mp = NULL;
             }
         } else if (!good) {
@@ -1424,9 +1369,10 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
                          "pixel metrics", cat, path);
         }
         found_list *fl = is_train ? &mc[k].train : &mc[k].test;
-        if (found_push(fl, path, strdup(image), strdup(good ? "good" : label), mp, !good))
+        if (found_push(fl, path, adi_strdup(image), adi_strdup(good ? "good" : label), mp, !good))
             st = adi_fail(AD_E_NOMEM, "out of memory");
     }
+    if (rr < 0 && st == AD_OK) st = adi_fail(AD_E_NOMEM, "%s: %s", csv_path, cerr);
     if (missing > DS_MAX_LINES_PER_KIND)
         ds_lines_add(&d->errors, "%s: ... and %d more listed files do not exist", csv_path,
                      missing - DS_MAX_LINES_PER_KIND);
@@ -1448,9 +1394,9 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
         }
         ds_category c = {0};
         item_list items = {0};
-        c.name = strdup(m->name);
-        c.train = calloc((size_t)m->train.n, sizeof *c.train);
-        c.train_names = calloc((size_t)m->train.n, sizeof *c.train_names);
+        c.name = adi_strdup(m->name);
+        c.train = adi_calloc((size_t)m->train.n, sizeof *c.train);
+        c.train_names = adi_calloc((size_t)m->train.n, sizeof *c.train_names);
         if (!c.name || !c.train || !c.train_names) {
             category_free(&c);
             st = adi_fail(AD_E_NOMEM, "out of memory");
@@ -1479,21 +1425,22 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
         }
         if (st != AD_OK) {
             for (int i = 0; i < items.n; i++) {
-                free(items.v[i].path), free(items.v[i].name), free(items.v[i].type);
-                free(items.v[i].mask_path);
+                adi_free(items.v[i].path), adi_free(items.v[i].name), adi_free(items.v[i].type);
+                adi_free(items.v[i].mask_path);
             }
-            free(items.v);
+            adi_free(items.v);
             category_free(&c);
         }
     }
     for (int k = 0; k < n_mc; k++) {
-        free(mc[k].name);
+        adi_free(mc[k].name);
         found_free(&mc[k].train);
         found_free(&mc[k].test);
     }
-    free(mc);
-    free(base);
-    free(text);
+    adi_free(mc);
+    adi_free(base);
+    adi_csv_row_free(&row);
+    adi_free(text);
     return st;
 }
 
@@ -1519,7 +1466,7 @@ ad_status ds_open_ex(ds_kind kind, const char *root, char *const *categories, in
     d.kind = kind;
     size_t rl = strlen(root);
     while (rl > 1 && root[rl - 1] == '/') rl--;
-    if (!(d.root = strndup(root, rl))) return adi_fail(AD_E_NOMEM, "out of memory");
+    if (!(d.root = adi_strndup(root, rl))) return adi_fail(AD_E_NOMEM, "out of memory");
     ad_status st = kind == DS_KSDD  ? open_ksdd(&d, &o, categories, n_categories)
                    : kind == DS_MTD ? open_mtd(&d, &o, categories, n_categories)
                                     : open_manifest(&d, categories, n_categories);
@@ -1541,11 +1488,11 @@ ad_status ds_open_ex(ds_kind kind, const char *root, char *const *categories, in
 static char *rel_to(const char *base_real, const char *path)
 {
     char *r = realpath(path, NULL);
-    if (!r) return strdup(path);
+    if (!r) return adi_strdup(path);
     size_t bl = strlen(base_real);
     if (!strncmp(r, base_real, bl) && r[bl] == '/') {
-        char *s = strdup(r + bl + 1);
-        free(r);
+        char *s = adi_strdup(r + bl + 1);
+        adi_free(r);
         return s;
     }
     return r;
@@ -1554,53 +1501,44 @@ static char *rel_to(const char *base_real, const char *path)
 ad_status ds_write_manifest(const ds_dataset *d, const char *csv_path)
 {
     const char *slash = strrchr(csv_path, '/');
-    char *dir = slash ? strndup(csv_path, slash == csv_path ? 1 : (size_t)(slash - csv_path))
-                      : strdup(".");
+    char *dir = slash ? adi_strndup(csv_path, slash == csv_path ? 1 : (size_t)(slash - csv_path))
+                      : adi_strdup(".");
     char *base = dir ? realpath(dir, NULL) : NULL;
     if (!base) {
         ad_status st = adi_fail(AD_E_IO, "%s: cannot write into %s: %s", csv_path,
                                 dir ? dir : "?", strerror(errno ? errno : ENOMEM));
-        free(dir);
+        adi_free(dir);
         return st;
     }
-    free(dir);
-    FILE *f = fopen(csv_path, "wb");
-    if (!f) {
-        free(base);
-        return adi_fail(AD_E_IO, "%s: cannot create: %s", csv_path, strerror(errno));
-    }
-    fputs("category,split,image,label,mask\n", f);
+    adi_free(dir);
+    adi_sbuf b = {0};
+    adi_sb_puts(&b, "category,split,image,label,mask\n");
     for (int ci = 0; ci < d->n_cats; ci++) {
         const ds_category *c = &d->cats[ci];
         for (int i = 0; i < c->n_train; i++) {
             char *r = rel_to(base, c->train[i]);
-            cld_csv_field(f, c->name);
-            fputs(",train,", f);
-            cld_csv_field(f, r ? r : c->train[i]);
-            fputs(",good,\n", f);
-            free(r);
+            adi_sb_csv(&b, c->name);
+            adi_sb_puts(&b, ",train,");
+            adi_sb_csv(&b, r ? r : c->train[i]);
+            adi_sb_puts(&b, ",good,\n");
+            adi_free(r);
         }
         for (int i = 0; i < c->n_test; i++) {
             const ds_test_item *t = &c->test[i];
             char *r = rel_to(base, t->path);
             char *m = t->mask_path ? rel_to(base, t->mask_path) : NULL;
-            cld_csv_field(f, c->name);
-            fputs(",test,", f);
-            cld_csv_field(f, r ? r : t->path);
-            fputc(',', f);
-            cld_csv_field(f, t->defect ? t->type : "good");
-            fputc(',', f);
-            if (m) cld_csv_field(f, m);
-            fputc('\n', f);
-            free(r);
-            free(m);
+            adi_sb_csv(&b, c->name);
+            adi_sb_puts(&b, ",test,");
+            adi_sb_csv(&b, r ? r : t->path);
+            adi_sb_puts(&b, ",");
+            adi_sb_csv(&b, t->defect ? t->type : "good");
+            adi_sb_puts(&b, ",");
+            if (m) adi_sb_csv(&b, m);
+            adi_sb_puts(&b, "\n");
+            adi_free(r);
+            adi_free(m);
         }
     }
-    free(base);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        remove(csv_path);
-        return adi_fail(AD_E_IO, "%s: write failed", csv_path);
-    }
-    return AD_OK;
+    adi_free(base);
+    return adi_sb_write(&b, csv_path);
 }

@@ -1,6 +1,7 @@
-/* Outputs of `anomalydino eval` (see report.h). */
-#include "cli/report.h"
+/* Outputs of the evaluation protocol (see report.h). */
+#include "report/report.h"
 
+#include "image/image.h"
 #include "io/io.h"
 
 #include <errno.h>
@@ -11,61 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const rep_metric_names[REP_N_METRICS] = {
-    "image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_f1max", "pixel_aupro"};
 static const char *const metric_titles[REP_N_METRICS] = {
     "Image AUROC", "Image AP", "Image F1-max", "Pixel AUROC", "Pixel F1-max", "AU-PRO (FPR 0.3)"};
 
-/* ------------------------------------------------------------------------------------------ */
-/* string builder                                                                              */
-/* ------------------------------------------------------------------------------------------ */
-
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_grow(sbuf *b, size_t extra)
-{
-    if (b->oom) return;
-    if (b->len + extra + 1 <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + extra + 1) cap *= 2;
-    char *s = realloc(b->s, cap);
-    if (!s) { b->oom = 1; return; }
-    b->s = s;
-    b->cap = cap;
-}
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    sb_grow(b, n);
-    if (b->oom) return;
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_printf(sbuf *b, const char *fmt, ...) AD_PRINTF(2, 3);
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char tmp[512];
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) { sb_put(b, tmp, (size_t)n); return; }
-    sb_grow(b, (size_t)n);
-    if (b->oom) return;
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
+typedef adi_sbuf sbuf;
+#define sb_put adi_sb_put
+#define sb_puts adi_sb_puts
+#define sb_printf adi_sb_printf
+#define sb_csv adi_sb_csv
+#define sb_double adi_sb_double
 
 /* HTML text and attribute escaping. */
 static void sb_html(sbuf *b, const char *s)
@@ -83,17 +38,6 @@ static void sb_html(sbuf *b, const char *s)
 }
 
 /* CSV field, quoted when it holds a separator, quote or line break. */
-static void sb_csv(sbuf *b, const char *s)
-{
-    if (!strpbrk(s, ",\"\r\n")) { sb_puts(b, s); return; }
-    sb_puts(b, "\"");
-    for (; *s; s++) {
-        if (*s == '"') sb_puts(b, "\"\"");
-        else sb_put(b, s, 1);
-    }
-    sb_puts(b, "\"");
-}
-
 /* Markdown table cell text: '|' would end the cell. */
 static void sb_md(sbuf *b, const char *s)
 {
@@ -107,37 +51,27 @@ static void sb_md(sbuf *b, const char *s)
 /* run records                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
-void rep_shots_key(int k, char *buf, size_t n)
+void rep_shots_key(int k, char *buf, size_t n) { pr_shots_key(k, buf, n); }
+
+static const ad_eval_unit *run_at(const rep_input *in, int s, int d, int c)
 {
-    if (k < 0) snprintf(buf, n, "full");
-    else snprintf(buf, n, "%d", k);
+    const pr_unit *u =
+        in->runs[((size_t)s * (size_t)in->n_seeds + (size_t)d) * (size_t)in->n_cats + (size_t)c];
+    return u ? &u->u : NULL;
 }
 
-static const cJSON *run_at(const rep_input *in, int s, int d, int c)
+static int run_metric(const ad_eval_unit *run, int m, double *v)
 {
-    return in->runs[((size_t)s * (size_t)in->n_seeds + (size_t)d) * (size_t)in->n_cats + (size_t)c];
-}
-
-static int run_metric(const cJSON *run, int m, double *v)
-{
-    if (!run) return 0;
-    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(run, "metrics");
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(ms, rep_metric_names[m]);
-    if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) return 0;
-    *v = x->valuedouble;
+    if (!run || !(run->metrics_present >> m & 1) || !isfinite(run->metrics[m])) return 0;
+    *v = run->metrics[m];
     return 1;
 }
 
-static double run_number(const cJSON *run, const char *key, double dflt)
+static double images_seconds(const ad_eval_unit *run)
 {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(run, key);
-    return cJSON_IsNumber(x) ? x->valuedouble : dflt;
-}
-
-static const char *item_string(const cJSON *o, const char *key)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(x) && x->valuestring ? x->valuestring : "";
+    double t = 0;
+    for (int i = 0; i < run->n_images; i++) t += run->images[i].seconds;
+    return t;
 }
 
 /* Value of one (shots, seed) for a category, or the macro average over categories. */
@@ -182,7 +116,7 @@ static unsigned metrics_present(const rep_input *in)
     for (size_t i = 0; i < total; i++)
         for (int m = 0; m < REP_N_METRICS; m++) {
             double v;
-            if (run_metric(in->runs[i], m, &v)) mask |= 1u << m;
+            if (in->runs[i] && run_metric(&in->runs[i]->u, m, &v)) mask |= 1u << m;
         }
     return mask;
 }
@@ -211,7 +145,7 @@ cJSON *rep_metrics_json(const rep_input *in)
             cJSON *rd = cJSON_CreateObject(), *td = cJSON_CreateObject();
             ok = rd && td;
             for (int c = 0; c < in->n_cats && ok; c++) {
-                const cJSON *run = run_at(in, s, d, c);
+                const ad_eval_unit *run = run_at(in, s, d, c);
                 if (!run) continue;
                 cJSON *mc = cJSON_CreateObject(), *tc = cJSON_CreateObject();
                 ok = mc && tc;
@@ -220,14 +154,11 @@ cJSON *rep_metrics_json(const rep_input *in)
                     if (run_metric(run, m, &v))
                         ok = cJSON_AddNumberToObject(mc, rep_metric_names[m], v) != NULL;
                 }
-                const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(run, "images");
-                int ni = cJSON_GetArraySize(imgs);
-                double tsum = 0;
-                const cJSON *it;
-                cJSON_ArrayForEach(it, imgs) tsum += run_number(it, "seconds", 0);
+                int ni = run->n_images;
+                double tsum = images_seconds(run);
                 if (ok && tc) {
-                    cJSON_AddNumberToObject(tc, "bank_seconds", run_number(run, "bank_seconds", 0));
-                    cJSON_AddNumberToObject(tc, "bank_rows", run_number(run, "bank_rows", 0));
+                    cJSON_AddNumberToObject(tc, "bank_seconds", run->bank_seconds);
+                    cJSON_AddNumberToObject(tc, "bank_rows", run->bank_rows);
                     cJSON_AddNumberToObject(tc, "test_images", ni);
                     cJSON_AddNumberToObject(tc, "inference_seconds_per_image", ni ? tsum / ni : 0);
                 }
@@ -281,66 +212,16 @@ cJSON *rep_metrics_json(const rep_input *in)
 
 ad_status rep_write_text(const char *path, const char *text, size_t len)
 {
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 5);
-    if (!tmp) return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        ad_status st = adi_fail(AD_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    int bad = fwrite(text, 1, len, f) != len;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        ad_status st = adi_fail(AD_E_IO, "%s: cannot write: %s", path, strerror(errno));
-        remove(tmp);
-        free(tmp);
-        return st;
-    }
-    free(tmp);
-    return AD_OK;
+    return adi_io_write_file(path, text, len);
 }
 
-ad_status rep_write_json(const char *path, const cJSON *obj)
-{
-    char *s = cJSON_Print(obj);
-    if (!s) return adi_fail(AD_E_NOMEM, "%s: out of memory formatting JSON", path);
-    size_t n = strlen(s);
-    char *t = realloc(s, n + 2);
-    if (!t) { cJSON_free(s); return adi_fail(AD_E_NOMEM, "%s: out of memory", path); }
-    t[n] = '\n';
-    t[n + 1] = 0;
-    ad_status st = rep_write_text(path, t, n + 1);
-    free(t);
-    return st;
-}
+ad_status rep_write_json(const char *path, const cJSON *obj) { return pr_write_json(path, obj); }
 
-static ad_status write_sb(const char *path, sbuf *b)
-{
-    if (b->oom) {
-        free(b->s);
-        return adi_fail(AD_E_NOMEM, "%s: out of memory", path);
-    }
-    ad_status st = rep_write_text(path, b->s ? b->s : "", b->len);
-    free(b->s);
-    return st;
-}
+static ad_status write_sb(const char *path, sbuf *b) { return adi_sb_write(b, path); }
 
 /* ------------------------------------------------------------------------------------------ */
 /* CSV outputs                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
-
-/* Shortest of %.15g / %.17g that reads back as the same double. */
-static void sb_double(sbuf *b, double v)
-{
-    char t[40];
-    snprintf(t, sizeof t, "%.15g", v);
-    if (strtod(t, NULL) != v) snprintf(t, sizeof t, "%.17g", v);
-    sb_puts(b, t);
-}
 
 static void sb_value(sbuf *b, int have, double v)
 {
@@ -359,7 +240,7 @@ ad_status rep_write_metrics_csv(const char *path, const rep_input *in)
         for (int d = 0; d < in->n_seeds; d++) {
             int any = 0;
             for (int c = 0; c < in->n_cats; c++) {
-                const cJSON *run = run_at(in, s, d, c);
+                const ad_eval_unit *run = run_at(in, s, d, c);
                 if (!run) continue;
                 any = 1;
                 sb_printf(&b, "%s,%d,", sk, in->seeds[d]);
@@ -403,7 +284,7 @@ ad_status rep_write_metrics_csv(const char *path, const rep_input *in)
                     sb_puts(&b, "\n");
                 }
                 if (row.oom) b.oom = 1;
-                free(row.s);
+                adi_free(row.s);
             }
         }
     }
@@ -419,17 +300,15 @@ ad_status rep_write_scores_csv(const char *path, const rep_input *in)
         rep_shots_key(in->shots[s], sk, sizeof sk);
         for (int d = 0; d < in->n_seeds; d++)
             for (int c = 0; c < in->n_cats; c++) {
-                const cJSON *run = run_at(in, s, d, c);
+                const ad_eval_unit *run = run_at(in, s, d, c);
                 if (!run) continue;
-                const cJSON *it;
-                cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(run, "images"))
-                {
+                for (int k = 0; k < run->n_images; k++) {
+                    const ad_eval_image *it = &run->images[k];
                     sb_printf(&b, "%s,%d,", sk, in->seeds[d]);
                     sb_csv(&b, in->cats[c]);
                     sb_puts(&b, ",");
-                    sb_csv(&b, item_string(it, "image"));
-                    sb_printf(&b, ",%d,%.9g,%.6f\n", (int)run_number(it, "label", -1),
-                              run_number(it, "score", NAN), run_number(it, "seconds", 0));
+                    sb_csv(&b, it->image ? it->image : "");
+                    sb_printf(&b, ",%d,%.9g,%.6f\n", it->label, it->score, it->seconds);
                 }
             }
     }
@@ -446,18 +325,14 @@ ad_status rep_write_timing_csv(const char *path, const rep_input *in)
         rep_shots_key(in->shots[s], sk, sizeof sk);
         for (int d = 0; d < in->n_seeds; d++)
             for (int c = 0; c < in->n_cats; c++) {
-                const cJSON *run = run_at(in, s, d, c);
+                const ad_eval_unit *run = run_at(in, s, d, c);
                 if (!run) continue;
-                const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(run, "images"), *it;
-                int ni = cJSON_GetArraySize(imgs);
-                double tsum = 0;
-                cJSON_ArrayForEach(it, imgs) tsum += run_number(it, "seconds", 0);
+                int ni = run->n_images;
+                double tsum = images_seconds(run);
                 sb_printf(&b, "%s,%d,", sk, in->seeds[d]);
                 sb_csv(&b, in->cats[c]);
-                sb_printf(&b, ",%d,%.0f,%.6f,%d,%.6f,%.6f\n",
-                          cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(run, "references")),
-                          run_number(run, "bank_rows", 0), run_number(run, "bank_seconds", 0), ni,
-                          ni ? tsum / ni : 0.0, tsum);
+                sb_printf(&b, ",%d,%.0f,%.6f,%d,%.6f,%.6f\n", run->n_references, run->bank_rows,
+                          run->bank_seconds, ni, ni ? tsum / ni : 0.0, tsum);
             }
     }
     return write_sb(path, &b);
@@ -541,7 +416,7 @@ static void incomplete_note(sbuf *b, const rep_input *in, int m, unsigned presen
                   html ? "</p>" : "\n");
     }
     if (items.oom) b->oom = 1;
-    free(items.s);
+    adi_free(items.s);
 }
 
 static int seeds_with_runs(const rep_input *in)
@@ -676,10 +551,10 @@ char *rep_tables_md(const rep_input *in)
         incomplete_note(&b, in, -1, present, 0);
     }
     if (b.oom) {
-        free(b.s);
+        adi_free(b.s);
         return NULL;
     }
-    return b.s ? b.s : strdup("");
+    return b.s ? b.s : adi_strdup("");
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -691,7 +566,7 @@ char *rep_base64(const uint8_t *data, size_t len)
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     if (len > (SIZE_MAX - 1) / 4 * 3 - 3) return NULL;
     size_t olen = (len + 2) / 3 * 4;
-    char *o = malloc(olen + 1), *p = o;
+    char *o = adi_malloc(olen + 1), *p = o;
     if (!o) return NULL;
     size_t i = 0;
     for (; i + 2 < len; i += 3) {
@@ -716,87 +591,9 @@ char *rep_base64(const uint8_t *data, size_t len)
 /* example images                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 
-void rep_colormap(float t, uint8_t rgb[3])
-{
-    /* nine stops sampled from matplotlib's "inferno" (perceptually uniform, readable in grey) */
-    static const uint8_t stops[9][3] = {{0, 0, 4},      {31, 12, 72},  {85, 15, 109},
-                                        {136, 34, 106}, {186, 54, 85}, {227, 89, 51},
-                                        {249, 140, 10}, {249, 201, 50}, {252, 255, 164}};
-    if (!(t > 0)) t = 0; /* NaN too */
-    if (t > 1) t = 1;
-    float x = t * 8;
-    int i = (int)x;
-    if (i > 7) i = 7;
-    float f = x - (float)i;
-    for (int c = 0; c < 3; c++)
-        rgb[c] = (uint8_t)lrintf((1 - f) * stops[i][c] + f * stops[i + 1][c]);
-}
-
-static ad_status write_png_file(const char *path, const uint8_t *px, int w, int h, int ch)
-{
-    return ch == 3 ? adi_io_write_png_rgb(path, px, w, h) : adi_io_write_png_gray(path, px, w, h);
-}
-
-ad_status rep_write_example(const char *prefix, const uint8_t *rgb, const uint8_t *mask,
-                            const float *map, int w, int h, float vmax, int max_side)
-{
-    if (!prefix || !rgb || !map || w <= 0 || h <= 0 || max_side <= 0)
-        return adi_fail(AD_E_ARG, "example image: bad arguments");
-    int ow = w, oh = h;
-    if (w > max_side || h > max_side) {
-        double s = (double)(w > h ? w : h) / max_side;
-        ow = (int)lround(w / s);
-        oh = (int)lround(h / s);
-        if (ow < 1) ow = 1;
-        if (oh < 1) oh = 1;
-    }
-    size_t npx = (size_t)ow * (size_t)oh;
-    uint8_t *im = malloc(npx * 3), *gt = malloc(npx), *hm = malloc(npx * 3);
-    if (!im || !gt || !hm) {
-        free(im), free(gt), free(hm);
-        return adi_fail(AD_E_NOMEM, "example image: out of memory");
-    }
-    if (!(vmax > 0)) vmax = 1;
-    /* box average over the source pixels of each output pixel */
-    for (int oy = 0; oy < oh; oy++) {
-        int y0 = (int)((long)oy * h / oh), y1 = (int)((long)(oy + 1) * h / oh);
-        if (y1 <= y0) y1 = y0 + 1;
-        for (int ox = 0; ox < ow; ox++) {
-            int x0 = (int)((long)ox * w / ow), x1 = (int)((long)(ox + 1) * w / ow);
-            if (x1 <= x0) x1 = x0 + 1;
-            double acc[3] = {0, 0, 0}, am = 0, av = 0;
-            for (int y = y0; y < y1; y++)
-                for (int x = x0; x < x1; x++) {
-                    size_t i = (size_t)y * (size_t)w + (size_t)x;
-                    for (int c = 0; c < 3; c++) acc[c] += rgb[3 * i + c];
-                    am += mask && mask[i] ? 255 : 0;
-                    av += map[i];
-                }
-            double n = (double)(y1 - y0) * (x1 - x0);
-            size_t o = (size_t)oy * (size_t)ow + (size_t)ox;
-            for (int c = 0; c < 3; c++) im[3 * o + c] = (uint8_t)lround(acc[c] / n);
-            gt[o] = (uint8_t)lround(am / n);
-            rep_colormap((float)(av / n / vmax), hm + 3 * o);
-        }
-    }
-    char *path = malloc(strlen(prefix) + 16);
-    ad_status st = path ? AD_OK : adi_fail(AD_E_NOMEM, "example image: out of memory");
-    if (st == AD_OK) {
-        sprintf(path, "%s_image.png", prefix);
-        st = write_png_file(path, im, ow, oh, 3);
-    }
-    if (st == AD_OK) {
-        sprintf(path, "%s_gt.png", prefix);
-        st = write_png_file(path, gt, ow, oh, 1);
-    }
-    if (st == AD_OK) {
-        sprintf(path, "%s_map.png", prefix);
-        st = write_png_file(path, hm, ow, oh, 3);
-    }
-    free(path);
-    free(im), free(gt), free(hm);
-    return st;
-}
+/* The one colour map of the project: predict's overlays and the report's maps are drawn with the
+ * same table (image/overlay.c). */
+void rep_colormap(float t, uint8_t rgb[3]) { adi_colormap_inferno9(t, rgb); }
 
 /* ------------------------------------------------------------------------------------------ */
 /* report.html                                                                                 */
@@ -819,26 +616,24 @@ static int cmp_scored_desc(const void *a, const void *b)
 /* ROC (kind 0: FPR, TPR) or PR (kind 1: recall, precision) points of a run, one per distinct
  * threshold; the PR curve ends, as sklearn's precision_recall_curve, at the first threshold with
  * full recall. NULL when the run lacks either class. */
-static double *curve_points(const cJSON *run, int kind, int *n_out)
+static double *curve_points(const ad_eval_unit *run, int kind, int *n_out)
 {
-    const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(run, "images"), *it;
-    int n = cJSON_GetArraySize(imgs);
+    int n = run->n_images;
     if (n <= 0) return NULL;
-    scored *v = malloc((size_t)n * sizeof *v);
-    double *pts = malloc((size_t)(n + 2) * 2 * sizeof *pts);
-    if (!v || !pts) { free(v); free(pts); return NULL; }
+    scored *v = adi_malloc((size_t)n * sizeof *v);
+    double *pts = adi_malloc((size_t)(n + 2) * 2 * sizeof *pts);
+    if (!v || !pts) { adi_free(v); adi_free(pts); return NULL; }
     int k = 0, pos = 0;
-    cJSON_ArrayForEach(it, imgs)
-    {
-        double s = run_number(it, "score", NAN);
-        if (!isfinite(s) || k >= n) continue;
+    for (int i = 0; i < n; i++) {
+        double s = run->images[i].score;
+        if (!isfinite(s)) continue;
         v[k].score = s;
-        v[k].label = run_number(it, "label", 0) > 0;
+        v[k].label = run->images[i].label > 0;
         pos += v[k].label;
         k++;
     }
     int neg = k - pos;
-    if (!pos || !neg) { free(v); free(pts); return NULL; }
+    if (!pos || !neg) { adi_free(v); adi_free(pts); return NULL; }
     qsort(v, (size_t)k, sizeof *v, cmp_scored_desc);
     int np = 0, tp = 0, fp = 0;
     if (kind == 0) { pts[0] = 0; pts[1] = 0; }
@@ -857,7 +652,7 @@ static double *curve_points(const cJSON *run, int kind, int *n_out)
         }
         np++;
     }
-    free(v);
+    adi_free(v);
     *n_out = np;
     return pts;
 }
@@ -899,7 +694,7 @@ static void svg_curves(sbuf *b, const rep_input *in, int c, int d, int kind)
               T + P / 2, T + P / 2, kind == 0 ? "true positive rate" : "precision");
     int legend = 0;
     for (int s = 0; s < in->n_shots; s++) {
-        const cJSON *run = run_at(in, s, d, c);
+        const ad_eval_unit *run = run_at(in, s, d, c);
         int np = 0;
         double *pts = run ? curve_points(run, kind, &np) : NULL;
         if (!pts) continue;
@@ -909,7 +704,7 @@ static void svg_curves(sbuf *b, const rep_input *in, int c, int d, int kind)
             sb_printf(b, "%s%.1f,%.1f", i ? " " : "", L + pts[2 * i] * P,
                       T + (1 - pts[2 * i + 1]) * P);
         sb_puts(b, "\"/>");
-        free(pts);
+        adi_free(pts);
         double v;
         char t[32], val[32] = "";
         shots_title(in, s, t, sizeof t);
@@ -923,29 +718,27 @@ static void svg_curves(sbuf *b, const rep_input *in, int c, int d, int kind)
     sb_puts(b, "</svg>");
 }
 
-static void html_img(sbuf *b, const rep_input *in, const char *rel, const char *alt)
+static void html_img(sbuf *b, const char *base, const char *rel, const char *alt)
 {
     if (!rel || !*rel || strstr(rel, "..")) {
         sb_puts(b, "<td class=\"small\">(not available)</td>");
         return;
     }
-    size_t pl = strlen(in->out_dir) + strlen(rel) + 2;
-    char *path = malloc(pl);
+    char *path = adi_path_join(base ? base : ".", rel);
     if (!path) { b->oom = 1; return; }
-    snprintf(path, pl, "%s/%s", in->out_dir, rel);
     size_t len = 0;
     char *data = adi_io_read_file(path, &len);
-    free(path);
+    adi_free(path);
     if (!data) { sb_puts(b, "<td>(missing)</td>"); return; }
     char *b64 = rep_base64((const uint8_t *)data, len);
-    free(data);
+    adi_free(data);
     if (!b64) { b->oom = 1; return; }
     sb_puts(b, "<td><img alt=\"");
     sb_html(b, alt);
     sb_puts(b, "\" src=\"data:image/png;base64,");
     sb_puts(b, b64);
     sb_puts(b, "\"></td>");
-    free(b64);
+    adi_free(b64);
 }
 
 static void html_table(sbuf *b, const rep_input *in, int m)
@@ -1034,12 +827,14 @@ ad_status rep_write_html(const char *path, const rep_input *in)
         svg_curves(&b, in, c, d0, 1);
         sb_puts(&b, "</div>\n");
         /* examples: the first run (in shots, seed order) that stored some */
-        const cJSON *exrun = NULL;
+        const pr_unit *exrun = NULL;
         int exs = 0, exd = 0;
         for (int s = 0; s < in->n_shots && !exrun; s++)
             for (int d = 0; d < in->n_seeds && !exrun; d++) {
-                const cJSON *r = run_at(in, s, d, c);
-                if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "examples")) > 0) {
+                const pr_unit *r =
+                    in->runs[((size_t)s * (size_t)in->n_seeds + (size_t)d) * (size_t)in->n_cats +
+                             (size_t)c];
+                if (r && r->u.n_examples > 0) {
                     exrun = r;
                     exs = s;
                     exd = d;
@@ -1050,22 +845,20 @@ ad_status rep_write_html(const char *path, const rep_input *in)
         shots_title(in, exs, t, sizeof t);
         sb_printf(&b, "<p class=\"small\">Test images, ground truth and anomaly maps (%s, seed %d; "
                       "colour scale 0 .. %.4g, black to pale yellow).</p>\n<table class=\"ex\">",
-                  t, in->seeds[exd], run_number(exrun, "examples_vmax", 0));
+                  t, in->seeds[exd], exrun->u.examples_vmax);
         sb_puts(&b, "<tr><th>test image</th><th>ground truth</th><th>anomaly map</th><th></th>"
                     "</tr>\n");
-        const cJSON *ex;
-        cJSON_ArrayForEach(ex, cJSON_GetObjectItemCaseSensitive(exrun, "examples"))
-        {
-            const cJSON *files = cJSON_GetObjectItemCaseSensitive(ex, "files");
-            const char *name = item_string(ex, "image");
+        const char *base = exrun->base_dir ? exrun->base_dir : in->out_dir;
+        for (int k = 0; k < exrun->u.n_examples; k++) {
+            const ad_eval_example *ex = &exrun->u.examples[k];
+            const char *name = ex->image ? ex->image : "";
             sb_puts(&b, "<tr>");
-            html_img(&b, in, item_string(files, "image"), name);
-            html_img(&b, in, item_string(files, "gt"), "ground truth");
-            html_img(&b, in, item_string(files, "map"), "anomaly map");
+            html_img(&b, base, ex->file_image, name);
+            html_img(&b, base, ex->file_gt, "ground truth");
+            html_img(&b, base, ex->file_map, "anomaly map");
             sb_puts(&b, "<td class=\"small\" style=\"text-align:left\">");
             sb_html(&b, name);
-            sb_printf(&b, "<br>label %d<br>score %.5f</td></tr>\n",
-                      (int)run_number(ex, "label", -1), run_number(ex, "score", NAN));
+            sb_printf(&b, "<br>label %d<br>score %.5f</td></tr>\n", ex->label, ex->score);
         }
         sb_puts(&b, "</table>\n");
     }
@@ -1080,15 +873,12 @@ ad_status rep_write_html(const char *path, const rep_input *in)
             double bank = 0, inf = 0;
             int nb = 0, ni = 0;
             for (int d = 0; d < in->n_seeds; d++) {
-                const cJSON *run = run_at(in, s, d, c), *it;
+                const ad_eval_unit *run = run_at(in, s, d, c);
                 if (!run) continue;
-                bank += run_number(run, "bank_seconds", 0);
+                bank += run->bank_seconds;
                 nb++;
-                cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(run, "images"))
-                {
-                    inf += run_number(it, "seconds", 0);
-                    ni++;
-                }
+                inf += images_seconds(run);
+                ni += run->n_images;
             }
             if (!nb) continue;
             sb_printf(&b, "<tr><td>%s</td><td>", t);
@@ -1099,4 +889,91 @@ ad_status rep_write_html(const char *path, const rep_input *in)
     }
     sb_puts(&b, "</table>\n</body></html>\n");
     return write_sb(path, &b);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the results handle as a report                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+ad_status rep_input_from_results(const ad_eval_results *r, rep_input *in)
+{
+    memset(in, 0, sizeof *in);
+    in->zeroshot = r->zeroshot;
+    in->n_shots = r->n_shots;
+    in->shots = r->shots;
+    in->n_seeds = r->n_seeds;
+    in->seeds = r->seeds;
+    in->n_cats = r->n_cats;
+    in->cats = r->cats;
+    in->runs = r->grid;
+    in->settings = r->settings;
+    in->out_dir = r->out_dir ? r->out_dir : ".";
+    in->notes = r->notes.v;
+    in->n_notes = r->notes.n;
+    return AD_OK;
+}
+
+ad_status rep_write_all(const rep_input *in, const char *out_dir, char **tables_md)
+{
+    ad_status st = adi_io_mkdirs(out_dir);
+    char *p = NULL, *md = NULL;
+    cJSON *mj = NULL;
+    if (st == AD_OK && !(p = adi_malloc(strlen(out_dir) + 32))) st = AD_E_NOMEM;
+#define OUTPUT(name, call)                                                                  \
+    do {                                                                                   \
+        if (st != AD_OK) break;                                                            \
+        sprintf(p, "%s/%s", out_dir, name);                                                \
+        st = (call);                                                                       \
+    } while (0)
+    if (st == AD_OK && !(mj = rep_metrics_json(in)))
+        st = adi_fail(AD_E_NOMEM, "%s: out of memory building metrics.json", out_dir);
+    OUTPUT("metrics.json", rep_write_json(p, mj));
+    OUTPUT("metrics.csv", rep_write_metrics_csv(p, in));
+    OUTPUT("scores.csv", rep_write_scores_csv(p, in));
+    OUTPUT("timing.csv", rep_write_timing_csv(p, in));
+    if (st == AD_OK && !(md = rep_tables_md(in)))
+        st = adi_fail(AD_E_NOMEM, "%s: out of memory building tables.md", out_dir);
+    OUTPUT("tables.md", rep_write_text(p, md, strlen(md)));
+    OUTPUT("report.html", rep_write_html(p, in));
+#undef OUTPUT
+    cJSON_Delete(mj);
+    adi_free(p);
+    if (st == AD_OK && tables_md) *tables_md = md;
+    else adi_free(md);
+    return st;
+}
+
+ad_status ad_report_write(const ad_eval_results *r, const char *out_dir)
+{
+    if (!r || !out_dir) return adi_fail(AD_E_ARG, "ad_report_write: NULL argument");
+    rep_input in;
+    rep_input_from_results(r, &in);
+    return rep_write_all(&in, out_dir, NULL);
+}
+
+char *ad_report_tables_md(const ad_eval_results *r)
+{
+    if (!r) return adi_fail_null(AD_E_ARG, "ad_report_tables_md: NULL results");
+    rep_input in;
+    rep_input_from_results(r, &in);
+    char *md = rep_tables_md(&in);
+    if (!md) return adi_fail_null(AD_E_NOMEM, "ad_report_tables_md: out of memory");
+    return md;
+}
+
+void ad_string_free(char *s) { adi_free(s); }
+
+int ad_eval_cell(const ad_eval_results *r, int i_shot, int i_cat, ad_metric m, double *mean,
+                 double *std)
+{
+    if (!r || i_shot < 0 || i_shot >= r->n_shots || i_cat < -1 || i_cat >= r->n_cats ||
+        (int)m < 0 || (int)m >= AD_EVAL_N_METRICS)
+        return 0;
+    rep_input in;
+    rep_input_from_results(r, &in);
+    double mu = 0, sd = 0;
+    int n = rep_cell_stats(&in, i_shot, i_cat, (int)m, &mu, &sd);
+    if (n && mean) *mean = mu;
+    if (n && std) *std = sd;
+    return n;
 }

@@ -1,7 +1,7 @@
-/* Benchmark dataset layouts for `anomalydino eval`: which files are the reference ("train/good")
+/* Benchmark dataset layouts (the library module behind ad_dataset_*, anomalydino_eval.h): which files are the reference ("train/good")
  * images of a category, which are its test images, their labels and ground-truth masks.
  *
- * Layouts (REFERENCE.md A4, A9, A11):
+ * Layouts (docs/datasets.md; the protocol's reading of them: docs/design.md):
  *   mvtec   ROOT/CAT/train/good/FILE, ROOT/CAT/test/TYPE/NAME.png,
  *           ROOT/CAT/ground_truth/TYPE/NAME_mask.png
  *   visa    the prepared 1-class layout of amazon-science/spot-diff prepare_data.py
@@ -27,9 +27,10 @@
  * the lists are built from file names only (fast), and problems that
  * leave something out (a missing category, a defect image without ground truth) are recorded as
  * lines in `warnings` / `errors` for the run's summary. */
-#ifndef AD_CLI_DATASET_H
-#define AD_CLI_DATASET_H
+#ifndef AD_PROTOCOL_DATASET_H
+#define AD_PROTOCOL_DATASET_H
 
+#include "anomalydino_eval.h"
 #include "core/core.h"
 
 typedef enum {
@@ -50,29 +51,13 @@ typedef struct {
 } ds_options;
 ds_options ds_default_options(void);
 
-typedef struct {
-    char *path;       /* the image file */
-    char *name;       /* "TYPE/FILE", as the original names a sample */
-    char *type;       /* test sub-folder; "good" for normal images */
-    char *mask_path;  /* ground truth file, NULL for good images and when there is none */
-    int defect;       /* type is not "good" (the label until the ground truth says otherwise) */
-} ds_test_item;
+/* The public types (anomalydino_eval.h) are the module's own. */
+typedef ad_dataset_item ds_test_item;
+typedef ad_dataset_category ds_category;
+/* Lines of notes: a summary says each thing once (ds_lines_add drops repeats). */
+typedef adi_strlist ds_lines;
 
-typedef struct {
-    char *name;
-    char **train;        /* reference candidates (full paths), sorted by file name, byte order */
-    char **train_names;  /* their file names */
-    int n_train;
-    ds_test_item *test;  /* "good" first, then the other types in byte order; files sorted */
-    int n_test;
-} ds_category;
-
-typedef struct {
-    char **v;
-    int n, cap;
-} ds_lines;
-
-typedef struct {
+typedef struct ad_dataset {
     ds_kind kind;
     int visa_raw;         /* read from split_csv/1cls.csv */
     char *root;           /* as resolved (VisA: ROOT/1cls when the categories are there) */
@@ -80,6 +65,9 @@ typedef struct {
     int n_cats;
     ds_lines warnings;    /* left out, but the run is still what was asked for */
     ds_lines errors;      /* something asked for that cannot be used */
+    double train_fraction;       /* the split of layouts without one (ksdd, mtd) */
+    ad_dataset_entry *entries;   /* the flat list (ad_dataset_entry_at), built on open */
+    size_t n_entries;
 } ds_dataset;
 
 /* "mvtec", "visa", "folder", "ksdd", "mtd", "manifest" (case-insensitive; "mvtec_ad",
@@ -109,8 +97,8 @@ int ds_guess_layout(const char *root, ds_kind *out);
 const char *ds_layout_help(ds_kind k);
 
 /* ds_open over a file system the caller provides (the fuzz target's in-memory tree): is_file /
- * is_dir answer for a path, list_dir fills *names as cli_list_dir does (sorted, freed with
- * cli_free_list; -1 if not a directory), read_file as adi_io_read_file. */
+ * is_dir answer for a path, list_dir fills *names as adi_io_list_dir does (sorted, freed with
+ * adi_strv_free; -1 if not a directory), read_file as adi_io_read_file. */
 typedef struct {
     int (*is_file)(void *ctx, const char *path);
     int (*is_dir)(void *ctx, const char *path);
@@ -126,11 +114,12 @@ ad_status ds_open_fs(const ds_fs *fs, ds_kind kind, const char *root, char *cons
  * is empty) and sets *first. */
 int ds_select_shots(const ds_category *c, int k, int seed, int *first);
 
-/* Appends a formatted line to a list (silently drops it when out of memory). */
+/* Appends a formatted line to a list unless it is there already. Out of memory, the line is
+ * counted in l->dropped (the summary says how many were lost). */
 void ds_lines_add(ds_lines *l, const char *fmt, ...) AD_PRINTF(2, 3);
 void ds_lines_free(ds_lines *l);
 
-/* The standard category lists (REFERENCE.md A8), NULL-terminated. */
+/* The standard category lists (the original's order, docs/design.md), NULL-terminated. */
 extern const char *const ds_mvtec_categories[];
 extern const char *const ds_visa_categories[];
 

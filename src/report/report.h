@@ -1,21 +1,17 @@
-/* Outputs of `anomalydino eval`: metrics.json, metrics.csv, tables.md (the paper's table layout),
- * scores.csv, timing.csv and a self-contained report.html, all made from the per-run records
- * (one JSON object per shots x seed x category, as cmd_eval.c stores them in runs/).
- *
- * Run record fields read here: "category", "shots", "seed", "references" (names), "bank_rows",
- * "bank_seconds", "images" ([{"image", "label", "score", "seconds"}]), "metrics" ({name: value},
- * absent names were not computed), "examples" ([{"image", "label", "score", "files":
- * {"image", "gt", "map"}}], paths relative to the output folder) and "examples_vmax". */
-#ifndef AD_CLI_REPORT_H
-#define AD_CLI_REPORT_H
+/* The report layer of the protocol: metrics.json, metrics.csv, tables.md (the paper's table
+ * layout), scores.csv, timing.csv and a self-contained report.html, rendered from the results
+ * structs (ad_eval_unit, one per shots x seed x category) - never from the JSON records. */
+#ifndef AD_REPORT_H
+#define AD_REPORT_H
 
 #include "core/core.h"
+#include "protocol/protocol.h"
 
 #include <cjson/cJSON.h>
 
 #define REP_N_METRICS 6
-/* Metric names exactly as `anomalydino metrics` prints them. */
-extern const char *const rep_metric_names[REP_N_METRICS];
+/* Metric names exactly as `anomalydino metrics` prints them (the protocol's table). */
+#define rep_metric_names pr_metric_names
 
 typedef struct {
     int zeroshot;             /* one column "0-shot" (the paper's Table 4) instead of shots */
@@ -25,9 +21,10 @@ typedef struct {
     const int *seeds;
     int n_cats;
     char *const *cats;
-    cJSON *const *runs;       /* [(i_shot * n_seeds + i_seed) * n_cats + i_cat], NULL if missing */
+    pr_unit *const *runs;     /* [(i_shot * n_seeds + i_seed) * n_cats + i_cat], NULL if missing */
     const cJSON *settings;    /* copied into metrics.json and the report */
-    const char *out_dir;      /* folder the example images' paths are relative to */
+    const char *out_dir;      /* folder the example images' paths are relative to, for units
+                                 without a base_dir of their own */
     char *const *notes;       /* summary lines for the report (what was skipped and why) */
     int n_notes;
 } rep_input;
@@ -45,7 +42,7 @@ int rep_cell_stats(const rep_input *in, int i_shot, int i_cat, int metric, doubl
  * {metric}}}, "std": (same), "timing": ..., "settings": ..., "version": ...}. */
 cJSON *rep_metrics_json(const rep_input *in);
 
-/* Writes the text to path.tmp and renames it over path, so a reader never sees half a file. */
+/* Atomic writes (adi_io_write_file): a reader never sees half a file. */
 ad_status rep_write_text(const char *path, const char *text, size_t len);
 ad_status rep_write_json(const char *path, const cJSON *obj);
 
@@ -59,13 +56,12 @@ ad_status rep_write_html(const char *path, const rep_input *in);
 /* Base64 (RFC 4648, with padding), malloc'ed, NUL-terminated. */
 char *rep_base64(const uint8_t *data, size_t len);
 
-/* Example images for the report: the test image, its ground truth (white = anomalous; black when
- * there is none) and the anomaly map on a fixed colour scale 0..vmax (values above saturate),
- * each shrunk (box average) to fit max_side, written as PREFIX_image.png, PREFIX_gt.png,
- * PREFIX_map.png. mask may be NULL. */
-ad_status rep_write_example(const char *prefix, const uint8_t *rgb, const uint8_t *mask,
-                            const float *map, int w, int h, float vmax, int max_side);
-/* The colour scale of the maps (an "inferno"-like ramp: black, purple, orange, pale yellow). */
+/* The colour scale of the maps: matplotlib's "inferno" (black, purple, orange, pale yellow), the
+ * same table as predict's overlays (adi_colormap_inferno9). */
 void rep_colormap(float t, uint8_t rgb[3]);
+/* Every output file into out_dir (ad_report_write's work). */
+ad_status rep_write_all(const rep_input *in, const char *out_dir, char **tables_md);
+/* The report's view of a results handle (runs point into r; free in.cats with adi_free). */
+ad_status rep_input_from_results(const ad_eval_results *r, rep_input *in);
 
 #endif
