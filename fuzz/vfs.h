@@ -5,7 +5,7 @@
 #define AD_FUZZ_VFS_H
 
 #include "cli/cli.h"
-#include "cli/dataset.h"
+#include "protocol/dataset.h"
 #include "core/core.h"
 
 #include <stdlib.h>

@@ -15,6 +15,8 @@ PKGS="$PKGS libmicrohttpd-dev nettle-dev python3 wrk"
 # the service beyond one machine and in a browser: HAProxy in front of replicas, the manifests'
 # YAML, Debian's chromium driven by playwright-core (npm, below) through node
 PKGS="$PKGS haproxy python3-yaml chromium"
+# sharded evaluation over an existing engine: GNU parallel runs the shards in the test
+PKGS="$PKGS parallel"
 # node and npm from Debian unless the machine has them already (a NodeSource node brings its
 # own npm, which Debian's npm package would conflict with)
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"

@@ -59,82 +59,17 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo,
     return 0;
 }
 
-int cli_has_image_ext(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    if (!dot || dot == name || strchr(dot, '/')) return 0;
-    return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg");
-}
+int cli_has_image_ext(const char *name) { return adi_io_has_image_ext(name); }
 
-typedef struct {
-    char **v;
-    int n, cap;
-} strlist;
+typedef adi_strlist strlist;
+#define push adi_strlist_push
 
-static int push(strlist *l, const char *s)
-{
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 16;
-        char **v = realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v) return -1;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n] = strdup(s);
-    return l->v[l->n++] ? 0 : -1;
-}
-
-static int push_null(strlist *l)
-{
-    if (l->n == l->cap && push(l, "") == 0) free(l->v[--l->n]); /* grows the array */
-    if (l->n == l->cap) return -1;
-    l->v[l->n++] = NULL;
-    return 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* dir/name in a new string. */
-static char *join_path(const char *dir, const char *name)
-{
-    size_t len = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(len);
-    if (p) snprintf(p, len, "%s%s%s", dir, *dir && dir[strlen(dir) - 1] == '/' ? "" : "/", name);
-    return p;
-}
+/* A NULL entry (an image given by itself has no folder below). */
+static int push_null(strlist *l) { return adi_strlist_push(l, NULL); }
 
 int cli_list_dir(const char *dir, cli_list_kind kind, char ***names)
 {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    strlist l = {0};
-    int bad = 0;
-    struct dirent *e;
-    while (!bad && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        if (kind != CLI_LIST_ALL) {
-            char *p = join_path(dir, e->d_name);
-            struct stat st;
-            if (!p) { bad = 1; break; }
-            int ok = stat(p, &st) == 0 &&
-                     (kind == CLI_LIST_DIRS ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
-            free(p);
-            if (!ok) continue;
-        }
-        bad = push(&l, e->d_name) != 0;
-    }
-    closedir(d);
-    if (bad) {
-        cli_free_list(l.v, l.n);
-        errno = ENOMEM;
-        return -1;
-    }
-    if (l.n) qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_str);
-    *names = l.v;
-    return l.n;
+    return adi_io_list_dir(dir, (adi_list_kind)kind, names);
 }
 
 static int walk(const char *cmd, const char *dir, strlist *l)
@@ -147,7 +82,7 @@ static int walk(const char *cmd, const char *dir, strlist *l)
     }
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        char *p = join_path(dir, names[i]);
+        char *p = adi_path_join(dir, names[i]);
         if (!p) { rc = -1; break; }
         if (adi_io_is_dir(p)) rc = walk(cmd, p, l);
         else if (cli_has_image_ext(names[i])) rc = push(l, p);
@@ -286,16 +221,6 @@ void cli_meter_end(cli_meter *m)
     }
 }
 
-void cli_free_list(char **list, int n)
-{
-    if (!list) return;
-    for (int i = 0; i < n; i++) free(list[i]);
-    free(list);
-}
+void cli_free_list(char **list, int n) { adi_strv_free(list, n); }
 
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+double cli_now(void) { return adi_now(); }

@@ -385,19 +385,7 @@ int cld_parse_format(const char *cmd, const char *s, cld_format *out)
     return 0;
 }
 
-void cld_csv_field(FILE *f, const char *s)
-{
-    if (!strpbrk(s, ",\"\n\r")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
+void cld_csv_field(FILE *f, const char *s) { adi_csv_fput(f, s); }
 
 int cld_table_begin(cld_table *t, cld_format format, int with_verdict, int with_time,
                     int with_threshold, int have_thr, double thr)
@@ -601,4 +589,39 @@ int cld_dataset_images(const char *cmd, const char *layout, const char *data,
     }
     ds_free(&d);
     return n;
+}
+
+void cld_out_opts_init(cld_out_opts *o, double vmax)
+{
+    memset(o, 0, sizeof *o);
+    o->mask = -1;
+    o->vmax = vmax;
+    o->format = CLD_CSV;
+    o->max_pixels = CLI_DEFAULT_MAX_PIXELS;
+}
+
+int cld_out_option(const char *cmd, int code, const char *arg, cld_out_opts *o)
+{
+    switch (code) {
+    case CLD_O_MASK: o->mask = 1; return 1;
+    case CLD_O_NOMASK: o->mask = 0; return 1;
+    case CLD_O_GRIDS: o->grids = arg; return 1;
+    case CLD_O_MAPS: o->maps = arg; return 1;
+    case CLD_O_OVERLAYS: o->overlays = arg; return 1;
+    case CLD_O_VMAX: return cli_parse_double(cmd, "--vmax", arg, 1e-9, 1e9, &o->vmax) ? -1 : 1;
+    case CLD_O_FORMAT: return cld_parse_format(cmd, arg, &o->format) ? -1 : 1;
+    case CLD_O_THREADS: return cli_parse_int(cmd, "--threads", arg, 0, 1024, &o->threads) ? -1 : 1;
+    case CLD_O_MAPSFMT: return cld_parse_maps_format(cmd, arg, &o->maps_tiff) ? -1 : 1;
+    case CLD_O_MAXPX: return cli_parse_max_pixels(cmd, arg, &o->max_pixels) ? -1 : 1;
+    default: return 0;
+    }
+}
+
+int cld_out_prepare(const char *cmd, const cld_out_opts *o)
+{
+    return cld_prepare_dir(cmd, "--grids", o->grids) || cld_prepare_dir(cmd, "--maps", o->maps) ||
+                   cld_prepare_dir(cmd, "--overlays", o->overlays) ||
+                   cld_distinct_npy_dirs(cmd, o->grids, o->maps) /* e.g. G and ./G, now made */
+               ? -1
+               : 0;
 }

@@ -120,6 +120,37 @@ void cld_table_fail(cld_table *t, const char *cmd, const char *image, const char
  * failed, else 1. */
 int cld_table_end(cld_table *t, const char *cmd);
 
+/* The output options predict and zeroshot share: --mask/--no-mask, --grids, --maps,
+ * --overlays, --vmax, --format, --threads, --maps-format, --max-pixels. A command lists
+ * CLD_OUT_LONGOPTS in its option table and hands each getopt code to cld_out_option. */
+enum {
+    CLD_O_MASK = 512, CLD_O_NOMASK, CLD_O_GRIDS, CLD_O_MAPS, CLD_O_OVERLAYS, CLD_O_VMAX,
+    CLD_O_FORMAT, CLD_O_THREADS, CLD_O_MAPSFMT, CLD_O_MAXPX
+};
+#define CLD_OUT_LONGOPTS                                                                       \
+    {"mask", no_argument, 0, CLD_O_MASK}, {"no-mask", no_argument, 0, CLD_O_NOMASK},           \
+    {"grids", required_argument, 0, CLD_O_GRIDS}, {"maps", required_argument, 0, CLD_O_MAPS},  \
+    {"overlays", required_argument, 0, CLD_O_OVERLAYS},                                        \
+    {"vmax", required_argument, 0, CLD_O_VMAX}, {"format", required_argument, 0, CLD_O_FORMAT}, \
+    {"threads", required_argument, 0, CLD_O_THREADS},                                          \
+    {"maps-format", required_argument, 0, CLD_O_MAPSFMT},                                      \
+    {"max-pixels", required_argument, 0, CLD_O_MAXPX}
+typedef struct {
+    int mask;             /* 1 --mask, 0 --no-mask, -1 neither */
+    const char *grids, *maps, *overlays;
+    double vmax;          /* as given, or the command's default */
+    cld_format format;
+    int threads;
+    int maps_tiff;
+    size_t max_pixels;
+} cld_out_opts;
+void cld_out_opts_init(cld_out_opts *o, double vmax);
+/* 1: the code was one of these options (value stored), 0: not one of them, -1: a bad value
+ * (printed; exit 2). */
+int cld_out_option(const char *cmd, int code, const char *arg, cld_out_opts *o);
+/* Creates the output folders and checks that --grids and --maps differ; prints the error. */
+int cld_out_prepare(const char *cmd, const cld_out_opts *o);
+
 /* Quoted if needed (RFC 4180). */
 void cld_csv_field(FILE *f, const char *s);
 

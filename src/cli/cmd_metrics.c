@@ -33,136 +33,8 @@ static void usage(FILE *f)
             "2 wrong usage.\n");
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* CSV (RFC 4180): comma separated, fields optionally in double quotes with "" for a quote and  */
-/* line breaks allowed inside quotes; LF or CRLF line ends; a UTF-8 byte-order mark is skipped. */
-/* ------------------------------------------------------------------------------------------ */
-typedef struct {
-    char **f;
-    int n, cap;
-    int line;   /* physical line where the record starts */
-} csv_row;
-
-typedef struct {
-    const char *p, *end;
-    int line;
-} csv_reader;
-
-static void row_clear(csv_row *r)
-{
-    for (int i = 0; i < r->n; i++) free(r->f[i]);
-    r->n = 0;
-}
-
-static void row_free(csv_row *r)
-{
-    row_clear(r);
-    free(r->f);
-    r->f = NULL;
-    r->cap = 0;
-}
-
-static int row_push(csv_row *r, const char *s, size_t len)
-{
-    if (r->n == r->cap) {
-        int cap = r->cap ? r->cap * 2 : 8;
-        char **f = realloc(r->f, (size_t)cap * sizeof *f);
-        if (!f) return -1;
-        r->f = f;
-        r->cap = cap;
-    }
-    char *c = malloc(len + 1);
-    if (!c) return -1;
-    memcpy(c, s, len);
-    c[len] = 0;
-    r->f[r->n++] = c;
-    return 0;
-}
-
-/* Next record into row. 1: a record, 0: end of input, -1: error (message in err). Blank lines
- * are skipped. */
-static int csv_next(csv_reader *rd, csv_row *row, char *err, size_t errlen)
-{
-    row_clear(row);
-    while (rd->p < rd->end && (*rd->p == '\n' || *rd->p == '\r')) {
-        if (*rd->p == '\n') rd->line++;
-        rd->p++;
-    }
-    if (rd->p >= rd->end) return 0;
-    row->line = rd->line;
-    size_t cap = 256, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) goto nomem;
-    for (;;) {
-        len = 0;
-        int quoted = 0;
-        if (rd->p < rd->end && *rd->p == '"') {
-            quoted = 1;
-            rd->p++;
-        }
-        for (;;) {
-            if (rd->p >= rd->end) {
-                if (quoted) {
-                    snprintf(err, errlen, "line %d: unterminated quoted field", row->line);
-                    free(buf);
-                    return -1;
-                }
-                break;
-            }
-            char c = *rd->p;
-            if (quoted) {
-                if (c == '"') {
-                    if (rd->p + 1 < rd->end && rd->p[1] == '"') {
-                        rd->p += 2;
-                    } else {
-                        rd->p++;
-                        quoted = 0;
-                        /* only a separator or the line end may follow a closing quote */
-                        if (rd->p < rd->end && *rd->p != ',' && *rd->p != '\n' &&
-                            !(*rd->p == '\r' && (rd->p + 1 == rd->end || rd->p[1] == '\n'))) {
-                            snprintf(err, errlen, "line %d: text after a closing quote",
-                                     rd->line);
-                            free(buf);
-                            return -1;
-                        }
-                        continue;
-                    }
-                } else {
-                    if (c == '\n') rd->line++;
-                    rd->p++;
-                }
-            } else {
-                if (c == ',' || c == '\n') break;
-                if (c == '\r' && (rd->p + 1 == rd->end || rd->p[1] == '\n')) break;
-                rd->p++;
-            }
-            if (len + 1 >= cap) {
-                char *nb = realloc(buf, cap * 2);
-                if (!nb) goto nomem;
-                buf = nb;
-                cap *= 2;
-            }
-            buf[len++] = c;
-        }
-        if (row_push(row, buf, len)) goto nomem;
-        if (rd->p < rd->end && *rd->p == ',') {
-            rd->p++;
-            continue;
-        }
-        if (rd->p < rd->end && *rd->p == '\r') rd->p++;
-        if (rd->p < rd->end && *rd->p == '\n') {
-            rd->p++;
-            rd->line++;
-        }
-        break;
-    }
-    free(buf);
-    return 1;
-nomem:
-    free(buf);
-    snprintf(err, errlen, "line %d: out of memory", row->line);
-    return -1;
-}
+/* CSV: the library's reader (io.h adi_csv_*), strict. */
+typedef adi_csv_row csv_row;
 
 /* Leading/trailing blanks of an unquoted header name or number are not meaningful. */
 static char *trim(char *s)
@@ -214,29 +86,14 @@ static int table_grow(table *t)
     return 0;
 }
 
-/* dir/rel unless rel is absolute. */
-static char *join_path(const char *dir, const char *rel)
-{
-    size_t a = strlen(dir), b = strlen(rel);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    if (rel[0] == '/' || a == 0) memcpy(p, rel, b + 1);
-    else {
-        memcpy(p, dir, a);
-        p[a] = '/';
-        memcpy(p + a + 1, rel, b + 1);
-    }
-    return p;
-}
-
 /* Reads and checks the CSV (text: len bytes, NUL-terminated, the caller's). 0 on success; on
  * failure the error has been printed. */
 static int read_table(const char *path, const char *text, size_t len, table *t, int *has_maps)
 {
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup("");
-    csv_reader rd = {text, text + len, 1};
-    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) rd.p += 3;
+    adi_csv_reader rd;
+    adi_csv_init(&rd, text, len, 0);
     csv_row row = {0};
     char err[256];
     int rc = -1, r;
@@ -246,7 +103,7 @@ static int read_table(const char *path, const char *text, size_t len, table *t, 
         goto out;
     }
 
-    r = csv_next(&rd, &row, err, sizeof err);
+    r = adi_csv_next(&rd, &row, err, sizeof err);
     if (r <= 0) {
         cli_error(CMD, "%s: %s", path, r < 0 ? err : "empty file (expected a header line)");
         goto out;
@@ -279,7 +136,7 @@ static int read_table(const char *path, const char *text, size_t len, table *t, 
     (void)c_image;
     *has_maps = c_map >= 0;
 
-    while ((r = csv_next(&rd, &row, err, sizeof err)) > 0) {
+    while ((r = adi_csv_next(&rd, &row, err, sizeof err)) > 0) {
         if (row.n != n_cols) {
             cli_error(CMD, "%s: line %d: %d fields, the header has %d", path, row.line, row.n,
                       n_cols);
@@ -315,8 +172,8 @@ static int read_table(const char *path, const char *text, size_t len, table *t, 
                           "header has a 'map' column)", path, row.line);
                 goto out;
             }
-            t->map[i] = join_path(dir, row.f[c_map]);
-            if (c_mask >= 0 && row.f[c_mask][0]) t->mask[i] = join_path(dir, row.f[c_mask]);
+            t->map[i] = adi_path_resolve(dir, row.f[c_map]);
+            if (c_mask >= 0 && row.f[c_mask][0]) t->mask[i] = adi_path_resolve(dir, row.f[c_mask]);
             if (!t->map[i] || (c_mask >= 0 && row.f[c_mask][0] && !t->mask[i])) {
                 cli_error(CMD, "out of memory");
                 goto out;
@@ -333,7 +190,7 @@ static int read_table(const char *path, const char *text, size_t len, table *t, 
     }
     rc = 0;
 out:
-    row_free(&row);
+    adi_csv_row_free(&row);
     free(dir);
     return rc;
 }
@@ -446,11 +303,8 @@ int cmd_metrics(int argc, char **argv)
     if (rc) return rc;
     /* the file first: a failure then leaves nothing half-reported on stdout */
     if (json_out) {
-        FILE *f = fopen(json_out, "w");
-        int ok = f && fputs(json, f) >= 0;
-        if (f && fclose(f)) ok = 0;
-        if (!ok) {
-            cli_error(CMD, "%s: cannot write: %s", json_out, strerror(errno));
+        if (adi_io_write_file(json_out, json, strlen(json)) != AD_OK) {
+            cli_error(CMD, "%s", ad_errmsg());
             return 1;
         }
     }

@@ -60,52 +60,27 @@ static void usage(FILE *f)
 
 int cmd_predict(int argc, char **argv)
 {
-    enum { O_MASK = 256, O_NOMASK, O_GRIDS, O_MAPS, O_OVERLAYS, O_VMAX, O_FORMAT, O_THREADS,
-           O_MAPSFMT, O_MAXPX, O_DATASET, O_DATA, O_CATEGORY, O_TRAINFRAC };
+    enum { O_DATASET = 256, O_DATA, O_CATEGORY, O_TRAINFRAC };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"bank", required_argument, 0, 'b'},
-        {"mask", no_argument, 0, O_MASK},           {"no-mask", no_argument, 0, O_NOMASK},
-        {"grids", required_argument, 0, O_GRIDS},   {"maps", required_argument, 0, O_MAPS},
-        {"overlays", required_argument, 0, O_OVERLAYS}, {"vmax", required_argument, 0, O_VMAX},
-        {"format", required_argument, 0, O_FORMAT}, {"threads", required_argument, 0, O_THREADS},
-        {"maps-format", required_argument, 0, O_MAPSFMT},
-        {"max-pixels", required_argument, 0, O_MAXPX},
+        CLD_OUT_LONGOPTS,
         {"dataset", required_argument, 0, O_DATASET}, {"data", required_argument, 0, O_DATA},
         {"category", required_argument, 0, O_CATEGORY},
         {"train-fraction", required_argument, 0, O_TRAINFRAC},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
-    const char *weights = NULL, *bank_path = NULL, *grids_dir = NULL, *maps_dir = NULL,
-               *ov_dir = NULL;
-    int mask = -1, threads = 0, maps_tiff = 0, c;
-    size_t max_pixels = CLI_DEFAULT_MAX_PIXELS;
+    const char *weights = NULL, *bank_path = NULL;
+    int c;
     const char *layout = NULL, *data = NULL, *category = NULL;
     double train_fraction = DS_DEFAULT_TRAIN_FRACTION;
-    double vmax = -1;
-    cld_format format = CLD_CSV;
+    cld_out_opts oo;
+    cld_out_opts_init(&oo, -1);
     while ((c = getopt_long(argc, argv, ":m:b:h", opts, NULL)) != -1) {
+        int k = cld_out_option(CMD, c, optarg, &oo);
+        if (k < 0) return 2;
+        if (k) continue;
         switch (c) {
         case 'm': weights = optarg; break;
         case 'b': bank_path = optarg; break;
-        case O_MASK: mask = 1; break;
-        case O_NOMASK: mask = 0; break;
-        case O_GRIDS: grids_dir = optarg; break;
-        case O_MAPS: maps_dir = optarg; break;
-        case O_OVERLAYS: ov_dir = optarg; break;
-        case O_VMAX:
-            if (cli_parse_double(CMD, "--vmax", optarg, 1e-9, 1e9, &vmax)) return 2;
-            break;
-        case O_FORMAT:
-            if (cld_parse_format(CMD, optarg, &format)) return 2;
-            break;
-        case O_THREADS:
-            if (cli_parse_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2;
-            break;
-        case O_MAPSFMT:
-            if (cld_parse_maps_format(CMD, optarg, &maps_tiff)) return 2;
-            break;
-        case O_MAXPX:
-            if (cli_parse_max_pixels(CMD, optarg, &max_pixels)) return 2;
-            break;
         case O_DATASET: layout = optarg; break;
         case O_DATA: data = optarg; break;
         case O_CATEGORY: category = optarg; break;
@@ -117,6 +92,11 @@ int cmd_predict(int argc, char **argv)
         default: return cli_getopt_error(CMD, c, argv);
         }
     }
+    const char *grids_dir = oo.grids, *maps_dir = oo.maps, *ov_dir = oo.overlays;
+    int mask = oo.mask, threads = oo.threads, maps_tiff = oo.maps_tiff;
+    size_t max_pixels = oo.max_pixels;
+    double vmax = oo.vmax;
+    cld_format format = oo.format;
     if (!weights || !bank_path) {
         cli_error(CMD, "-m WEIGHTS and -b BANK are required (anomalydino predict --help)");
         return 2;
@@ -151,10 +131,7 @@ int cmd_predict(int argc, char **argv)
         cli_error(CMD, "%s: %s", bank_path, ad_errmsg());
         goto done;
     }
-    if (cld_prepare_dir(CMD, "--grids", grids_dir) || cld_prepare_dir(CMD, "--maps", maps_dir) ||
-        cld_prepare_dir(CMD, "--overlays", ov_dir) ||
-        cld_distinct_npy_dirs(CMD, grids_dir, maps_dir)) /* e.g. G and ./G, now both made */
-        goto done;
+    if (cld_out_prepare(CMD, &oo)) goto done;
     stems = cld_output_stems(CMD, paths, rels, n);
     if (!stems) {
         cli_error(CMD, "out of memory");

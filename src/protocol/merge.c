@@ -237,7 +237,7 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
 {
     if (!out) return adi_fail(AD_E_ARG, "ad_eval_merge: NULL output");
     *out = NULL;
-    if (!dirs || n_dirs < 1) return adi_fail(AD_E_ARG, "eval-merge: no shard folders given");
+    if (!dirs || n_dirs < 1) return adi_fail(AD_E_ARG, "no shard folders given");
     ad_eval_results *r = pr_results_new();
     if (!r) return AD_E_NOMEM;
     shard_file *files = NULL;
@@ -250,7 +250,7 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
     for (int i = 0; i < n_dirs && st == AD_OK; i++) {
         for (int j = 0; j < i; j++)
             if (!strcmp(dirs[i], dirs[j])) {
-                st = adi_fail(AD_E_ARG, "eval-merge: %s is given twice", dirs[i]);
+                st = adi_fail(AD_E_ARG, "%s is given twice", dirs[i]);
                 break;
             }
         if (st != AD_OK) break;
@@ -266,7 +266,7 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
         } else if (strcmp(first_key, key)) {
             char diff[1024];
             pr_key_diff(first_key, key, diff, sizeof diff);
-            st = adi_fail(AD_E_MISMATCH, "eval-merge: %s and %s were made with different settings "
+            st = adi_fail(AD_E_MISMATCH, "%s and %s were made with different settings "
                                          "or weights (%s): refusing to merge",
                           first_dir, dirs[i], diff);
         }
@@ -276,7 +276,7 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
         if (st == AD_OK) st = read_manifests(dirs[i], &files, &nf, &cap);
     }
     if (st == AD_OK && !nf)
-        st = adi_fail(AD_E_ARG, "eval-merge: no shard manifests (shards/shard-I-of-N.json) in the "
+        st = adi_fail(AD_E_ARG, "no shard manifests (shards/shard-I-of-N.json) in the "
                                 "folders given: were they run with --shard I/N?");
     int n_shards = nf ? jint(files[0].man, "of", 0) : 0;
     const char *plan0 = nf ? jstr(files[0].man, "plan") : NULL;
@@ -286,23 +286,23 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
         if (!key || strcmp(key, first_key)) {
             char diff[1024];
             pr_key_diff(first_key, key ? key : "", diff, sizeof diff);
-            st = adi_fail(AD_E_MISMATCH, "eval-merge: shard %d in %s was made with different "
+            st = adi_fail(AD_E_MISMATCH, "shard %d in %s was made with different "
                                          "settings or weights (%s): refusing to merge",
                           files[i].index, files[i].dir, diff);
         } else if (of != n_shards || files[i].index < 0 || files[i].index >= of) {
-            st = adi_fail(AD_E_MISMATCH, "eval-merge: shard %d of %d in %s does not belong with "
+            st = adi_fail(AD_E_MISMATCH, "shard %d of %d in %s does not belong with "
                                          "shard %d of %d in %s (other shard counts)",
                           files[i].index, of, files[i].dir, files[0].index, n_shards,
                           files[0].dir);
         } else if (!plan || !plan0 || strcmp(plan, plan0)) {
-            st = adi_fail(AD_E_MISMATCH, "eval-merge: shard %d in %s planned other units than "
+            st = adi_fail(AD_E_MISMATCH, "shard %d in %s planned other units than "
                                          "shard %d in %s (other categories, shots, seeds or "
                                          "files): refusing to merge",
                           files[i].index, files[i].dir, files[0].index, files[0].dir);
         }
         for (int j = 0; st == AD_OK && j < i; j++)
             if (files[j].index == files[i].index)
-                st = adi_fail(AD_E_ARG, "eval-merge: shard %d of %d appears twice (%s and %s): "
+                st = adi_fail(AD_E_ARG, "shard %d of %d appears twice (%s and %s): "
                                         "its units would be counted twice",
                               files[i].index, n_shards, files[j].dir, files[i].dir);
     }
@@ -319,7 +319,7 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
                 size_t l = strlen(list);
                 snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", missing.v[i]);
             }
-            st = adi_fail(AD_E_ARG, "eval-merge: shard%s %s of %d missing (no "
+            st = adi_fail(AD_E_ARG, "shard%s %s of %d missing (no "
                                     "shards/shard-I-of-%d.json in the folders given)",
                           missing.n > 1 ? "s" : "", list, n_shards, n_shards);
         }
@@ -331,7 +331,7 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
     /* notes: the plan's once (from shard 0), then every shard's own, in shard order */
     const shard_file *by_index[AD_EVAL_MAX_SHOTS * AD_EVAL_MAX_SEEDS] = {0};
     if (st == AD_OK && n_shards > (int)(sizeof by_index / sizeof *by_index))
-        st = adi_fail(AD_E_ARG, "eval-merge: %d shards: at most %zu", n_shards,
+        st = adi_fail(AD_E_ARG, "%d shards: at most %zu", n_shards,
                       sizeof by_index / sizeof *by_index);
     for (int i = 0; st == AD_OK && i < nf; i++) by_index[files[i].index] = &files[i];
     if (st == AD_OK) {
@@ -375,7 +375,7 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
             holders++;
         }
         if (holders > 1) {
-            st = adi_fail(AD_E_ARG, "eval-merge: unit %s is in more than one of the folders "
+            st = adi_fail(AD_E_ARG, "unit %s is in more than one of the folders "
                                     "given (a duplicate): merge the folders of one run only",
                           name);
             break;
@@ -406,7 +406,7 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
             size_t l = strlen(list);
             snprintf(list + l, sizeof list - l, "%s%s", i ? "; " : "", problems.v[i]);
         }
-        st = adi_fail(AD_E_ARG, "eval-merge: %d unit(s) missing: %s%s", problems.n, list,
+        st = adi_fail(AD_E_ARG, "%d unit(s) missing: %s%s", problems.n, list,
                       problems.n > 5 ? "; ..." : "");
     }
     adi_strlist_free(&problems);
@@ -415,7 +415,7 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
     cJSON_Delete(settings0);
     if (st != AD_OK) {
         if (st == AD_E_NOMEM && ad_last_status() != AD_E_NOMEM)
-            adi_fail(AD_E_NOMEM, "eval-merge: out of memory");
+            adi_fail(AD_E_NOMEM, "out of memory");
         ad_eval_results_free(r);
         return ad_last_status();
     }

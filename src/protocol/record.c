@@ -88,6 +88,18 @@ void pr_unit_clear(pr_unit *pu)
     pu->base_dir = NULL;
 }
 
+/* A number that reads back as the same double: cJSON prints 15 digits when they read back as a
+ * value within an epsilon of it, which loses the last bits; a resumed or merged unit must give
+ * the metrics a fresh run gives, bit for bit. */
+static cJSON *add_exact(cJSON *o, const char *name, double v)
+{
+    char t[40];
+    if (!isfinite(v)) return cJSON_AddNullToObject(o, name);
+    snprintf(t, sizeof t, "%.15g", v);
+    if (strtod(t, NULL) != v) snprintf(t, sizeof t, "%.17g", v);
+    return cJSON_AddRawToObject(o, name, t);
+}
+
 static cJSON *string_array(char *const *v, int n)
 {
     cJSON *a = cJSON_CreateArray();
@@ -131,8 +143,8 @@ cJSON *pr_record_to_json(const pr_unit *pu, const char *key, char *const *listin
          cJSON_AddItemToObject(run, "test_listing", a);
     ok = ok && (a = string_array(u->skipped, u->n_skipped)) &&
          cJSON_AddItemToObject(run, "skipped", a);
-    ok = ok && cJSON_AddNumberToObject(run, "bank_rows", u->bank_rows) &&
-         cJSON_AddNumberToObject(run, "bank_seconds", u->bank_seconds);
+    ok = ok && add_exact(run, "bank_rows", u->bank_rows) &&
+         add_exact(run, "bank_seconds", u->bank_seconds);
     cJSON *imgs = ok ? cJSON_AddArrayToObject(run, "images") : NULL;
     ok = ok && imgs;
     for (int i = 0; ok && i < u->n_images; i++) {
@@ -140,8 +152,7 @@ cJSON *pr_record_to_json(const pr_unit *pu, const char *key, char *const *listin
         cJSON *it = cJSON_CreateObject();
         ok = it && cJSON_AddStringToObject(it, "image", im->image) &&
              cJSON_AddNumberToObject(it, "label", im->label) &&
-             cJSON_AddNumberToObject(it, "score", im->score) &&
-             cJSON_AddNumberToObject(it, "seconds", im->seconds);
+             add_exact(it, "score", im->score) && add_exact(it, "seconds", im->seconds);
         if (it) cJSON_AddItemToArray(imgs, it);
     }
     if (ok && u->metrics_present) {
@@ -149,11 +160,11 @@ cJSON *pr_record_to_json(const pr_unit *pu, const char *key, char *const *listin
         ok = m != NULL;
         for (int k = 0; ok && k < AD_EVAL_N_METRICS; k++)
             if (u->metrics_present >> k & 1)
-                ok = cJSON_AddNumberToObject(m, pr_metric_names[k], u->metrics[k]) != NULL;
+                ok = add_exact(m, pr_metric_names[k], u->metrics[k]) != NULL;
     }
     if (ok && u->n_examples) {
         cJSON *arr = cJSON_AddArrayToObject(run, "examples");
-        ok = arr && cJSON_AddNumberToObject(run, "examples_vmax", u->examples_vmax);
+        ok = arr && add_exact(run, "examples_vmax", u->examples_vmax);
         for (int k = 0; ok && k < u->n_examples; k++) {
             const ad_eval_example *e = &u->examples[k];
             cJSON *x = cJSON_CreateObject(), *files = cJSON_CreateObject();
@@ -164,7 +175,7 @@ cJSON *pr_record_to_json(const pr_unit *pu, const char *key, char *const *listin
                 cJSON_AddStringToObject(files, "map", e->file_map);
                 cJSON_AddStringToObject(x, "image", e->image);
                 cJSON_AddNumberToObject(x, "label", e->label);
-                cJSON_AddNumberToObject(x, "score", e->score);
+                add_exact(x, "score", e->score);
                 cJSON_AddItemToObject(x, "files", files);
                 cJSON_AddItemToArray(arr, x);
             } else {
