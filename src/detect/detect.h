@@ -13,6 +13,8 @@
 /* View `view` (0 .. DT_ROT_COUNT-1) of a reference, as the bank stores it: the image itself
  * (view 0), else ad_rotate by view * DT_ROT_STEP_DEG, through ad_extract_image. The one
  * definition ad_bank_add_image and the evaluation protocol both use. */
+/* Masks computed so far in this process (ad_mask_pca calls), for tests. */
+long adi_mask_pca_count(void);
 ad_status dt_reference_view(ad_context *ctx, const ad_image *img, int view, int resolution,
                             ad_features *out);
 /* AD_E_ARG for a NULL or empty image, naming the call `who`. */

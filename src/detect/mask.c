@@ -6,6 +6,7 @@
 #include "detect/detect.h"
 
 #include <cblas.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <string.h>
 
@@ -226,8 +227,14 @@ ad_status dt_mask_from_pc(const double *pc, int gh, int gw, uint8_t *keep)
     return AD_OK;
 }
 
+/* How many masks were computed (a statistic for the tests: the protocol masks each test image
+ * once and no reference); never read by the library itself. */
+static atomic_long pca_count;
+long adi_mask_pca_count(void) { return atomic_load(&pca_count); }
+
 ad_status ad_mask_pca(const ad_features *f, uint8_t *keep)
 {
+    atomic_fetch_add(&pca_count, 1);
     if (!f || !keep) return adi_fail(AD_E_ARG, "ad_mask_pca: NULL %s", f ? "keep" : "features");
     if (!f->patch || f->grid_h <= 0 || f->grid_w <= 0 || f->dim <= 0)
         return adi_fail(AD_E_ARG, "ad_mask_pca: empty features (%d x %d patches, dim %d)",

@@ -263,6 +263,12 @@ int main(void)
     CHECK(t_run("'%s' eval -m x --dataset mvtec --data x -o x --shard 3/3 > /dev/null 2>&1", bin) == 2,
           "--shard 3/3 refused (index past the count)");
 
+    /* --help says why zero-shot does not keep to --cache-mb */
+    CHECK(t_run("'%s' eval --help | tr -s ' \\n' ' ' | grep -q 'Zero-shot keeps the features of every "
+                "test image of a category regardless'", bin) == 0,
+          "eval --help explains zero-shot and --cache-mb");
+    CHECK(t_run("'%s' eval-merge --help | grep -q 'SHARD_DIR'", bin) == 0, "eval-merge --help");
+
     /* refusals */
     struct {
         const char *what, *args, *needle;
