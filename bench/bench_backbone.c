@@ -96,7 +96,7 @@ static int write_model(const char *path, const shape *s)
     int D = s->dim, H = s->hidden, n = 0, cap = 16 + 20 * s->depth;
     tensor *t = calloc((size_t)cap, sizeof *t);
     if (!t) return -1;
-    /* Hugging Face Dinov2Model key names (REFERENCE.md B5 (ii)) */
+    /* Hugging Face Dinov2Model key names (docs/design.md, "Backbone": checkpoints) */
     add(t, &n, INIT_SMALL, 3, 1, 1, D, 0, "embeddings.cls_token", 0);
     add(t, &n, INIT_SMALL, 2, 1, D, 0, 0, "embeddings.mask_token", 0);
     add(t, &n, INIT_SMALL, 3, 1, 1370, D, 0, "embeddings.position_embeddings", 0);

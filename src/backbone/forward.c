@@ -1,4 +1,5 @@
-/* The DINOv2 forward pass (REFERENCE.md B2, dinov2 vision_transformer.py eval path):
+/* The DINOv2 forward pass (docs/design.md "Backbone";
+ * dinov2 vision_transformer.py eval path):
  * patch embedding (the 14x14 stride-14 convolution as one GEMM over im2col rows), CLS,
  * positional embedding, registers, pre-norm blocks with LayerScale, final LayerNorm.
  *
@@ -190,7 +191,7 @@ static void my_rows(int T, int *r0, int *r1)
 }
 
 /* Rows [1+R, 1+R+N) of x: conv(14x14, stride 14) + bias + interpolated positional embedding;
- * row 0: CLS + pos_embed[0]; rows 1..R: registers (no positional embedding, B2 step 4). */
+ * row 0: CLS + pos_embed[0]; rows 1..R: registers (no positional embedding; design.md, Backbone). */
 static void embed(ad_context *c, const ad_input *in, int gh, int gw)
 {
     const adi_weights *w = &c->m->w;

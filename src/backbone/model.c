@@ -60,7 +60,7 @@ ad_model *ad_model_load(const char *path)
     in->patch_size = w->patch;
     in->pos_grid = w->pos_grid;
     /* dinov2 hub: _reg models are built with interpolate_antialias=True, offset 0; the others
-     * with antialias False, offset 0.1 (REFERENCE.md B1) */
+     * with antialias False, offset 0.1 (docs/design.md, "Backbone") */
     in->pos_interp = w->n_registers ? AD_POS_ANTIALIAS : AD_POS_SCALE_FACTOR;
     in->format = m->w.format;
     in->dtype = m->w.dtype;

@@ -1,5 +1,5 @@
-/* Positional-embedding resampling of the official DINOv2 code (REFERENCE.md B3,
- * dinov2 vision_transformer.py::interpolate_pos_encoding, post-e1277af), reproducing the two
+/* Positional-embedding resampling of the official DINOv2 code (docs/design.md,
+ * "Backbone"; dinov2 vision_transformer.py::interpolate_pos_encoding, post-e1277af), reproducing the two
  * PyTorch CPU paths it ends in (aten UpSampleKernel.cpp), in float32 like the original:
  *  - models without registers: interpolate(scale_factor=(g+0.1)/G, bicubic, align_corners
  *    false). Because a scale factor is given, PyTorch samples with ratio float(1/s), not G/g:

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #define CMD "features"
-#define DEFAULT_RESOLUTION 448 /* run_anomalydino.py --resolution default (REFERENCE.md A1) */
+#define DEFAULT_RESOLUTION 448 /* run_anomalydino.py --resolution default (design.md) */
 #define MAX_LAYERS 64
 
 static void usage(FILE *f)

@@ -1,5 +1,6 @@
-/* Memory bank: L2-normalised reference patch features with their owners (REFERENCE.md A4),
- * image scores (A6) and decision thresholds learned from normal images (DECISIONS.md). */
+/* Memory bank: L2-normalised reference patch features with their owners (docs/design.md,
+ * "References and rotations"), image scores ("Image score") and decision thresholds learned
+ * from normal images ("What we add"). */
 #include "detect/detect.h"
 
 #include <math.h>

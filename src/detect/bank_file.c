@@ -1,5 +1,5 @@
-/* Bank files: the memory bank with every setting needed to use it again (DECISIONS.md
- * "Additions"). Layout, version 2 (version 1 is the same without the part marked v2), all
+/* Bank files: the memory bank with every setting needed to use it again (docs/design.md,
+ * "What we add"; docs/banks.md). Layout, version 2 (version 1 is the same without the part marked v2), all
  * integers and floats little-endian:
  *
  *   "ADBANK"  u16 version

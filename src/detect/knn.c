@@ -1,4 +1,5 @@
-/* Exact k-nearest-neighbour search of test patches against the memory bank (REFERENCE.md A5).
+/* Exact k-nearest-neighbour search of test patches against the memory bank (docs/design.md,
+ * "Nearest neighbour").
  *
  * Distances are computed as faiss IndexFlatL2 does on L2-normalised vectors (the original's
  * default `L2_normalized` metric): d2 = max(0, |q|^2 + |m|^2 - 2 q.m) in float32 with float32

@@ -1,7 +1,8 @@
-/* Zero-shot background mask from the image's own features (REFERENCE.md A3, DECISIONS.md).
+/* Zero-shot background mask from the image's own features (docs/design.md,
+ * "Background mask" and "Where we differ").
  *
  * The original runs sklearn's randomized PCA (unseeded) and applies the morphology to the
- * flattened N x 1 array; DECISIONS.md replaces both: the exact first principal component
+ * flattened N x 1 array; we replace both (docs/design.md, "Where we differ"): the exact first principal component
  * (float64 covariance, top eigenvector) and 2-D 3x3 morphology on the patch grid. */
 #include "detect/detect.h"
 

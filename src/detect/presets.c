@@ -1,5 +1,5 @@
-/* Per-category masking / rotation presets of the original (REFERENCE.md A8; AD src/utils.py
- * get_dataset_info). */
+/* Per-category masking / rotation presets of the original (docs/design.md,
+ * "Presets"; AD src/utils.py get_dataset_info). */
 #include "core/core.h"
 
 #include <string.h>

@@ -1,4 +1,5 @@
-/* Batched zero-shot scoring (paper Appendix D; REFERENCE.md A10, DECISIONS.md).
+/* Batched zero-shot scoring (paper Appendix D; docs/design.md,
+ * "Zero-shot" and "Where we differ").
  *
  * Every patch of image i is compared with every patch of every other image (M patches); its score
  * is the mean of the cosine distances strictly below the k-th smallest, k = max(1, int(0.001*M)).
@@ -354,7 +355,7 @@ ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *
         size_t n = (size_t)feats[i].grid_h * (size_t)feats[i].grid_w;
         off[i + 1] = off[i] + n;
         size_t k = (size_t)(ZS_QUANTILE * (double)(P - n)); /* Python int(): truncation */
-        if (k < 1) k = 1;                                    /* DECISIONS.md: k >= 1 */
+        if (k < 1) k = 1;                                    /* design.md: k >= 1 */
         kimg[i] = k;
         if (k > kmax) kmax = k;
         size_t add;
@@ -477,7 +478,7 @@ ad_status ad_zeroshot(ad_context *ctx, const ad_features *feats, const uint8_t *
             uint32_t below = 0;
             while (below < k && t[below] < kth) sum += t[below++];
             /* the original averages the values strictly below the k-th smallest (0/0 when there
-             * are none); DECISIONS.md: the k-th smallest itself then */
+             * are none); design.md: the k-th smallest itself then */
             grid[r] = below ? sum / below : (double)kth;
         }
     }

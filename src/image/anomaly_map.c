@@ -1,4 +1,5 @@
-/* Full-resolution anomaly map (REFERENCE.md A7, dammsi/AnomalyDINO src/utils.py::dists2map):
+/* Full-resolution anomaly map (docs/design.md "Anomaly map";
+ * dammsi/AnomalyDINO src/utils.py::dists2map):
  *   cv2.resize(grid (float64), (W, H), interpolation=INTER_LINEAR)
  *   scipy.ndimage.gaussian_filter(map, sigma=4)   (truncate 4 -> radius 16, mode 'reflect')
  * in float64, stored as float32.

@@ -1,4 +1,5 @@
-/* Network input (REFERENCE.md A1.3-A1.6, dammsi/AnomalyDINO src/backbones.py prepare_image):
+/* Network input (docs/design.md "Preprocessing";
+ * dammsi/AnomalyDINO src/backbones.py prepare_image):
  * torchvision Resize(S, BICUBIC, antialias) on the PIL image, ToTensor (v / 255 in float32),
  * Normalize(ImageNet mean, std) as (x - mean) / std in float32, then the top-left crop to
  * multiples of the patch size 14, CHW. */

@@ -2,7 +2,8 @@
  * (Pillow 9.4 src/libImaging/Resample.c: bicubic_filter, precompute_coeffs,
  * normalize_coeffs_8bpc, ImagingResampleHorizontal/Vertical_8bpc, ImagingResampleInner), which
  * is what torchvision's Resize(BICUBIC, antialias=True) does to a PIL image in the original
- * preprocessing (REFERENCE.md A1.3). Integer arithmetic throughout after the coefficients, so
+ * preprocessing (docs/design.md,
+ * "Preprocessing"). Integer arithmetic throughout after the coefficients, so
  * the result does not depend on the thread count. */
 #include "image/image.h"
 

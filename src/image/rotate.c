@@ -1,4 +1,5 @@
-/* Rotation augmentation of the references (REFERENCE.md A4): OpenCV 4.6's
+/* Rotation augmentation of the references (docs/design.md, "References and
+ * rotations"): OpenCV 4.6's
  *   M = cv2.getRotationMatrix2D((W/2, H/2), angle, 1.0)
  *   cv2.warpAffine(img, M, (W, H), flags=INTER_LINEAR, borderMode=BORDER_REFLECT_101)
  * reproduced with its fixed-point arithmetic (imgwarp.cpp: warpAffine, WarpAffineInvoker,

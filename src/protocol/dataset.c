@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* REFERENCE.md A8 (AD src/utils.py::get_dataset_info); both lists are in the original's order. */
+/* docs/design.md, "Presets" (AD src/utils.py::get_dataset_info): the original's order. */
 const char *const ds_mvtec_categories[] = {
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
     "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper", NULL};
@@ -87,7 +87,7 @@ static const char *ext_of(const char *name)
     return dot;
 }
 
-/* The original keeps a test sub-folder only if its name without '_' is alphabetic (A11). */
+/* The original keeps a test sub-folder only if its name without '_' is alphabetic (design.md). */
 static int type_name_ok(const char *t)
 {
     int letters = 0;
@@ -262,7 +262,7 @@ static void flush_counts(ds_dataset *d, const cat_counts *cc, const char *cat)
 
 static int test_ext_ok(ds_kind kind, const char *name)
 {
-    /* A11: the original evaluates exactly ".png" (MVTec) or ".JPG" (VisA) files. */
+    /* design.md, Evaluation protocol: the original evaluates exactly ".png" (MVTec) or ".JPG" (VisA) files. */
     if (kind == DS_MVTEC) return !strcmp(ext_of(name), ".png");
     if (kind == DS_VISA) return !strcmp(ext_of(name), ".JPG");
     return adi_io_has_image_ext(name);

@@ -1,5 +1,5 @@
 /* adi_weights_load: recognise the checkpoint format, map either key scheme (official hub or
- * Hugging Face Dinov2Model, REFERENCE.md B5) onto the hub layout, infer the configuration from
+ * Hugging Face Dinov2Model; docs/design.md, "Backbone") onto the hub layout, infer the configuration from
  * the shapes, then read every tensor as float32 into one arena and fingerprint the values. */
 #include "weights/weights.h"
 #include "weights/tensor_file.h"

@@ -1,4 +1,4 @@
-/* Positional-embedding resampling (REFERENCE.md B3): the 37x37 grid is copied untouched at
+/* Positional-embedding resampling (docs/design.md, "Backbone"): the 37x37 grid is copied untouched at
  * 37x37; models without registers sample with ratio 37/(g+0.1) (the official +0.1 offset,
  * which makes the map slightly asymmetric), models with registers with the antialiased,
  * mirror-symmetric filter to size g. Checked on synthetic grids whose right answer follows from

@@ -1,7 +1,7 @@
 /* `anomalydino eval` end to end on small datasets built here: an MVTec AD layout and a raw VisA
  * download (split_csv/1cls.csv, .JPG images, 0/1 masks), with the tiny random DINOv2. Pins the
  * protocol rather than numbers: which references each (shots, seed) uses, the test images and
- * their labels (A11: 1 iff the ground truth has a non-zero pixel), the output files, resume (a
+ * their labels (design.md: 1 iff the ground truth has a non-zero pixel), the output files, resume (a
  * second run recomputes nothing and leaves the run records untouched), refusal to resume with
  * other settings, what is reported when files are missing or unreadable, and zero-shot mode. */
 #include "testutil.h"
@@ -188,7 +188,7 @@ static void build_visa_raw(const char *root)
     for (int i = 0; i < 3; i++) {
         make_image(img, 900 + i, 1, 15 + 10 * i, 20);
         write_jpeg(P(root, "candle/Data/Images/Anomaly/%03d.JPG", i), img);
-        /* VisA masks may hold small non-zero values; 002 has an empty mask (label 0, A11) */
+        /* VisA masks may hold small non-zero values; 002 has an empty mask (label 0, design.md) */
         write_mask(P(root, "candle/Data/Masks/Anomaly/%03d.png", i), i < 2, 15 + 10 * i, 20, 1);
         n += snprintf(csv + n, sizeof csv - (size_t)n,
                       "candle,test,anomaly,candle/Data/Images/Anomaly/%03d.JPG,"

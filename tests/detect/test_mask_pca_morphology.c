@@ -1,4 +1,4 @@
-/* The mask from first-PC scores (DECISIONS.md): strict "> 10", the centre-crop flip test (border
+/* The mask from first-PC scores (docs/design.md, "Background mask"): strict "> 10", the centre-crop flip test (border
  * 0.2, flip when at most 35 % of the crop is kept) and 2-D 3x3 dilation followed by a 3x3
  * closing with out-of-grid neighbours ignored; each case is worked out by hand below. */
 #include "anomalydino.h"

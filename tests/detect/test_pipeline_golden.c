@@ -210,7 +210,7 @@ static void run_seed(ad_context *ctx, const ad_model *m, const char *dir)
             ad_bank_params bp = ad_bank_default_params();
             bp.resolution = res;
             bp.rotate = rot;
-            bp.mask_refs = 0; /* the original's default (REFERENCE.md A3) */
+            bp.mask_refs = 0; /* the original's default (design.md) */
             bp.mask_test = 1;
             bp.knn_k = 1;
             banks[slot] = ad_bank_new(m, &bp);

@@ -1,5 +1,5 @@
-/* Presets reproduce the original's per-category tables (REFERENCE.md A8, AD src/utils.py
- * get_dataset_info): which MVTec AD / VisA categories are masked and rotated per preset; unknown
+/* Presets reproduce the original's per-category tables (docs/design.md "Presets";
+ * AD src/utils.py get_dataset_info): which MVTec AD / VisA categories are masked and rotated per preset; unknown
  * categories and datasets get the dataset-independent answer; unknown presets are refused with
  * the list of valid ones. The expectations are written out from A8's prose, independently of the
  * library's tables. */

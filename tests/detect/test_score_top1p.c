@@ -1,5 +1,6 @@
 /* Image score = mean of the floor(0.01 * N) largest grid values, N counting every cell (zeros of
- * masked-out cells included), the maximum when that count is 0 (REFERENCE.md A6). */
+ * masked-out cells included), the maximum when that count is 0 (docs/design.md,
+ * "Image score"). */
 #include "anomalydino.h"
 #include "testutil.h"
 
