@@ -928,44 +928,20 @@ const char *ds_layout_help(ds_kind k)
     return "";
 }
 
-/* A good (label) or defective image found while walking a layout without a train split. */
-typedef struct {
-    char *path, *rel, *type, *mask;
-    int defect;
-} found_img;
-
-typedef struct {
-    found_img *v;
-    int n, cap;
-} found_list;
-
-static int found_push(found_list *l, char *path, char *rel, char *type, char *mask, int defect)
-{
-    if (!path || !rel || !type) goto fail;
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 64;
-        found_img *v = adi_realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v) goto fail;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = (found_img){path, rel, type, mask, defect};
-    return 0;
-fail:
-    adi_free(path);
-    adi_free(rel);
-    adi_free(type);
-    adi_free(mask);
-    return -1;
-}
+/* A good (label) or defective image found while walking a layout without a train split, or read
+ * from a manifest: a test item whose name is its path below the root, kept in an item_list
+ * until the split is made. */
+typedef ds_test_item found_img;
+typedef item_list found_list;
+#define found_push items_push
 
 static void found_free(found_list *l)
 {
     for (int i = 0; i < l->n; i++) {
         adi_free(l->v[i].path);
-        adi_free(l->v[i].rel);
+        adi_free(l->v[i].name);
         adi_free(l->v[i].type);
-        adi_free(l->v[i].mask);
+        adi_free(l->v[i].mask_path);
     }
     adi_free(l->v);
     memset(l, 0, sizeof *l);
@@ -973,7 +949,7 @@ static void found_free(found_list *l)
 
 static int cmp_found(const void *a, const void *b)
 {
-    return strcmp(((const found_img *)a)->rel, ((const found_img *)b)->rel);
+    return strcmp(((const found_img *)a)->name, ((const found_img *)b)->name);
 }
 
 /* The category of a layout without a train split: sorted by path below ROOT, the first
@@ -1001,18 +977,18 @@ static ad_status split_category(ds_dataset *d, const char *name, found_list *l, 
         found_img *f = &l->v[i];
         if (!f->defect && g < n_train) {
             c.train[g] = f->path;
-            c.train_names[g] = f->rel;
+            c.train_names[g] = f->name;
             adi_free(f->type);
-            adi_free(f->mask);
+            adi_free(f->mask_path);
             g++;
             c.n_train = g;
         } else {
-            int bad = items_push(&items, f->path, f->rel, f->type, f->defect ? f->mask : NULL,
+            int bad = items_push(&items, f->path, f->name, f->type, f->defect ? f->mask_path : NULL,
                                  f->defect);
-            if (!f->defect) adi_free(f->mask);
+            if (!f->defect) adi_free(f->mask_path);
             if (bad) {
                 for (int j = i + 1; j < l->n; j++) {
-                    adi_free(l->v[j].path), adi_free(l->v[j].rel), adi_free(l->v[j].type), adi_free(l->v[j].mask);
+                    adi_free(l->v[j].path), adi_free(l->v[j].name), adi_free(l->v[j].type), adi_free(l->v[j].mask_path);
                 }
                 l->n = 0;
                 goto oom;
@@ -1405,15 +1381,15 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
         qsort(m->train.v, (size_t)m->train.n, sizeof *m->train.v, cmp_found);
         for (int i = 0; i < m->train.n; i++) {
             c.train[i] = m->train.v[i].path;
-            c.train_names[i] = m->train.v[i].rel;
-            m->train.v[i].path = m->train.v[i].rel = NULL;
+            c.train_names[i] = m->train.v[i].name;
+            m->train.v[i].path = m->train.v[i].name = NULL;
             c.n_train++;
         }
         for (int i = 0; i < m->test.n && st == AD_OK; i++) {
             found_img *t = &m->test.v[i];
-            if (items_push(&items, t->path, t->rel, t->type, t->mask, t->defect))
+            if (items_push(&items, t->path, t->name, t->type, t->mask_path, t->defect))
                 st = adi_fail(AD_E_NOMEM, "out of memory");
-            t->path = t->rel = t->type = t->mask = NULL;
+            t->path = t->name = t->type = t->mask_path = NULL;
         }
         if (st == AD_OK) {
             qsort(items.v, (size_t)items.n, sizeof *items.v, cmp_item);
