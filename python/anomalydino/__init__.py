@@ -10,6 +10,8 @@ numpy arrays, bit-identical to what the ``anomalydino`` command-line tool comput
     >>> r = bank.predict(test_image)
     >>> r.score, r.verdict, r.grid.shape
     >>> heat = ad.anomaly_map(r.grid, test_image.shape[1], test_image.shape[0])
+    >>> res = ad.evaluate(model, "mvtec", "/data/mvtec", shots=(1, 2), seeds=3)  # the benchmark
+    >>> res.cell(1, "mean", "image_auroc")                 # (mean, std, seeds)
 
 The shared library is found, on first use, in this order: the ``ANOMALYDINO_LIB`` environment
 variable (the library file, or its folder), the package folder, the build tree of a source
@@ -21,6 +23,7 @@ from ._api import (AnomalyDinoError, Bank, BankParams, Context, ImageMetrics, Mo
                    Nearest, PixelEval, PixelMetrics, Reference, Result, ThresholdRecord,
                    anomaly_map,
                    library_path, metrics_image, pixel_metrics, score_top1p, version, zeroshot)
+from ._eval import EvalImage, EvalResults, EvalUnit, evaluate, merge
 from .adapter import AnomalibAdapter, InferenceBatch
 
 __version__ = "0.1.0"
@@ -30,4 +33,5 @@ __all__ = [
     "Reference", "ThresholdRecord", "Nearest", "anomaly_map", "score_top1p", "zeroshot",
     "metrics_image", "pixel_metrics", "PixelEval", "ImageMetrics", "PixelMetrics",
     "AnomalibAdapter", "InferenceBatch", "version", "library_path", "__version__",
+    "evaluate", "merge", "EvalResults", "EvalUnit", "EvalImage",
 ]
