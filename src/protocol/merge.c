@@ -329,10 +329,9 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
     if (st == AD_OK) settings0 = NULL; /* r owns it */
     if (st == AD_OK) st = plan_from_manifest(r, files[0].man, files[0].dir);
     /* notes: the plan's once (from shard 0), then every shard's own, in shard order */
-    const shard_file *by_index[AD_EVAL_MAX_SHOTS * AD_EVAL_MAX_SEEDS] = {0};
-    if (st == AD_OK && n_shards > (int)(sizeof by_index / sizeof *by_index))
-        st = adi_fail(AD_E_ARG, "%d shards: at most %zu", n_shards,
-                      sizeof by_index / sizeof *by_index);
+    const shard_file **by_index = NULL;
+    if (st == AD_OK && !(by_index = adi_calloc((size_t)n_shards + 1, sizeof *by_index)))
+        st = AD_E_NOMEM;
     for (int i = 0; st == AD_OK && i < nf; i++) by_index[files[i].index] = &files[i];
     if (st == AD_OK) {
         st = copy_strings(&r->plan_errors,
@@ -410,6 +409,7 @@ ad_status ad_eval_merge(const char *const *dirs, int n_dirs, ad_eval_results **o
                       problems.n > 5 ? "; ..." : "");
     }
     adi_strlist_free(&problems);
+    adi_free(by_index);
     for (int i = 0; i < nf; i++) cJSON_Delete(files[i].man);
     adi_free(files);
     cJSON_Delete(settings0);
