@@ -568,6 +568,39 @@ static int cmp_train_pair(const void *a, const void *b)
     return strcmp(base_name(x[0]), base_name(y[0]));
 }
 
+/* One data row of a split CSV (VisA's 1cls.csv or a manifest): col[] holds the columns of
+ * category, split, image, label and mask (mask -1: none). 1: a row to use (v[] the five fields,
+ * *is_train); 0: left out, with a note when it is a problem (not when its category was not asked
+ * for). */
+static int split_row(ds_dataset *d, const char *csv_path, int line, char **f, int nf,
+                     const int col[5], char *const *cats, int n_cats, const char *v[5],
+                     int *is_train)
+{
+    if (nf <= col[0] || nf <= col[1] || nf <= col[2] || nf <= col[3]) {
+        ds_lines_add(&d->errors, "%s:%d: too few columns: row ignored", csv_path, line);
+        return 0;
+    }
+    for (int k = 0; k < 4; k++) v[k] = f[col[k]];
+    v[4] = col[4] >= 0 && nf > col[4] ? f[col[4]] : "";
+    if (cats) {
+        int want = 0;
+        for (int i = 0; i < n_cats && !want; i++) want = !strcmp(cats[i], v[0]);
+        if (!want) return 0;
+    }
+    if (!category_name_ok(v[0])) {
+        ds_lines_add(&d->errors, "%s:%d: '%s' is not a category name: row ignored", csv_path,
+                     line, v[0]);
+        return 0;
+    }
+    *is_train = !strcmp(v[1], "train");
+    if (!*is_train && strcmp(v[1], "test")) {
+        ds_lines_add(&d->errors, "%s:%d: split '%s' is neither train nor test: row ignored",
+                     csv_path, line, v[1]);
+        return 0;
+    }
+    return 1;
+}
+
 static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const *cats,
                                int n_cats)
 {
@@ -585,15 +618,13 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
     int rr = adi_csv_next(&rd, &row, cerr, sizeof cerr);
     char **f = row.f;
     int nf = rr > 0 ? row.n : 0;
-    int col_obj = -1, col_split = -1, col_label = -1, col_image = -1, col_mask = -1;
-    for (int i = 0; i < nf; i++) {
-        if (!strcmp(f[i], "object")) col_obj = i;
-        else if (!strcmp(f[i], "split")) col_split = i;
-        else if (!strcmp(f[i], "label")) col_label = i;
-        else if (!strcmp(f[i], "image")) col_image = i;
-        else if (!strcmp(f[i], "mask")) col_mask = i;
-    }
-    if (col_obj < 0 || col_split < 0 || col_label < 0 || col_image < 0) {
+    /* the columns in split_row's order: category (VisA: object), split, image, label, mask */
+    int col[5] = {-1, -1, -1, -1, -1};
+    static const char *const names[5] = {"object", "split", "image", "label", "mask"};
+    for (int i = 0; i < nf; i++)
+        for (int k = 0; k < 5; k++)
+            if (!strcmp(f[i], names[k])) col[k] = i;
+    if (col[0] < 0 || col[1] < 0 || col[2] < 0 || col[3] < 0) {
         adi_csv_row_free(&row);
     adi_free(text);
         return adi_fail(AD_E_FORMAT,
@@ -609,29 +640,10 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
         nf = row.n;
         line = row.line;
         if (nf == 1 && !f[0][0]) continue; /* a line of blanks */
-        if (nf <= col_obj || nf <= col_split || nf <= col_label || nf <= col_image) {
-            ds_lines_add(&d->errors, "%s:%d: too few columns: row ignored", csv_path, line);
-            continue;
-        }
-        const char *obj = f[col_obj], *split = f[col_split], *label = f[col_label];
-        const char *image = f[col_image];
-        const char *mask = col_mask >= 0 && nf > col_mask ? f[col_mask] : "";
-        if (cats) {
-            int want = 0;
-            for (int i = 0; i < n_cats && !want; i++) want = !strcmp(cats[i], obj);
-            if (!want) continue;
-        }
-        if (!category_name_ok(obj)) {
-            ds_lines_add(&d->errors, "%s:%d: '%s' is not a category name: row ignored", csv_path,
-                         line, obj);
-            continue;
-        }
-        int is_train = !strcmp(split, "train"), is_test = !strcmp(split, "test");
-        if (!is_train && !is_test) {
-            ds_lines_add(&d->errors, "%s:%d: split '%s' is neither train nor test: row ignored",
-                         csv_path, line, split);
-            continue;
-        }
+        const char *v[5];
+        int is_train;
+        if (!split_row(d, csv_path, line, f, nf, col, cats, n_cats, v, &is_train)) continue;
+        const char *obj = v[0], *image = v[2], *label = v[3], *mask = v[4];
         /* prepare_data.py: 'normal' -> good, anything else -> bad */
         int normal = !strcmp(label, "normal");
         if (is_train && !normal) continue; /* the 1-class split trains on normal images only */
@@ -1271,28 +1283,10 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
         nf = row.n;
         line = row.line;
         if (nf == 1 && !f[0][0]) continue;
-        if (nf <= col[0] || nf <= col[1] || nf <= col[2] || nf <= col[3]) {
-            ds_lines_add(&d->errors, "%s:%d: too few columns: row ignored", csv_path, line);
-            continue;
-        }
-        const char *cat = f[col[0]], *split = f[col[1]], *image = f[col[2]], *label = f[col[3]];
-        const char *mask = col[4] >= 0 && nf > col[4] ? f[col[4]] : "";
-        if (cats) {
-            int want = 0;
-            for (int i = 0; i < n_cats && !want; i++) want = !strcmp(cats[i], cat);
-            if (!want) continue;
-        }
-        if (!category_name_ok(cat)) {
-            ds_lines_add(&d->errors, "%s:%d: '%s' is not a category name: row ignored", csv_path,
-                         line, cat);
-            continue;
-        }
-        int is_train = !strcmp(split, "train"), is_test = !strcmp(split, "test");
-        if (!is_train && !is_test) {
-            ds_lines_add(&d->errors, "%s:%d: split '%s' is neither train nor test: row ignored",
-                         csv_path, line, split);
-            continue;
-        }
+        const char *v[5];
+        int is_train;
+        if (!split_row(d, csv_path, line, f, nf, col, cats, n_cats, v, &is_train)) continue;
+        const char *cat = v[0], *image = v[2], *label = v[3], *mask = v[4];
         int good = label_is_good(label);
         if (!good && !category_name_ok(label)) { /* the type also names report folders */
             ds_lines_add(&d->errors, "%s:%d: label '%s' is neither good nor a defect name: row "
