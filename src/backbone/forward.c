@@ -191,7 +191,7 @@ static void my_rows(int T, int *r0, int *r1)
 }
 
 /* Rows [1+R, 1+R+N) of x: conv(14x14, stride 14) + bias + interpolated positional embedding;
- * row 0: CLS + pos_embed[0]; rows 1..R: registers (no positional embedding; design.md, Backbone). */
+ * row 0: CLS + pos_embed[0]; rows 1..R: registers (no positional embedding; design.md). */
 static void embed(ad_context *c, const ad_input *in, int gh, int gw)
 {
     const adi_weights *w = &c->m->w;

@@ -1,6 +1,6 @@
 /* Bank files: the memory bank with every setting needed to use it again (docs/design.md,
- * "What we add"; docs/banks.md). Layout, version 2 (version 1 is the same without the part marked v2), all
- * integers and floats little-endian:
+ * "What we add"; docs/banks.md). Layout, version 2 (version 1 is the same without the part
+ * marked v2), all integers and floats little-endian:
  *
  *   "ADBANK"  u16 version
  *   u32 dim  i32 resolution  u8 rotate  u8 mask_refs  u8 mask_test  u8 0  i32 knn_k
