@@ -596,6 +596,9 @@ static void index_usage(FILE *f)
             "  -o, --out FILE          write the bank there instead of over BANK\n"
             "      --probes P          default probes (1 .. LISTS); alone: change only that\n"
             "      --iterations N      k-means iterations (default %d)\n"
+            "      --recalibrate       relearn the threshold by leave-one-out through the new\n"
+            "                          search (the rule of the bank's latest threshold; max when\n"
+            "                          it has none); without it the threshold stays as it was\n"
             "      --threads N         threads (default: all cores)\n"
             "  -h, --help              this help\n\n"
             "Exit status: 0 written, 1 failure (unreadable bank, LISTS above the rows, ...),\n"
@@ -604,16 +607,18 @@ static void index_usage(FILE *f)
 
 static int cmd_bank_index(int argc, char **argv)
 {
-    enum { O_PROBES = 256, O_ITERS, O_THREADS };
+    enum { O_PROBES = 256, O_ITERS, O_THREADS, O_RECAL };
     static const struct option opts[] = {
+        {"recalibrate", no_argument, 0, O_RECAL},
         {"out", required_argument, 0, 'o'},       {"probes", required_argument, 0, O_PROBES},
         {"iterations", required_argument, 0, O_ITERS}, {"threads", required_argument, 0, O_THREADS},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     const char *out = NULL;
-    int probes = 0, iters = 0, threads = 0, c;
+    int probes = 0, iters = 0, threads = 0, recal = 0, c;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
+        case O_RECAL: recal = 1; break;
         case O_PROBES:
             if (cli_parse_int(CMD, "--probes", optarg, 1, DT_IVF_MAX_LISTS, &probes)) return 2;
             break;
@@ -677,6 +682,31 @@ static int cmd_bank_index(int argc, char **argv)
         cli_error(CMD, "index: %s: %s", path, ad_errmsg());
         goto out;
     }
+    double thr;
+    if (recal) { /* the stored rows suffice: no weights needed */
+        cli_bank_clock(b);
+        ad_thresh_rule rule = AD_THRESH_MAX;
+        double q = 1.0;
+        int nh = ad_bank_threshold_count(b);
+        ad_thresh_record last = {0};
+        if (nh > 0 && ad_bank_threshold_get(b, nh - 1, &last) == AD_OK) {
+            if (last.source == AD_THRESH_FROM_SCORES) {
+                cli_error(CMD, "index: --recalibrate: the bank's threshold was learned from %d "
+                               "calibration image scores; score held-out good images against the "
+                               "indexed bank instead (%s not changed)", last.n_scores, out);
+                goto out;
+            }
+            rule = last.rule;
+            q = last.quantile;
+        } else if (ad_bank_threshold(b, &thr)) {
+            rule = b->rule;
+            q = b->quantile;
+        }
+        if (ad_bank_calibrate_loo(b, NULL, rule, q) != AD_OK) {
+            cli_error(CMD, "index: leave-one-out recalibration: %s", ad_errmsg());
+            goto out;
+        }
+    }
     if (ad_bank_save(b, out) != AD_OK) {
         cli_error(CMD, "%s", ad_errmsg());
         goto out;
@@ -689,6 +719,8 @@ static int cmd_bank_index(int argc, char **argv)
                ii.rows, ii.probes, ii.iterations);
     else
         printf("index       none (exact search)\n");
+    if (ad_bank_threshold(b, &thr))
+        printf("threshold   %.6f (%s)\n", thr, recal ? "relearned by leave-one-out" : "kept");
     printf("time        %.1f s\n", cli_now() - t0);
     rc = 0;
 out:

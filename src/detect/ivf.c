@@ -27,6 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define IVF_X86 1
+#endif
+
 #define ASSIGN_BLOCK 512   /* rows per assignment GEMM (fixed: bits independent of threads) */
 #define LIST_CHUNK 4096    /* centroids per assignment GEMM */
 #define SIM_FLOATS (1u << 20)
@@ -336,6 +341,105 @@ out:
     return st;
 }
 
+/* Inner products of m queries (rows of a) with n list rows (rows of b), both d wide, row-major:
+ * c[i * n + j]. The lists are small (tens to hundreds of rows, a few to tens of queries each),
+ * where a BLAS call costs more in packing and set-up than in arithmetic; with AVX2 + FMA and d a
+ * multiple of 8 a register-blocked kernel (4 queries x 2 rows, 8 lanes per product summed in a
+ * fixed order) computes them directly. Each product depends only on its two vectors, not on
+ * the grouping: a patch's distances are the same whatever other queries share its lists. */
+#ifdef IVF_X86
+__attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v)
+{
+    float l[8];
+    _mm256_storeu_ps(l, v);
+    return ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+}
+
+/* c[0..3][0..2] = a[0..3] . b[0..2]: twelve accumulators in registers. */
+__attribute__((target("avx2,fma"))) static void ipk_4x3(const float *const *a, const float *b,
+                                                        int d, float *c, size_t ldc)
+{
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
+    const float *b0 = b, *b1 = b + d, *b2 = b + 2 * (size_t)d;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+    for (int k = 0; k < d; k += 8) {
+        const __m256 x0 = _mm256_loadu_ps(b0 + k), x1 = _mm256_loadu_ps(b1 + k),
+                     x2 = _mm256_loadu_ps(b2 + k);
+        __m256 q = _mm256_loadu_ps(a0 + k);
+        c00 = _mm256_fmadd_ps(q, x0, c00);
+        c01 = _mm256_fmadd_ps(q, x1, c01);
+        c02 = _mm256_fmadd_ps(q, x2, c02);
+        q = _mm256_loadu_ps(a1 + k);
+        c10 = _mm256_fmadd_ps(q, x0, c10);
+        c11 = _mm256_fmadd_ps(q, x1, c11);
+        c12 = _mm256_fmadd_ps(q, x2, c12);
+        q = _mm256_loadu_ps(a2 + k);
+        c20 = _mm256_fmadd_ps(q, x0, c20);
+        c21 = _mm256_fmadd_ps(q, x1, c21);
+        c22 = _mm256_fmadd_ps(q, x2, c22);
+        q = _mm256_loadu_ps(a3 + k);
+        c30 = _mm256_fmadd_ps(q, x0, c30);
+        c31 = _mm256_fmadd_ps(q, x1, c31);
+        c32 = _mm256_fmadd_ps(q, x2, c32);
+    }
+    c[0] = hsum8(c00), c[1] = hsum8(c01), c[2] = hsum8(c02);
+    c += ldc;
+    c[0] = hsum8(c10), c[1] = hsum8(c11), c[2] = hsum8(c12);
+    c += ldc;
+    c[0] = hsum8(c20), c[1] = hsum8(c21), c[2] = hsum8(c22);
+    c += ldc;
+    c[0] = hsum8(c30), c[1] = hsum8(c31), c[2] = hsum8(c32);
+}
+
+/* One query, three rows: the same lane order and arithmetic as ipk_4x3's products. */
+__attribute__((target("avx2,fma"))) static void ipk_1x3(const float *a, const float *b, int d,
+                                                        float *c)
+{
+    const float *b0 = b, *b1 = b + d, *b2 = b + 2 * (size_t)d;
+    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0;
+    for (int k = 0; k < d; k += 8) {
+        const __m256 q = _mm256_loadu_ps(a + k);
+        c0 = _mm256_fmadd_ps(q, _mm256_loadu_ps(b0 + k), c0);
+        c1 = _mm256_fmadd_ps(q, _mm256_loadu_ps(b1 + k), c1);
+        c2 = _mm256_fmadd_ps(q, _mm256_loadu_ps(b2 + k), c2);
+    }
+    c[0] = hsum8(c0), c[1] = hsum8(c1), c[2] = hsum8(c2);
+}
+
+/* One product, the same lane order and arithmetic as each of ipk_4x3's. */
+__attribute__((target("avx2,fma"))) static float ipk_1x1(const float *a, const float *b, int d)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int k = 0; k < d; k += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc);
+    return hsum8(acc);
+}
+
+/* a[i]: the m query rows (pointers: no gathering copy). */
+static void ip_avx2(const float *const *a, size_t m, const float *b, size_t n, int d, float *c)
+{
+    const size_t m4 = m & ~(size_t)3, n3 = n - n % 3;
+    for (size_t i = 0; i < m4; i += 4)
+        for (size_t j = 0; j < n3; j += 3) ipk_4x3(a + i, b + j * d, d, c + i * n + j, n);
+    for (size_t i = m4; i < m; i++)
+        for (size_t j = 0; j < n3; j += 3) ipk_1x3(a[i], b + j * d, d, c + i * n + j);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = n3; j < n; j++) c[i * n + j] = ipk_1x1(a[i], b + j * d, d);
+}
+#endif
+
+/* 1: the AVX2 kernel above, 0: one single-threaded sgemm per list block. */
+static int use_ip_kernel(int d)
+{
+#ifdef IVF_X86
+    return d % 8 == 0 && adi_cpu_has_avx2_fma();
+#else
+    (void)d;
+    return 0;
+#endif
+}
+
 /* Running k smallest distances, ascending (as knn.c). */
 static inline void topk_insert(float *top, int k, float d)
 {
@@ -402,8 +506,9 @@ ad_status dt_ivf_search(const ad_bank *b, int n_threads, const ad_features *f, c
     size_t *ent = adi_alloc(q * (size_t)P, sizeof *ent);
     float *mn_x = exclude_image_id >= 0 ? adi_alloc(b->rows, sizeof *mn_x) : NULL;
     const size_t sim = q > SIM_FLOATS ? q : SIM_FLOATS;
-    const size_t per_t = (ct * (size_t)L + (size_t)P) > (sim + q * d) ? ct * (size_t)L + (size_t)P
-                                                                      : sim + q * d;
+    size_t per_t = (ct * (size_t)L + (size_t)P) > (sim + q * d) ? ct * (size_t)L + (size_t)P
+                                                                : sim + q * d;
+    per_t += per_t & 1; /* each thread's part starts 8-byte aligned (it holds pointers) */
     float *tbuf = adi_alloc((size_t)nt * per_t, sizeof *tbuf);
     double *xgrid = NULL;
     uint8_t *xkeep = NULL;
@@ -478,6 +583,8 @@ ad_status dt_ivf_search(const ad_bank *b, int n_threads, const ad_features *f, c
 
     /* 3. one GEMM + scan per probed list (outputs disjoint: any schedule gives the same bits) */
     nt = resolve_threads(n_threads);
+    const int kern = use_ip_kernel((int)d);
+    (void)kern;
 #pragma omp parallel num_threads(nt)
     {
         adi_blas_serial();
@@ -488,15 +595,24 @@ ad_status dt_ivf_search(const ad_bank *b, int n_threads, const ad_features *f, c
             const size_t m = loff[l + 1] - loff[l], s0 = ix->off[l], sz = ix->off[l + 1] - s0;
             if (m == 0 || sz == 0) continue;
             const size_t *el = ent + loff[l];
-            for (size_t i = 0; i < m; i++)
-                memcpy(a + i * d, qf + (el[i] / (size_t)P) * d, d * sizeof *a);
+            const float **ap = (const float **)(void *)a; /* kernel: the query rows in place */
+            if (kern)
+                for (size_t i = 0; i < m; i++) ap[i] = qf + (el[i] / (size_t)P) * d;
+            else
+                for (size_t i = 0; i < m; i++)
+                    memcpy(a + i * d, qf + (el[i] / (size_t)P) * d, d * sizeof *a);
             size_t blk = SIM_FLOATS / m;
             if (blk < 1) blk = 1;
             if (blk > sz) blk = sz;
             for (size_t j0 = 0; j0 < sz; j0 += blk) {
                 const size_t nb = sz - j0 < blk ? sz - j0 : blk;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nb, (int)d, 1.0f,
-                            a, (int)d, ix->feat + (s0 + j0) * d, (int)d, 0.0f, c, (int)nb);
+#ifdef IVF_X86
+                if (kern)
+                    ip_avx2(ap, m, ix->feat + (s0 + j0) * d, nb, (int)d, c);
+                else
+#endif
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nb, (int)d,
+                                1.0f, a, (int)d, ix->feat + (s0 + j0) * d, (int)d, 0.0f, c, (int)nb);
                 for (size_t i = 0; i < m; i++)
                     dt_knn_scan(1, qn[el[i] / (size_t)P], c + i * nb, mn + s0 + j0, nb,
                                 top + el[i] * (size_t)k, k);
