@@ -10,8 +10,11 @@
  *
  * --index: for each bank (S shots x R of its rows, random rows), builds the IVF index and times
  * exact and index searches alternately, N pairs (one query image each), reporting the median
- * times, the median of the per-pair ratios, the index build time, the resident memory of the
- * bank, what the index adds, and the peak the queries add (each kind measured alone first), and
+ * times, the median of the per-pair ratios, the fastest of each kind, the median CPU time per
+ * search divided by the thread count (exact_cpu, index_cpu: what the wall time would be with the
+ * threads never waiting for a core; on a loaded machine the wall time is longer), the index build time, the process's resident memory
+ * with the bank (rss_MB), what building the index added to it (index_MB), the peak one search
+ * adds above that (+exact, +index: each kind measured alone first, peak reset), and
  * the recall of the exact nearest neighbour (random rows have no cluster structure: the worst
  * case for an index; bench_ivf_quality measures it on structured data).
  *
@@ -44,6 +47,14 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds of the whole process (every thread). */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -231,12 +242,14 @@ static int index_mode(const char *spec, int threads, const int *shots, int n_sho
     }
     printf("threads %d, %d pairs of exact / index searches alternated, one 448 image (%d patches x "
            "%d) each, random rows\n", threads, pairs, GH * GW, DIM);
-    printf("%-5s %-6s %9s %6s %6s %8s %9s %9s %8s %8s %8s %8s %8s %7s\n", "shots", "bank", "rows",
-           "lists", "probes", "build_s", "exact_ms", "index_ms", "ratio", "bank_MB", "index_MB",
-           "+exact", "+index", "recall");
+    printf("%-5s %-6s %9s %6s %6s %8s %9s %9s %8s %9s %9s %9s %9s %8s %8s %7s %7s %7s\n", "shots",
+           "bank", "rows", "lists", "probes", "build_s", "exact_ms", "index_ms", "ratio",
+           "exact_min", "index_min", "exact_cpu", "index_cpu", "rss_MB", "index_MB", "+exact",
+           "+index", "recall");
     double *ge = malloc(sizeof(double) * GH * GW), *gi = malloc(sizeof(double) * GH * GW);
     double *te = malloc(sizeof(double) * (size_t)pairs), *ti = malloc(sizeof(double) * (size_t)pairs);
     double *tr = malloc(sizeof(double) * (size_t)pairs);
+    double *ce = malloc(sizeof(double) * (size_t)pairs), *ci = malloc(sizeof(double) * (size_t)pairs);
     for (int s = 0; s < n_shots; s++) {
         const size_t full = (size_t)shots[s] * VIEWS * GH * GW;
         for (int r = 0; r < n_ratios; r++) {
@@ -264,11 +277,13 @@ static int index_mode(const char *spec, int threads, const int *shots, int n_sho
             size_t hit = 0;
             for (int k = 0; k < pairs; k++) {
                 ad_features f = {GH, GW, DIM, (float *)q + (size_t)(k % queries) * GH * GW * DIM, NULL};
-                double a0 = now();
+                double c0 = cpu_now(), a0 = now();
                 dt_bank_search(b, threads, &f, NULL, -1, 0, ge);
-                double a1 = now();
+                double c1 = cpu_now(), a1 = now();
                 dt_bank_search_probes(b, threads, &f, NULL, -1, 0, gi);
-                double a2 = now();
+                double c2 = cpu_now(), a2 = now();
+                ce[k] = 1e3 * (c1 - c0) / threads;
+                ci[k] = 1e3 * (c2 - c1) / threads;
                 te[k] = 1e3 * (a1 - a0);
                 ti[k] = 1e3 * (a2 - a1);
                 tr[k] = ti[k] / te[k];
@@ -278,10 +293,14 @@ static int index_mode(const char *spec, int threads, const int *shots, int n_sho
             qsort(te, (size_t)pairs, sizeof *te, cmp_d);
             qsort(ti, (size_t)pairs, sizeof *ti, cmp_d);
             qsort(tr, (size_t)pairs, sizeof *tr, cmp_d);
+            qsort(ce, (size_t)pairs, sizeof *ce, cmp_d);
+            qsort(ci, (size_t)pairs, sizeof *ci, cmp_d);
             const int nq = pairs < queries ? pairs : queries;
-            printf("%-5d %-6s %9zu %6d %6d %8.1f %9.1f %9.1f %8.4f %8ld %8ld %8ld %8ld %7.3f\n",
-                   shots[s], name, rows, ii.lists, ii.probes, build, te[pairs / 2], ti[pairs / 2],
-                   tr[pairs / 2], (rss_bank - 0) / 1024 - 0, (rss_ix - rss_bank) / 1024, pe, pi,
+            printf("%-5d %-6s %9zu %6d %6d %8.1f %9.1f %9.1f %8.4f %9.1f %9.1f %9.1f %9.1f %8ld %8ld "
+                   "%7ld %7ld %7.3f\n", shots[s], name, rows, ii.lists, ii.probes, build,
+                   te[pairs / 2], ti[pairs / 2], tr[pairs / 2], te[0], ti[0], ce[pairs / 2],
+                   ci[pairs / 2], rss_bank / 1024,
+                   (rss_ix - rss_bank) / 1024, pe, pi,
                    (double)hit / (double)(nq * GH * GW));
             fflush(stdout);
             ad_bank_free(b);
@@ -292,6 +311,8 @@ static int index_mode(const char *spec, int threads, const int *shots, int n_sho
     free(te);
     free(ti);
     free(tr);
+    free(ce);
+    free(ci);
     return 0;
 }
 

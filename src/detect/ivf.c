@@ -416,14 +416,21 @@ __attribute__((target("avx2,fma"))) static float ipk_1x1(const float *a, const f
     return hsum8(acc);
 }
 
-/* a[i]: the m query rows (pointers: no gathering copy). */
+/* a[i]: the m query rows (pointers: no gathering copy). The rows are taken in chunks of about
+ * 128 KB, each swept by every query while it stays in the L2 cache. */
+#define IP_CHUNK_BYTES (128u << 10)
 static void ip_avx2(const float *const *a, size_t m, const float *b, size_t n, int d, float *c)
 {
     const size_t m4 = m & ~(size_t)3, n3 = n - n % 3;
-    for (size_t i = 0; i < m4; i += 4)
-        for (size_t j = 0; j < n3; j += 3) ipk_4x3(a + i, b + j * d, d, c + i * n + j, n);
-    for (size_t i = m4; i < m; i++)
-        for (size_t j = 0; j < n3; j += 3) ipk_1x3(a[i], b + j * d, d, c + i * n + j);
+    size_t chunk = IP_CHUNK_BYTES / (sizeof(float) * (size_t)d) / 3 * 3;
+    if (chunk < 3) chunk = 3;
+    for (size_t j0 = 0; j0 < n3; j0 += chunk) {
+        const size_t j1 = j0 + chunk < n3 ? j0 + chunk : n3;
+        for (size_t i = 0; i < m4; i += 4)
+            for (size_t j = j0; j < j1; j += 3) ipk_4x3(a + i, b + j * d, d, c + i * n + j, n);
+        for (size_t i = m4; i < m; i++)
+            for (size_t j = j0; j < j1; j += 3) ipk_1x3(a[i], b + j * d, d, c + i * n + j);
+    }
     for (size_t i = 0; i < m; i++)
         for (size_t j = n3; j < n; j++) c[i * n + j] = ipk_1x1(a[i], b + j * d, d);
 }
