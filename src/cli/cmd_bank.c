@@ -356,7 +356,7 @@ static void add_usage(FILE *f)
 static int check_out_writable(const char *out)
 {
     if (adi_io_is_dir(out)) {
-        cli_error(CMD, "add: %s is a directory (give the bank's file name)", out);
+        cli_error(CMD, "%s is a directory (give the bank's file name)", out);
         return -1;
     }
     const char *slash = strrchr(out, '/');
@@ -364,7 +364,7 @@ static int check_out_writable(const char *out)
     if (!dir) return -1;
     int ok = adi_io_is_dir(dir) && access(dir, W_OK | X_OK) == 0;
     if (!ok)
-        cli_error(CMD, "add: cannot write %s into %s: %s", out, dir,
+        cli_error(CMD, "cannot write %s into %s: %s", out, dir,
                   adi_io_is_dir(dir) ? "permission denied" : "no such directory");
     free(dir);
     return ok ? 0 : -1;
@@ -591,8 +591,8 @@ static void index_usage(FILE *f)
             "(default auto: about 2 sqrt(rows), a power of two), each test patch searching the\n"
             "PROBES lists nearest to it (default auto: LISTS / 32, at least 8); none: drop the\n"
             "index (exact search again). Search through an index is an approximation: a patch\n"
-            "distance is that to the best row of the probed lists (docs/banks.md). predict,\n"
-            "eval and serve use a bank's index automatically.\n\n"
+            "distance is that to the best row of the probed lists (docs/banks.md). predict\n"
+            "and serve use a bank's index automatically.\n\n"
             "  -o, --out FILE          write the bank there instead of over BANK\n"
             "      --probes P          default probes (1 .. LISTS); alone: change only that\n"
             "      --iterations N      k-means iterations (default %d)\n"

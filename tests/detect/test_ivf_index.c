@@ -11,7 +11,8 @@
  * - the index survives adding references (the new rows join their nearest centroid's list; a
  *   refused addition leaves bank and index as they were) and dropping it makes the bank exact;
  * - bad settings are refused with AD_E_ARG, a coreset is refused on an indexed bank;
- * - every allocation failure during build, search and growth is reported, nothing leaks. */
+ * - every allocation failure during build, search and growth is reported, nothing leaks;
+ * - all of it again with AD_NO_AVX2=1 (the sgemm and scalar paths instead of the AVX2 kernels). */
 #include "anomalydino.h"
 #include "detect/detect.h"
 #include "testutil.h"
@@ -80,8 +81,14 @@ static int same_index(const ad_bank *a, const ad_bank *b)
            !memcmp(x->feat, y->feat, x->n * d * 4) && !memcmp(x->orig, y->orig, x->n * 4);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    /* the whole test once more on the portable paths (sgemm per list, scalar scan) */
+    const char *na = getenv("AD_NO_AVX2");
+    if (!na || !*na || *na == '0')
+        CHECK(t_run("AD_NO_AVX2=1 '%s' > /dev/null", argv[0]) == 0, "the portable paths fail (run "
+                    "with AD_NO_AVX2=1 to see)");
     rng = 0x9e3779b97f4a7c15ULL;
     for (int c = 0; c < CLUSTERS; c++)
         for (int j = 0; j < DIM; j++) centres[c][j] = gauss();
