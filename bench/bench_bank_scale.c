@@ -5,6 +5,18 @@
  *
  *   bench_bank_scale [--threads N] [--shots S,...] [--queries Q] [--select-max ROWS] [--f16]
  *   bench_bank_scale --ab PAIRS [--threads N] [--shots S]
+ *   bench_bank_scale --index ivf[:LISTS[:PROBES]] [--pairs N] [--threads N] [--shots S,...]
+ *                    [--ratios R,...] [--index-max-rows ROWS]
+ *
+ * --index: for each bank (S shots x R of its rows, random rows), builds the IVF index and times
+ * exact and index searches alternately, N pairs (one query image each), reporting the median
+ * times, the median of the per-pair ratios, the fastest of each kind, the median CPU time per
+ * search divided by the thread count (exact_cpu, index_cpu: what the wall time would be with the
+ * threads never waiting for a core; on a loaded machine the wall time is longer), the index build time, the process's resident memory
+ * with the bank (rss_MB), what building the index added to it (index_MB), the peak one search
+ * adds above that (+exact, +index: each kind measured alone first, peak reset), and
+ * the recall of the exact nearest neighbour (random rows have no cluster structure: the worst
+ * case for an index; bench_ivf_quality measures it on structured data).
  *
  * --ab: float32 and float16 searches of the full S-shot bank alternately, PAIRS times, one query
  * image each (alternation keeps a shared machine's load changes out of the ratio).
@@ -35,6 +47,14 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds of the whole process (every thread). */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -193,9 +213,116 @@ static double f16_search(const uint16_t *h, const float *norm2, size_t rows, con
 }
 #endif
 
+/* Peak resident memory one search adds (MB), peak reset first. */
+static long search_peak_mb(const ad_bank *b, int threads, const float *q, int probes)
+{
+    double *grid = malloc(sizeof(double) * GH * GW);
+    long rss0 = status_kb("VmRSS:");
+    reset_peak();
+    ad_features f = {GH, GW, DIM, (float *)q, NULL};
+    dt_bank_search_probes(b, threads, &f, NULL, -1, probes, grid);
+    long hwm = status_kb("VmHWM:");
+    free(grid);
+    return (hwm - rss0) / 1024;
+}
+
+static int index_mode(const char *spec, int threads, const int *shots, int n_shots,
+                      const double *ratios, int n_ratios, int pairs, size_t max_rows, const float *q,
+                      int queries)
+{
+    int lists = 0, probes = 0;
+    if (strncmp(spec, "ivf", 3) || (spec[3] && spec[3] != ':')) {
+        fprintf(stderr, "bench: --index ivf[:LISTS[:PROBES]]\n");
+        return 2;
+    }
+    if (spec[3] == ':') {
+        lists = strncmp(spec + 4, "auto", 4) ? atoi(spec + 4) : 0;
+        const char *c = strchr(spec + 4, ':');
+        if (c) probes = strncmp(c + 1, "auto", 4) ? atoi(c + 1) : 0;
+    }
+    printf("threads %d, %d pairs of exact / index searches alternated, one 448 image (%d patches x "
+           "%d) each, random rows\n", threads, pairs, GH * GW, DIM);
+    printf("%-5s %-6s %9s %6s %6s %8s %9s %9s %8s %9s %9s %9s %9s %8s %8s %7s %7s %7s\n", "shots",
+           "bank", "rows", "lists", "probes", "build_s", "exact_ms", "index_ms", "ratio",
+           "exact_min", "index_min", "exact_cpu", "index_cpu", "rss_MB", "index_MB", "+exact",
+           "+index", "recall");
+    double *ge = malloc(sizeof(double) * GH * GW), *gi = malloc(sizeof(double) * GH * GW);
+    double *te = malloc(sizeof(double) * (size_t)pairs), *ti = malloc(sizeof(double) * (size_t)pairs);
+    double *tr = malloc(sizeof(double) * (size_t)pairs);
+    double *ce = malloc(sizeof(double) * (size_t)pairs), *ci = malloc(sizeof(double) * (size_t)pairs);
+    for (int s = 0; s < n_shots; s++) {
+        const size_t full = (size_t)shots[s] * VIEWS * GH * GW;
+        for (int r = 0; r < n_ratios; r++) {
+            const size_t rows = (size_t)ceil(ratios[r] * (double)full - 1e-9);
+            char name[16];
+            snprintf(name, sizeof name, ratios[r] < 1 ? "R=%.2g" : "full", ratios[r]);
+            if (rows > max_rows) {
+                printf("%-5d %-6s %9zu (skipped: above --index-max-rows %zu)\n", shots[s], name, rows,
+                       max_rows);
+                continue;
+            }
+            ad_bank *b = random_bank(rows);
+            long rss_bank = status_kb("VmRSS:");
+            double t0 = now();
+            if (dt_ivf_build(b, threads, lists, probes, 0) != AD_OK) {
+                fprintf(stderr, "bench: %s\n", ad_errmsg());
+                return 1;
+            }
+            double build = now() - t0;
+            long rss_ix = status_kb("VmRSS:");
+            ad_index_info ii;
+            ad_bank_index_get(b, &ii);
+            long pe = search_peak_mb(b, threads, q, DT_PROBES_EXACT);
+            long pi = search_peak_mb(b, threads, q, 0);
+            size_t hit = 0;
+            for (int k = 0; k < pairs; k++) {
+                ad_features f = {GH, GW, DIM, (float *)q + (size_t)(k % queries) * GH * GW * DIM, NULL};
+                double c0 = cpu_now(), a0 = now();
+                dt_bank_search(b, threads, &f, NULL, -1, 0, ge);
+                double c1 = cpu_now(), a1 = now();
+                dt_bank_search_probes(b, threads, &f, NULL, -1, 0, gi);
+                double c2 = cpu_now(), a2 = now();
+                ce[k] = 1e3 * (c1 - c0) / threads;
+                ci[k] = 1e3 * (c2 - c1) / threads;
+                te[k] = 1e3 * (a1 - a0);
+                ti[k] = 1e3 * (a2 - a1);
+                tr[k] = ti[k] / te[k];
+                if (k < queries)
+                    for (int i = 0; i < GH * GW; i++) hit += gi[i] - ge[i] <= 1e-6;
+            }
+            qsort(te, (size_t)pairs, sizeof *te, cmp_d);
+            qsort(ti, (size_t)pairs, sizeof *ti, cmp_d);
+            qsort(tr, (size_t)pairs, sizeof *tr, cmp_d);
+            qsort(ce, (size_t)pairs, sizeof *ce, cmp_d);
+            qsort(ci, (size_t)pairs, sizeof *ci, cmp_d);
+            const int nq = pairs < queries ? pairs : queries;
+            printf("%-5d %-6s %9zu %6d %6d %8.1f %9.1f %9.1f %8.4f %9.1f %9.1f %9.1f %9.1f %8ld %8ld "
+                   "%7ld %7ld %7.3f\n", shots[s], name, rows, ii.lists, ii.probes, build,
+                   te[pairs / 2], ti[pairs / 2], tr[pairs / 2], te[0], ti[0], ce[pairs / 2],
+                   ci[pairs / 2], rss_bank / 1024,
+                   (rss_ix - rss_bank) / 1024, pe, pi,
+                   (double)hit / (double)(nq * GH * GW));
+            fflush(stdout);
+            ad_bank_free(b);
+        }
+    }
+    free(ge);
+    free(gi);
+    free(te);
+    free(ti);
+    free(tr);
+    free(ce);
+    free(ci);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int threads = 2, queries = 3, do_f16 = 0, ab = 0;
+    int threads = 2, queries = 3, do_f16 = 0, ab = 0, pairs = 5;
+    const char *index_spec = NULL;
+    size_t index_max_rows = 500000;
+    double ratios_arg[8] = {1.0, 0.25, 0.1};
+    int n_ratios = 3;
     size_t select_max = 32768;
     int shots[16] = {1, 4, 16, 209}, n_shots = 4;
     for (int i = 1; i < argc; i++) {
@@ -204,19 +331,37 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--select-max") && i + 1 < argc) select_max = (size_t)atol(argv[++i]);
         else if (!strcmp(argv[i], "--f16")) do_f16 = 1;
         else if (!strcmp(argv[i], "--ab") && i + 1 < argc) ab = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--index") && i + 1 < argc) index_spec = argv[++i];
+        else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) pairs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--index-max-rows") && i + 1 < argc)
+            index_max_rows = (size_t)atol(argv[++i]);
+        else if (!strcmp(argv[i], "--ratios") && i + 1 < argc) {
+            n_ratios = 0;
+            for (char *s = strtok(argv[++i], ","); s && n_ratios < 8; s = strtok(NULL, ","))
+                ratios_arg[n_ratios++] = atof(s);
+        }
         else if (!strcmp(argv[i], "--shots") && i + 1 < argc) {
             n_shots = 0;
             for (char *s = strtok(argv[++i], ","); s && n_shots < 16; s = strtok(NULL, ","))
                 shots[n_shots++] = atoi(s);
         } else {
             fprintf(stderr, "usage: bench_bank_scale [--threads N] [--shots S,...] [--queries Q] "
-                            "[--select-max ROWS] [--f16]\n");
+                            "[--select-max ROWS] [--f16]\n"
+                            "       bench_bank_scale --index ivf[:LISTS[:PROBES]] [--pairs N] "
+                            "[--threads N] [--shots S,...] [--ratios R,...] [--index-max-rows ROWS]\n");
             return 2;
         }
     }
     if (queries < 1) queries = 1;
     float *q = malloc(sizeof(float) * (size_t)queries * GH * GW * DIM);
     for (size_t i = 0; i < (size_t)queries * GH * GW * DIM; i++) q[i] = frand();
+    if (index_spec) {
+        if (pairs < 1) pairs = 1;
+        int rc = index_mode(index_spec, threads, shots, n_shots, ratios_arg, n_ratios, pairs,
+                            index_max_rows, q, queries);
+        free(q);
+        return rc;
+    }
 #if defined(__x86_64__)
     if (ab > 0) {
         const size_t rows = (size_t)shots[0] * VIEWS * GH * GW;

@@ -253,7 +253,8 @@ AD_API ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const ui
 /* Patch distances of f against the bank: grid[i] = mean over the k nearest of (1 - cosine),
  * 0 where keep[i] == 0 (keep may be NULL). Block-wise: the Q x M similarity matrix is never
  * held whole. exclude_image_id >= 0 leaves that reference's rows out (leave-one-out). A kept
- * patch with a non-finite value is refused (AD_E_ARG). */
+ * patch with a non-finite value is refused (AD_E_ARG). A bank with an index (see "Approximate
+ * search" below) is searched through it, approximately; ad_predict too. */
 AD_API ad_status ad_bank_query(const ad_bank *b, ad_context *ctx, const ad_features *f,
                         const uint8_t *keep, int exclude_image_id, double *grid);
 
@@ -331,10 +332,52 @@ AD_API ad_status ad_bank_coreset(ad_bank *b, ad_context *ctx, double r);
 /* The recorded setting (0 if never subsampled) and the rows offered to the selection. */
 AD_API double ad_bank_coreset_setting(const ad_bank *b, size_t *rows_offered);
 
+/* ---- Approximate search: an inverted-file (IVF) index, opt-in (docs/banks.md) ----------
+ * Exact search stays the default: a bank without an index searches every row, as before. A bank
+ * with an index is searched approximately by ad_bank_query, ad_predict and leave-one-out alike:
+ * each test patch probes the `probes` lists whose centroids are nearest to it, and its distance
+ * is the exact 1 - cosine to the best row in those lists (>= the exact distance: scores can only
+ * rise). The index is a seeded spherical k-means of the rows (fixed sample, initialisation and
+ * iteration count): the same bank and settings give the same index, and the same results for
+ * every thread count. It is saved in the bank file (format 3). Adding references keeps it: the
+ * new rows join the list of their nearest centroid (the centroids are not retrained; rebuild
+ * after the bank has grown much). Memory: a copy of the rows grouped by list (the bank's row
+ * storage once more) plus lists x dim centroids. */
+typedef struct {
+    int lists;       /* k-means lists; 0 = automatic (about 2 sqrt(rows), a power of two) */
+    int probes;      /* lists probed per query by default; 0 = automatic (lists / 32, >= 8) */
+    int iterations;  /* k-means iterations; 0 = the default (10) */
+} ad_index_params;
+typedef struct {
+    int lists, probes, iterations;
+    size_t rows;                     /* rows indexed (all searched rows) */
+    size_t min_list, max_list;       /* rows of the smallest and the largest list */
+} ad_index_info;
+/* Query with this many probes: AD_PROBES_DEFAULT the bank's setting, AD_PROBES_EXACT exact. */
+#define AD_PROBES_DEFAULT 0
+#define AD_PROBES_EXACT (-1)
+AD_API ad_index_params ad_index_default_params(void);
+/* Builds (or rebuilds) the bank's index; p NULL = defaults; ctx gives the threads (NULL: the
+ * OpenMP default). AD_E_ARG for lists outside [1, rows] or probes outside [1, lists]. Build a
+ * coreset first (ad_bank_coreset refuses a bank with an index). Needs exclusive use. */
+AD_API ad_status ad_bank_index_build(ad_bank *b, ad_context *ctx, const ad_index_params *p);
+/* Removes the index: the bank is exact again. */
+AD_API void ad_bank_index_drop(ad_bank *b);
+/* 1 and *out filled if the bank has an index, else 0. */
+AD_API int ad_bank_index_get(const ad_bank *b, ad_index_info *out);
+/* The default probes of the bank's index (1 .. lists; saved with the bank). Exclusive use. */
+AD_API ad_status ad_bank_index_set_probes(ad_bank *b, int probes);
+/* ad_bank_query with an explicit probe count (> 0, clamped to the lists), AD_PROBES_DEFAULT or
+ * AD_PROBES_EXACT (every row, bit-identical to a bank without index). Without an index it is
+ * the exact search whatever `probes` says. */
+AD_API ad_status ad_bank_query_probes(const ad_bank *b, ad_context *ctx, const ad_features *f,
+                                      const uint8_t *keep, int exclude_image_id, int probes,
+                                      double *grid);
+
 /* Versioned, checksummed file: features, settings, weights' fingerprint, threshold, reference
  * names and times, threshold history, coreset setting. Written atomically: a unique temporary
  * file in the same folder, flushed to disk (fsync), renamed over `path`, the folder synced; a
- * failure leaves `path` as it was. ad_bank_load reads formats 1 and 2 and refuses newer ones. */
+ * failure leaves `path` as it was. ad_bank_load reads formats 1 to 3 and refuses newer ones. */
 AD_API ad_status ad_bank_save(const ad_bank *b, const char *path);
 AD_API ad_bank *ad_bank_load(const char *path);
 /* AD_E_MISMATCH if the bank was made with other weights. */

@@ -90,5 +90,9 @@ int cmd_bank(int argc, char **argv);
 int cli_parse_coreset(const char *cmd, const char *s, double *out);
 /* Sets the bank's clock from SOURCE_DATE_EPOCH when set (reproducible bank files). */
 void cli_bank_clock(ad_bank *b);
+/* --index SPEC: ivf[:LISTS[:PROBES]] (LISTS, PROBES: a positive number or auto = 0) -> *kind 1,
+ * or, when allow_none, none -> *kind 0. 0 or -1 (one-line error printed). */
+int cli_parse_index(const char *cmd, const char *s, int allow_none, int *kind, int *lists,
+                    int *probes);
 
 #endif

@@ -29,6 +29,55 @@ int cli_parse_coreset(const char *cmd, const char *s, double *out)
     return 0;
 }
 
+/* One field of an index spec: "auto" (0) or a whole number in [1, hi]. */
+static int index_field(const char *s, size_t len, int hi, int *out)
+{
+    if (len == 4 && !strncmp(s, "auto", 4)) {
+        *out = 0;
+        return 0;
+    }
+    if (len == 0 || len > 9) return -1;
+    long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < 1 || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int cli_parse_index(const char *cmd, const char *s, int allow_none, int *kind, int *lists,
+                    int *probes)
+{
+    *lists = *probes = 0;
+    if (allow_none && !strcmp(s, "none")) {
+        *kind = 0;
+        return 0;
+    }
+    const char *a = !strncmp(s, "ivf", 3) ? s + 3 : NULL;
+    int ok = a != NULL && (*a == 0 || *a == ':');
+    if (ok && *a == ':') {
+        const char *b = strchr(a + 1, ':');
+        size_t la = b ? (size_t)(b - a - 1) : strlen(a + 1);
+        ok = index_field(a + 1, la, DT_IVF_MAX_LISTS, lists) == 0 &&
+             (!b || index_field(b + 1, strlen(b + 1), DT_IVF_MAX_LISTS, probes) == 0);
+        if (ok && *lists > 0 && *probes > *lists) {
+            cli_error(cmd, "--index '%s': %d probes for %d lists (probes must be <= lists)", s,
+                      *probes, *lists);
+            return -1;
+        }
+    }
+    if (!ok) {
+        cli_error(cmd, "--index '%s': expected ivf, ivf:LISTS or ivf:LISTS:PROBES (LISTS in 1 .. %d "
+                       "or auto, PROBES in 1 .. LISTS or auto)%s", s, DT_IVF_MAX_LISTS,
+                  allow_none ? ", or none" : "");
+        return -1;
+    }
+    *kind = 1;
+    return 0;
+}
+
 void cli_bank_clock(ad_bank *b)
 {
     const char *e = getenv("SOURCE_DATE_EPOCH");
@@ -76,7 +125,8 @@ static void info_usage(FILE *f)
     fprintf(f,
             "usage: anomalydino bank info BANK [--json]\n\n"
             "Prints what a bank file holds: its settings, the weights it was made with, rows and\n"
-            "coreset setting, every reference with its file name and the time it was added, and\n"
+            "coreset setting, the search index, every reference with its file name and the\n"
+            "time it was added, and\n"
             "the threshold history (rule, source: leave-one-out or calibration images, the\n"
             "scores it was learned from, time). Times are UTC; \"unknown\" for banks of file\n"
             "format 1, which recorded none.\n\n"
@@ -111,6 +161,19 @@ static cJSON *info_json(const ad_bank *b, const char *path, int version)
         cJSON_AddNumberToObject(c, "rows_offered", (double)offered);
     } else {
         cJSON_AddNullToObject(s, "coreset");
+    }
+    ad_index_info ii;
+    if (ad_bank_index_get(b, &ii)) {
+        cJSON *c = cJSON_AddObjectToObject(s, "index");
+        cJSON_AddStringToObject(c, "kind", "ivf");
+        cJSON_AddNumberToObject(c, "lists", ii.lists);
+        cJSON_AddNumberToObject(c, "probes", ii.probes);
+        cJSON_AddNumberToObject(c, "iterations", ii.iterations);
+        cJSON_AddNumberToObject(c, "rows", (double)ii.rows);
+        cJSON_AddNumberToObject(c, "min_list_rows", (double)ii.min_list);
+        cJSON_AddNumberToObject(c, "max_list_rows", (double)ii.max_list);
+    } else {
+        cJSON_AddNullToObject(s, "index");
     }
     cJSON_AddNumberToObject(o, "rows", (double)ad_bank_rows(b));
     cJSON_AddNumberToObject(o, "side_rows", (double)b->side_rows);
@@ -174,6 +237,13 @@ static void info_text(const ad_bank *b, const char *path, int version)
                ad_bank_rows(b), offered, offered ? (double)ad_bank_rows(b) / (double)offered : 0.0);
     else
         printf("coreset     none (exact bank)\n");
+    ad_index_info ii;
+    if (ad_bank_index_get(b, &ii))
+        printf("index       ivf: %d lists (%zu .. %zu rows each), %d probes, %d k-means "
+               "iterations (approximate search)\n", ii.lists, ii.min_list, ii.max_list, ii.probes,
+               ii.iterations);
+    else
+        printf("index       none (exact search)\n");
     printf("references  %d\n", ad_bank_images(b));
     for (int i = 0; i < ad_bank_images(b); i++) {
         ad_bank_ref r;
@@ -261,7 +331,8 @@ static void add_usage(FILE *f)
             "usage: anomalydino bank add -m WEIGHTS BANK [options] IMAGE_OR_DIR...\n\n"
             "Appends good reference images (folders are walked: .png .jpg .jpeg) to an existing\n"
             "bank under the bank's own settings (resolution, rotations, masking; a coreset bank\n"
-            "keeps its fraction of the new rows). Each reference is recorded with its file\n"
+            "keeps its fraction of the new rows; an index puts the new rows into the lists of\n"
+            "their nearest centroids, which stay as they are). Each reference is recorded with its file\n"
             "name and the time. The bank is rewritten atomically (a unique temporary file in\n"
             "the same folder, synced, renamed over it): a failure leaves it as it was. Adding\n"
             "references one at a time gives the same rows and threshold as fitting them all\n"
@@ -285,7 +356,7 @@ static void add_usage(FILE *f)
 static int check_out_writable(const char *out)
 {
     if (adi_io_is_dir(out)) {
-        cli_error(CMD, "add: %s is a directory (give the bank's file name)", out);
+        cli_error(CMD, "%s is a directory (give the bank's file name)", out);
         return -1;
     }
     const char *slash = strrchr(out, '/');
@@ -293,7 +364,7 @@ static int check_out_writable(const char *out)
     if (!dir) return -1;
     int ok = adi_io_is_dir(dir) && access(dir, W_OK | X_OK) == 0;
     if (!ok)
-        cli_error(CMD, "add: cannot write %s into %s: %s", out, dir,
+        cli_error(CMD, "cannot write %s into %s: %s", out, dir,
                   adi_io_is_dir(dir) ? "permission denied" : "no such directory");
     free(dir);
     return ok ? 0 : -1;
@@ -505,11 +576,164 @@ out:
     return rc;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* bank index                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+static void index_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: anomalydino bank index BANK SPEC [options]\n"
+            "       anomalydino bank index BANK --probes P [options]\n\n"
+            "Builds, rebuilds or drops the bank's approximate search index, or sets how many of\n"
+            "its lists a query probes, and rewrites the bank atomically (no weights needed).\n"
+            "SPEC: ivf[:LISTS[:PROBES]]: an inverted-file index, LISTS seeded k-means lists\n"
+            "(default auto: about 2 sqrt(rows), a power of two), each test patch searching the\n"
+            "PROBES lists nearest to it (default auto: LISTS / 32, at least 8); none: drop the\n"
+            "index (exact search again). Search through an index is an approximation: a patch\n"
+            "distance is that to the best row of the probed lists (docs/banks.md). predict\n"
+            "and serve use a bank's index automatically.\n\n"
+            "  -o, --out FILE          write the bank there instead of over BANK\n"
+            "      --probes P          default probes (1 .. LISTS); alone: change only that\n"
+            "      --iterations N      k-means iterations (default %d)\n"
+            "      --recalibrate       relearn the threshold by leave-one-out through the new\n"
+            "                          search (the rule of the bank's latest threshold; max when\n"
+            "                          it has none); without it the threshold stays as it was\n"
+            "      --threads N         threads (default: all cores)\n"
+            "  -h, --help              this help\n\n"
+            "Exit status: 0 written, 1 failure (unreadable bank, LISTS above the rows, ...),\n"
+            "2 wrong usage.\n", DT_IVF_ITERATIONS);
+}
+
+static int cmd_bank_index(int argc, char **argv)
+{
+    enum { O_PROBES = 256, O_ITERS, O_THREADS, O_RECAL };
+    static const struct option opts[] = {
+        {"recalibrate", no_argument, 0, O_RECAL},
+        {"out", required_argument, 0, 'o'},       {"probes", required_argument, 0, O_PROBES},
+        {"iterations", required_argument, 0, O_ITERS}, {"threads", required_argument, 0, O_THREADS},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    const char *out = NULL;
+    int probes = 0, iters = 0, threads = 0, recal = 0, c;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case O_RECAL: recal = 1; break;
+        case O_PROBES:
+            if (cli_parse_int(CMD, "--probes", optarg, 1, DT_IVF_MAX_LISTS, &probes)) return 2;
+            break;
+        case O_ITERS:
+            if (cli_parse_int(CMD, "--iterations", optarg, 1, 1000, &iters)) return 2;
+            break;
+        case O_THREADS:
+            if (cli_parse_int(CMD, "--threads", optarg, 0, 1024, &threads)) return 2;
+            break;
+        case 'h': index_usage(stdout); return 0;
+        default:
+            fprintf(stderr, "(anomalydino bank index --help for the options)\n");
+            return 2;
+        }
+    }
+    const int nargs = argc - optind;
+    if (nargs < 1 || nargs > 2 || (nargs == 1 && !probes)) {
+        cli_error(CMD, "index: expected BANK and SPEC (ivf[:LISTS[:PROBES]] or none), or BANK "
+                       "--probes P (anomalydino bank index --help)");
+        return 2;
+    }
+    const char *path = argv[optind];
+    int kind = -1, lists = 0, sprobes = 0;
+    if (nargs == 2) {
+        if (cli_parse_index(CMD, argv[optind + 1], 1, &kind, &lists, &sprobes)) return 2;
+        if (kind == 0 && (probes || iters)) {
+            cli_error(CMD, "index: none takes no --probes or --iterations");
+            return 2;
+        }
+        if (sprobes && probes && sprobes != probes) {
+            cli_error(CMD, "index: probes given twice (%d in SPEC, --probes %d)", sprobes, probes);
+            return 2;
+        }
+        if (!probes) probes = sprobes;
+        if (kind == 1 && lists && probes > lists) {
+            cli_error(CMD, "index: %d probes for %d lists (probes must be <= lists)", probes, lists);
+            return 2;
+        }
+    } else if (iters) {
+        cli_error(CMD, "index: --iterations needs a SPEC to build (ivf[:LISTS[:PROBES]])");
+        return 2;
+    }
+    if (!out) out = path;
+    if (check_out_writable(out)) return 1;
+    ad_bank *b = ad_bank_load(path);
+    if (!b) {
+        cli_error(CMD, "%s", ad_errmsg());
+        return 1;
+    }
+    int rc = 1;
+    double t0 = cli_now();
+    ad_status st = AD_OK;
+    if (kind == 1) {
+        st = dt_ivf_build(b, adi_threads_resolve(threads), lists, probes, iters);
+    } else if (kind == 0) {
+        ad_bank_index_drop(b);
+    } else {
+        st = ad_bank_index_set_probes(b, probes);
+    }
+    if (st != AD_OK) {
+        cli_error(CMD, "index: %s: %s", path, ad_errmsg());
+        goto out;
+    }
+    double thr;
+    if (recal) { /* the stored rows suffice: no weights needed */
+        cli_bank_clock(b);
+        ad_thresh_rule rule = AD_THRESH_MAX;
+        double q = 1.0;
+        int nh = ad_bank_threshold_count(b);
+        ad_thresh_record last = {0};
+        if (nh > 0 && ad_bank_threshold_get(b, nh - 1, &last) == AD_OK) {
+            if (last.source == AD_THRESH_FROM_SCORES) {
+                cli_error(CMD, "index: --recalibrate: the bank's threshold was learned from %d "
+                               "calibration image scores; score held-out good images against the "
+                               "indexed bank instead (%s not changed)", last.n_scores, out);
+                goto out;
+            }
+            rule = last.rule;
+            q = last.quantile;
+        } else if (ad_bank_threshold(b, &thr)) {
+            rule = b->rule;
+            q = b->quantile;
+        }
+        if (ad_bank_calibrate_loo(b, NULL, rule, q) != AD_OK) {
+            cli_error(CMD, "index: leave-one-out recalibration: %s", ad_errmsg());
+            goto out;
+        }
+    }
+    if (ad_bank_save(b, out) != AD_OK) {
+        cli_error(CMD, "%s", ad_errmsg());
+        goto out;
+    }
+    ad_index_info ii;
+    printf("bank        %s\n", out);
+    if (ad_bank_index_get(b, &ii))
+        printf("index       ivf: %d lists (%zu .. %zu rows each) over %zu rows, %d probes, %d "
+               "k-means iterations (approximate search)\n", ii.lists, ii.min_list, ii.max_list,
+               ii.rows, ii.probes, ii.iterations);
+    else
+        printf("index       none (exact search)\n");
+    if (ad_bank_threshold(b, &thr))
+        printf("threshold   %.6f (%s)\n", thr, recal ? "relearned by leave-one-out" : "kept");
+    printf("time        %.1f s\n", cli_now() - t0);
+    rc = 0;
+out:
+    ad_bank_free(b);
+    return rc;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: anomalydino bank <subcommand> [options]\n\n"
             "  add    append good references to a bank (+ --recalibrate the threshold)\n"
+            "  index  build, drop or tune the approximate search index (ivf) of a bank\n"
             "  info   settings, references (names, times) and threshold history of a bank\n\n"
             "anomalydino bank <subcommand> --help for details.\n");
 }
@@ -527,6 +751,7 @@ int cmd_bank(int argc, char **argv)
     optind = 1;
     if (!strcmp(argv[1], "add")) return cmd_bank_add(argc - 1, argv + 1);
     if (!strcmp(argv[1], "info")) return cmd_bank_info(argc - 1, argv + 1);
-    cli_error(CMD, "unknown subcommand '%s' (expected add or info)", argv[1]);
+    if (!strcmp(argv[1], "index")) return cmd_bank_index(argc - 1, argv + 1);
+    cli_error(CMD, "unknown subcommand '%s' (expected add, index or info)", argv[1]);
     return 2;
 }

@@ -55,6 +55,10 @@ static void usage(FILE *f)
             "      --coreset R           keep a coreset of the bank rows (greedy k-center, as\n"
             "                            PatchCore): R in (0,1] a fraction, R > 1 a row count;\n"
             "                            an approximation (docs/banks.md); default: all rows\n"
+            "      --index SPEC          approximate search index, built after any coreset:\n"
+            "                            ivf[:LISTS[:PROBES]] (seeded k-means lists, each test\n"
+            "                            patch searching its PROBES nearest; default auto:auto);\n"
+            "                            an approximation (docs/banks.md); default: exact search\n"
             "      --bank-dtype T        row storage: f32 (default, exact); f16 is not offered:\n"
             "                            it measured no faster (docs/banks.md)\n"
             "      --threads N           threads (default: all cores)\n"
@@ -122,7 +126,7 @@ int cmd_fit(int argc, char **argv)
     enum {
         O_RES = 256, O_ROT, O_NOROT, O_MASKREFS, O_MASKTEST, O_NOMASKTEST, O_PRESET, O_DATASET,
         O_CATEGORY, O_KNN, O_CALIB, O_RULE, O_THREADS, O_JSON, O_MAXPX, O_DATA, O_TRAINFRAC,
-        O_CORESET, O_DTYPE
+        O_CORESET, O_DTYPE, O_INDEX
     };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"out", required_argument, 0, 'o'},
@@ -138,6 +142,7 @@ int cmd_fit(int argc, char **argv)
         {"data", required_argument, 0, O_DATA},
         {"train-fraction", required_argument, 0, O_TRAINFRAC},
         {"coreset", required_argument, 0, O_CORESET}, {"bank-dtype", required_argument, 0, O_DTYPE},
+        {"index", required_argument, 0, O_INDEX},
         {0, 0, 0, 0}};
     const char *weights = NULL, *out = NULL, *preset = NULL, *dataset = NULL, *category = NULL;
     int resolution = -1, rotate = -1, mask_refs = 0, mask_test = -1, knn = -1, threads = 0;
@@ -147,6 +152,7 @@ int cmd_fit(int argc, char **argv)
     double train_fraction = DS_DEFAULT_TRAIN_FRACTION;
     ad_thresh_rule rule = AD_THRESH_MAX;
     double q = 1.0, coreset = 0;
+    int index_kind = 0, index_lists = 0, index_probes = 0;
     char **calib_in = NULL;
     int n_calib_in = 0;
     int c, rc = 2;
@@ -188,6 +194,9 @@ int cmd_fit(int argc, char **argv)
             break;
         case O_CORESET:
             if (cli_parse_coreset(CMD, optarg, &coreset)) goto out;
+            break;
+        case O_INDEX:
+            if (cli_parse_index(CMD, optarg, 0, &index_kind, &index_lists, &index_probes)) goto out;
             break;
         case O_DTYPE:
             if (!strcmp(optarg, "f32")) break;
@@ -315,7 +324,19 @@ int cmd_fit(int argc, char **argv)
                      rows_full, cli_now() - t0);
     }
 
-    /* Threshold from normal images only. */
+    if (index_kind) {
+        double t0 = cli_now();
+        if (dt_ivf_build(bank, ad_context_threads(ctx), index_lists, index_probes, 0) != AD_OK) {
+            cli_error(CMD, "--index: %s", ad_errmsg());
+            goto done;
+        }
+        ad_index_info ii;
+        ad_bank_index_get(bank, &ii);
+        cli_progress("fit: index ivf: %d lists, %d probes (%.1f s)", ii.lists, ii.probes,
+                     cli_now() - t0);
+    }
+
+    /* Threshold from normal images only (through the index when there is one, as predict). */
     char how[160];
     int have_thr = 1;
     if (n_calib) {
@@ -405,6 +426,15 @@ int cmd_fit(int argc, char **argv)
         } else {
             cJSON_AddNullToObject(o, "coreset");
         }
+        ad_index_info ii;
+        if (ad_bank_index_get(bank, &ii)) {
+            cJSON *ix = cJSON_AddObjectToObject(o, "index");
+            cJSON_AddStringToObject(ix, "kind", "ivf");
+            cJSON_AddNumberToObject(ix, "lists", ii.lists);
+            cJSON_AddNumberToObject(ix, "probes", ii.probes);
+        } else {
+            cJSON_AddNullToObject(o, "index");
+        }
         cJSON *st = cJSON_AddObjectToObject(o, "settings");
         cJSON_AddNumberToObject(st, "resolution", p.resolution);
         cJSON_AddBoolToObject(st, "rotate", p.rotate);
@@ -438,6 +468,10 @@ int cmd_fit(int argc, char **argv)
         if (coreset > 0)
             printf("coreset     %g: %zu of %zu rows kept (greedy k-center, approximate)\n", coreset,
                    ad_bank_rows(bank), rows_full);
+        ad_index_info ii;
+        if (ad_bank_index_get(bank, &ii))
+            printf("index       ivf: %d lists, %d probes (approximate search)\n", ii.lists,
+                   ii.probes);
         printf("settings    resolution %d, rotate %s, mask refs %s, mask test %s, knn %d\n",
                p.resolution, p.rotate ? "yes" : "no", p.mask_refs ? "yes" : "no",
                p.mask_test ? "yes" : "no", p.knn_k);

@@ -64,6 +64,8 @@ void ad_bank_free(ad_bank *b)
     adi_free(b->row_image);
     adi_free(b->row_angle);
     adi_free(b->row_cell);
+    adi_free(b->row_list);
+    dt_ivf_free(b->ivf);
     adi_free(b->side_feat);
     adi_free(b->side_image);
     adi_free(b->side_cell);
@@ -135,7 +137,8 @@ static ad_status reserve_rows(ad_bank *b, size_t need)
     if (!grow((void **)&b->feat, cap, d * sizeof(float)) ||
         !grow((void **)&b->norm2, cap, sizeof(float)) ||
         !grow((void **)&b->row_image, cap, sizeof(int32_t)) ||
-        !grow((void **)&b->row_angle, cap, 1) || !grow((void **)&b->row_cell, cap, sizeof(int32_t)))
+        !grow((void **)&b->row_angle, cap, 1) || !grow((void **)&b->row_cell, cap, sizeof(int32_t)) ||
+        !grow((void **)&b->row_list, cap, sizeof(int32_t)))
         return adi_fail(AD_E_NOMEM, "bank: out of memory for %zu rows of %d", need, b->dim);
     b->cap = cap;
     return AD_OK;
@@ -156,7 +159,10 @@ static ad_status reserve_side(ad_bank *b, size_t need)
 
 void dt_bank_truncate(ad_bank *b, size_t rows, size_t side_rows, int n_images)
 {
-    if (rows < b->rows) b->rows = rows;
+    if (rows < b->rows) {
+        b->rows = rows;
+        if (b->ivf) dt_ivf_truncate(b, rows);
+    }
     if (side_rows < b->side_rows) b->side_rows = side_rows;
     while (b->n_images > n_images) {
         b->n_images--;
@@ -194,6 +200,7 @@ ad_status dt_bank_compact(ad_bank *b, size_t from, const uint8_t *keep_row)
                 b->row_image[w] = b->row_image[j];
                 b->row_angle[w] = b->row_angle[j];
                 b->row_cell[w] = b->row_cell[j];
+                if (b->row_list) b->row_list[w] = b->row_list[j];
             }
             w++;
             continue;
@@ -285,6 +292,7 @@ ad_status dt_bank_insert(ad_bank *b, const ad_features *f, const uint8_t *keep,
             b->row_image[b->rows] = image_id;
             b->row_angle[b->rows] = angle;
             b->row_cell[b->rows] = (int32_t)i;
+            b->row_list[b->rows] = -1; /* assigned to an index list by dt_ivf_sync */
             b->rows++;
         } else if (idx < 0 && (!keep_test || keep_test[i])) {
             float *dst = b->side_feat + b->side_rows * d;
@@ -317,8 +325,17 @@ ad_status ad_bank_add_features(ad_bank *b, const ad_features *f, const uint8_t *
         if (!kt) return adi_fail(AD_E_NOMEM, "ad_bank_add_features: out of memory");
         st = ad_mask_pca(f, kt);
     }
+    const size_t rows0 = b->rows, side0 = b->side_rows;
+    const int images0 = b->n_images, dim0 = b->dim, had = dt_bank_find_image(b, image_id);
+    const int inserts0 = had >= 0 ? b->images[had].n_inserts : 0;
     if (st == AD_OK) st = dt_bank_insert(b, f, keep, kt, image_id);
     adi_free(kt);
+    /* a bank with an index assigns the new rows to their lists (no context: OpenMP default) */
+    if (st == AD_OK && b->ivf && (st = dt_ivf_sync(b, 0)) != AD_OK) {
+        dt_bank_truncate(b, rows0, side0, images0);
+        if (had >= 0) b->images[had].n_inserts = inserts0;
+        if (b->rows == 0) b->dim = dim0;
+    }
     return st;
 }
 

@@ -1,6 +1,7 @@
 /* Bank files: the memory bank with every setting needed to use it again (docs/design.md,
- * "What we add"; docs/banks.md). Layout, version 2 (version 1 is the same without the part
- * marked v2), all integers and floats little-endian:
+ * "What we add"; docs/banks.md). Layout, version 3 (version 2 is the same without the part
+ * marked v3, version 1 without the parts marked v2 and v3), all integers and floats
+ * little-endian:
  *
  *   "ADBANK"  u16 version
  *   u32 dim  i32 resolution  u8 rotate  u8 mask_refs  u8 mask_test  u8 0  i32 knn_k
@@ -16,6 +17,8 @@
  *   v2: u32 n_history  u32 0
  *       n_history x { u8 rule  u8 source  u16 0  i32 n_refs  f64 quantile  f64 threshold
  *                     i64 time  u32 n_scores  u32 0  f64 scores[n_scores] }
+ *   v3: u32 index (0 none, 1 IVF)  u32 lists  u32 probes  u32 iterations
+ *   v3, index 1: f32 centroids[lists*dim]  i32 row_list[rows]
  *   u32 crc32 (zlib) of every byte before it
  *
  * Loading checks the magic, the version, every size against the file size before allocating,
@@ -35,8 +38,9 @@
 #include <zlib.h>
 
 #define BANK_MAGIC "ADBANK"
-#define BANK_VERSION 2
+#define BANK_VERSION 3
 #define BANK_EXT_FIXED 32    /* v2: coreset fields + history count */
+#define BANK_INDEX_FIXED 16  /* v3: index kind, lists, probes, iterations */
 #define BANK_MAX_SCORES (1u << 24)
 #define BANK_FIXED_BYTES 108 /* magic .. the u32 after n_images */
 #define BANK_IMAGE_BYTES 17  /* one image record without its keep bytes */
@@ -216,6 +220,21 @@ ad_status ad_bank_save(const ad_bank *b, const char *path)
         }
     }
 
+    /* v3: the index */
+    {
+        const dt_ivf *ix = b->ivf;
+        uint8_t r[BANK_INDEX_FIXED];
+        put_le(r, ix ? 1 : 0, 4);
+        put_le(r + 4, ix ? (uint32_t)ix->lists : 0, 4);
+        put_le(r + 8, ix ? (uint32_t)ix->probes : 0, 4);
+        put_le(r + 12, ix ? (uint32_t)ix->iterations : 0, 4);
+        w_bytes(&w, r, sizeof r);
+        if (ix) {
+            w_array4(&w, ix->centroids, (size_t)ix->lists * d);
+            w_array4(&w, b->row_list, b->rows);
+        }
+    }
+
     uint8_t crc[4];
     put_le(crc, (uint32_t)w.crc, 4);
     w_bytes(&w, crc, 4);
@@ -357,6 +376,45 @@ static const char *read_ext(rstream *r, ad_bank *b)
     return NULL;
 }
 
+/* Version 3 addition: the index (after the history, before the checksum). Its list-ordered copy
+ * is built once the rows are checked (dt_ivf_sync). NULL, or why the file is refused. */
+static const char *read_index(rstream *r, ad_bank *b)
+{
+    uint8_t e[BANK_INDEX_FIXED];
+    if (!r_bytes(r, e, sizeof e)) return "truncated bank (index fields)";
+    uint32_t kind = (uint32_t)get_le(e, 4), lists = (uint32_t)get_le(e + 4, 4);
+    uint32_t probes = (uint32_t)get_le(e + 8, 4), iters = (uint32_t)get_le(e + 12, 4);
+    if (kind == 0) {
+        if (lists || probes || iters) return "corrupt bank (index fields out of range)";
+        return NULL;
+    }
+    if (kind != 1 || lists < 1 || lists > DT_IVF_MAX_LISTS || (uint64_t)lists > b->rows ||
+        probes < 1 || probes > lists || iters < 1 || iters > 1000)
+        return "corrupt bank (index fields out of range)";
+    const size_t d = (size_t)b->dim;
+    uint64_t need = 4;
+    if (!mul_add(&need, lists, 4 * (uint64_t)d) || !mul_add(&need, b->rows, 4) || need > r->left)
+        return "truncated or corrupt bank (index sizes exceed the file)";
+    dt_ivf *ix = adi_calloc(1, sizeof *ix);
+    if (!ix) return "out of memory";
+    b->ivf = ix;
+    ix->lists = (int)lists;
+    ix->probes = (int)probes;
+    ix->iterations = (int)iters;
+    ix->centroids = adi_alloc((size_t)lists * d, sizeof *ix->centroids);
+    if (!ix->centroids) return "out of memory";
+    if (!r_bytes(r, ix->centroids, (size_t)lists * d * 4) || !r_bytes(r, b->row_list, b->rows * 4))
+        return "truncated bank (index)";
+    swap4_inplace(ix->centroids, (size_t)lists * d);
+    swap4_inplace(b->row_list, b->rows);
+    for (size_t i = 0; i < (size_t)lists * d; i++)
+        if (!isfinite(ix->centroids[i])) return "corrupt bank (non-finite index centroid)";
+    for (size_t j = 0; j < b->rows; j++)
+        if (b->row_list[j] < 0 || (uint32_t)b->row_list[j] >= lists)
+            return "corrupt bank (index list out of range)";
+    return NULL;
+}
+
 static ad_bank *load_fail(ad_bank *b, FILE *fp, ad_status st, const char *path, const char *why)
 {
     ad_bank_free(b);
@@ -408,7 +466,7 @@ static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
     b->dim = (int)dim;
 
     /* Everything that follows the image records, checked against the file before allocating. */
-    uint64_t tail = 4 + (version >= 2 ? BANK_EXT_FIXED : 0);
+    uint64_t tail = 4 + (version >= 2 ? BANK_EXT_FIXED : 0) + (version >= 3 ? BANK_INDEX_FIXED : 0);
     if (!mul_add(&tail, rows, 9 + 4 * (uint64_t)dim) || !mul_add(&tail, side, 8 + 4 * (uint64_t)dim) ||
         (version >= 2 && !mul_add(&tail, n_images, 12)) ||
         tail > r.left || (uint64_t)n_images * BANK_IMAGE_BYTES > r.left - tail || n_images > INT32_MAX)
@@ -456,10 +514,11 @@ static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
     b->row_image = adi_malloc(rows * 4 + 1);
     b->row_angle = adi_malloc(rows + 1);
     b->row_cell = adi_malloc(rows * 4 + 1);
+    b->row_list = adi_malloc(rows * 4 + 1);
     b->side_feat = adi_malloc(side * d * 4 + 1);
     b->side_image = adi_malloc(side * 4 + 1);
     b->side_cell = adi_malloc(side * 4 + 1);
-    if (!b->feat || !b->norm2 || !b->row_image || !b->row_angle || !b->row_cell || !b->side_feat ||
+    if (!b->feat || !b->norm2 || !b->row_image || !b->row_angle || !b->row_cell || !b->row_list || !b->side_feat ||
         !b->side_image || !b->side_cell)
         return load_fail(b, fp, AD_E_NOMEM, path, "out of memory for the bank rows");
     if (!r_bytes(&r, b->row_image, rows * 4) || !r_bytes(&r, b->row_angle, rows) ||
@@ -472,6 +531,14 @@ static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
         if (why)
             return load_fail(b, fp, strcmp(why, "out of memory") ? AD_E_FORMAT : AD_E_NOMEM, path,
                              why);
+    }
+    if (version >= 3) {
+        const char *why = read_index(&r, b);
+        if (why)
+            return load_fail(b, fp, strcmp(why, "out of memory") ? AD_E_FORMAT : AD_E_NOMEM, path,
+                             why);
+    } else {
+        for (size_t j = 0; j < b->rows; j++) b->row_list[j] = -1;
     }
     if (r.left != 4)
         return load_fail(b, fp, AD_E_FORMAT, path, "corrupt bank (unexpected trailing bytes)");
@@ -519,6 +586,9 @@ static ad_bank *bank_load_stream(FILE *fp, uint64_t fsize, const char *path)
     }
     adi_free(ix);
     if (bad) return load_fail(b, NULL, AD_E_FORMAT, path, bad);
+    /* the index's rows grouped by list (every row has its list from the file: no BLAS here) */
+    if (b->ivf && dt_ivf_sync(b, 1) != AD_OK)
+        return load_fail(b, NULL, AD_E_NOMEM, path, "out of memory for the index");
     return b;
 }
 

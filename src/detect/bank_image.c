@@ -58,7 +58,8 @@ ad_status dt_check_context_model(const ad_bank *b, const ad_context *ctx, const 
     return st;
 }
 
-ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, int image_id)
+/* ad_bank_add_image without bringing the index up to date (the caller syncs it). */
+static ad_status add_image_nosync(ad_bank *b, ad_context *ctx, const ad_image *img, int image_id)
 {
     if (!b || !ctx)
         return adi_fail(AD_E_ARG, "ad_bank_add_image: NULL %s", b ? "context" : "bank");
@@ -80,6 +81,19 @@ ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, in
             adi_error_prefix("reference %d (rotation %g deg)", image_id, DT_ROT_STEP_DEG * a);
     }
     if (st != AD_OK) { /* all or nothing */
+        dt_bank_truncate(b, rows0, side0, images0);
+        if (b->rows == 0) b->dim = dim0;
+    }
+    return st;
+}
+
+ad_status ad_bank_add_image(ad_bank *b, ad_context *ctx, const ad_image *img, int image_id)
+{
+    const size_t rows0 = b ? b->rows : 0, side0 = b ? b->side_rows : 0;
+    const int images0 = b ? b->n_images : 0, dim0 = b ? b->dim : 0;
+    ad_status st = add_image_nosync(b, ctx, img, image_id);
+    /* a bank with an index assigns the new rows to their nearest lists */
+    if (st == AD_OK && b->ivf && (st = dt_ivf_sync(b, use_threads(ctx))) != AD_OK) {
         dt_bank_truncate(b, rows0, side0, images0);
         if (b->rows == 0) b->dim = dim0;
     }
@@ -133,7 +147,7 @@ ad_status adi_bank_loo_scores(const ad_bank *b, ad_context *ctx, double *scores)
         double *grid = adi_alloc(n, sizeof *grid);
         if (!f.patch || !keep || !grid) st = adi_fail(AD_E_NOMEM, "ad_bank_calibrate_loo: out of memory");
         if (st == AD_OK) st = loo_features(b, im, &f, keep);
-        if (st == AD_OK) st = dt_bank_search(b, nt, &f, keep, im->id, 0, grid);
+        if (st == AD_OK) st = dt_bank_search_probes(b, nt, &f, keep, im->id, 0, grid);
         if (st == AD_OK) st = dt_score_top1p(grid, n, &scores[i]);
         adi_free(f.patch);
         adi_free(keep);
@@ -203,7 +217,7 @@ ad_status ad_bank_add_references(ad_bank *b, ad_context *ctx, const ad_image *im
     const uint64_t offered0 = b->coreset_offered;
     ad_status st = AD_OK;
     for (int i = 0; i < n && st == AD_OK; i++) {
-        st = ad_bank_add_image(b, ctx, &imgs[i], next + i);
+        st = add_image_nosync(b, ctx, &imgs[i], next + i);
         if (st != AD_OK) {
             adi_error_prefix("image %d", i);
             break;
@@ -217,6 +231,8 @@ ad_status ad_bank_add_references(ad_bank *b, ad_context *ctx, const ad_image *im
     /* A coreset bank keeps its fraction of the new rows, the rows before as centres. */
     if (st == AD_OK && b->coreset > 0 && b->coreset_frac < 1.0)
         st = dt_bank_coreset_rows(b, rows0, use_threads(ctx));
+    /* An index assigns the new rows to their nearest lists (its centroids stay). */
+    if (st == AD_OK && b->ivf) st = dt_ivf_sync(b, use_threads(ctx));
     if (st == AD_OK && recalibrate) st = ad_bank_calibrate_loo(b, ctx, rule, q);
     if (st != AD_OK) { /* all or nothing (the threshold only changes on success) */
         dt_bank_truncate(b, rows0, side0, images0);
@@ -250,7 +266,7 @@ ad_status ad_predict(const ad_bank *b, ad_context *ctx, const ad_image *img, int
         if (use_mask) st = ad_mask_pca(&f, keep);
         else memset(keep, 1, n);
     }
-    if (st == AD_OK) st = dt_bank_search(b, nt, &f, use_mask ? keep : NULL, -1, 0, grid);
+    if (st == AD_OK) st = dt_bank_search_probes(b, nt, &f, use_mask ? keep : NULL, -1, 0, grid);
     double score = 0;
     if (st == AD_OK) st = dt_score_top1p(grid, n, &score);
     /* never a non-finite score passed off as a result (a NaN would compare as OK) */

@@ -304,6 +304,9 @@ ad_status ad_bank_coreset(ad_bank *b, ad_context *ctx, double r)
     if (b->coreset > 0)
         return adi_fail(AD_E_ARG, "the bank is already a coreset (setting %g)", b->coreset);
     if (b->rows == 0) return adi_fail(AD_E_ARG, "ad_bank_coreset: the bank is empty");
+    if (b->ivf)
+        return adi_fail(AD_E_ARG, "ad_bank_coreset: the bank has an index: select the coreset "
+                                  "first, then build the index");
     double frac = r <= 1 ? r : (r >= (double)b->rows ? 1.0 : r / (double)b->rows);
     const size_t rows0 = b->rows;
     b->coreset_frac = frac;

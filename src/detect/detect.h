@@ -52,6 +52,19 @@ typedef struct {
 /* Threshold records kept; the oldest are dropped beyond it. */
 #define DT_MAX_HISTORY 1024
 
+/* Inverted-file index (ivf.c, docs/banks.md): a coarse quantizer of `lists` unit centroids
+ * (spherical k-means) and a copy of the searched rows grouped by list, list l holding copy rows
+ * [off[l], off[l+1]) in bank order. Derived from b->row_list and b->feat by dt_ivf_sync. */
+typedef struct {
+    int lists, probes, iterations;
+    float *centroids;  /* lists x dim, unit length */
+    size_t n;          /* rows in the copy (== b->rows when in sync) */
+    size_t *off;       /* lists + 1 */
+    float *feat;       /* n x dim, the rows grouped by list */
+    float *norm2;      /* n */
+    int32_t *orig;     /* n: bank row of each copy row */
+} dt_ivf;
+
 struct ad_bank {
     ad_bank_params p;
     uint64_t fingerprint;   /* weights' identity, 0 when made without a model */
@@ -89,7 +102,41 @@ struct ad_bank {
     double coreset_frac;     /* fraction of offered rows kept (also for references added later) */
     uint64_t coreset_offered;/* rows offered to the selection so far */
     int64_t clock;           /* time stamped on new records, 0 = the system clock */
+
+    /* Format 3: the optional IVF index (NULL = none). row_list[rows] (grown with the rows, -1 =
+     * not assigned yet) holds each searched row's list while an index exists. */
+    dt_ivf *ivf;
+    int32_t *row_list;
 };
+
+/* IVF index (ivf.c). Defaults and bounds of the settings. */
+#define DT_IVF_ITERATIONS 10      /* k-means iterations (fixed) */
+#define DT_IVF_TRAIN_PER_LIST 128 /* training rows per list at most (seeded sample beyond) */
+#define DT_IVF_SEED 0x1f5eed0c0a15e5ULL
+#define DT_IVF_MAX_LISTS 1048576
+/* Builds (or rebuilds) the index over every searched row. lists, probes: 0 = automatic. */
+ad_status dt_ivf_build(ad_bank *b, int n_threads, int lists, int probes, int iterations);
+void dt_ivf_free(dt_ivf *ix);
+/* Assigns the rows whose row_list is -1 to their nearest centroid and rebuilds the list-ordered
+ * copy: call after any change of the rows while an index exists. All or nothing. */
+ad_status dt_ivf_sync(ad_bank *b, int n_threads);
+/* Drops the copy rows of bank rows >= rows (rollback of an insertion; no allocation). */
+void dt_ivf_truncate(ad_bank *b, size_t rows);
+/* Automatic settings for a bank of `rows` rows. */
+int dt_ivf_auto_lists(size_t rows);
+int dt_ivf_auto_probes(int lists);
+/* Search through the index: probes > 0 probes that many lists (clamped to the lists), 0 the
+ * bank's setting, < 0 (or no index) the exact dt_bank_search, as is probing every non-empty
+ * list (bit-identical to a bank without index). Same contract as ad_bank_query;
+ * a query whose probed lists hold fewer than k usable rows is searched exactly. */
+#define DT_PROBES_EXACT (-1)
+ad_status dt_bank_search_probes(const ad_bank *b, int n_threads, const ad_features *f,
+                                const uint8_t *keep, int exclude_image_id, int probes,
+                                double *grid);
+/* The same; force = 1 runs the list-grouped search even when every list is probed (tests: it
+ * then equals the exact search up to the last bits of the GEMM's inner products). */
+ad_status dt_ivf_search(const ad_bank *b, int n_threads, const ad_features *f, const uint8_t *keep,
+                        int exclude_image_id, int probes, int force, double *grid);
 
 /* Time stamped on records now (the bank's clock or time(NULL)). */
 int64_t dt_bank_now(const ad_bank *b);

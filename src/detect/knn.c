@@ -273,5 +273,5 @@ ad_status ad_bank_query(const ad_bank *b, ad_context *ctx, const ad_features *f,
                         const uint8_t *keep, int exclude_image_id, double *grid)
 {
     int nt = ctx ? ad_context_threads(ctx) : 0;
-    return dt_bank_search(b, nt, f, keep, exclude_image_id, 0, grid);
+    return dt_bank_search_probes(b, nt, f, keep, exclude_image_id, 0, grid); /* index if any */
 }

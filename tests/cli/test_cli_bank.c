@@ -110,7 +110,7 @@ int main(void)
     CHECK(o != NULL, "info JSON does not parse: %s", js);
     if (o) {
         cJSON *refs = cJSON_GetObjectItem(o, "references"), *hist = cJSON_GetObjectItem(o, "threshold_history");
-        CHECK(cJSON_GetObjectItem(o, "format_version")->valueint == 2, "format_version");
+        CHECK(cJSON_GetObjectItem(o, "format_version")->valueint == 3, "format_version");
         CHECK(cJSON_GetArraySize(refs) == 4 && cJSON_GetArraySize(hist) == 3, "%d refs, %d records",
               cJSON_GetArraySize(refs), cJSON_GetArraySize(hist));
         cJSON *e0 = cJSON_GetArrayItem(refs, 0), *e3 = cJSON_GetArrayItem(refs, 3);
@@ -137,7 +137,7 @@ int main(void)
     /* text */
     CHECK(t_run("%s bank info %s > %s", B, p("grown.adbank"), p("info.txt")) == 0, "info");
     out = slurp(p("info.txt"), NULL);
-    CHECK(strstr(out, "file format 2") && strstr(out, "resolution 112, rotate yes") &&
+    CHECK(strstr(out, "file format 3") && strstr(out, "resolution 112, rotate yes") &&
               strstr(out, "history     3 thresholds") && strstr(out, "seed2/test_1.png") &&
               strstr(out, "2025-12-01T11:00:00Z"),
           "info text:\n%s", out);

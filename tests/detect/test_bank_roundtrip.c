@@ -203,9 +203,32 @@ int main(void)
     }
     double sc[2] = {0.1, 0.2};
     CHECK_OK(ad_bank_calibrate_scores(s, sc, 2, AD_THRESH_MAX, 0));
+    ad_index_params ixp = {4, 2, 2}; /* format 3's index section is covered too */
+    CHECK_OK(ad_bank_index_build(s, NULL, &ixp));
     CHECK_OK(ad_bank_save(s, path1));
     size_t n = 0;
     unsigned char *orig = slurp(path1, &n), *buf = malloc(n + 16);
+    {
+        /* index fields out of range, checksum fixed: a list number, the list count, probes */
+        const size_t rl = n - 4 - 4 * ad_bank_rows(s), hdr = rl - 4 * 4 * 8 - 16;
+        const struct { size_t at; unsigned char v; const char *what, *msg; } bad_ix[] = {
+            {n - 8, 4, "row list 4 of 4", "index list out of range"},
+            {n - 5, 0x80, "row list negative", "index list out of range"},
+            {hdr, 2, "index kind 2", "index fields"},
+            {hdr + 4, 0, "0 lists", "index fields"},
+            {hdr + 8, 5, "5 probes of 4 lists", "index fields"},
+            {hdr + 12, 0, "0 iterations", "index fields"},
+        };
+        for (size_t i = 0; i < sizeof bad_ix / sizeof bad_ix[0]; i++) {
+            memcpy(buf, orig, n);
+            buf[bad_ix[i].at] = bad_ix[i].v;
+            fix_crc(buf, n);
+            spit(path2, buf, n);
+            if (refused(path2, AD_E_FORMAT, bad_ix[i].what, bad_ix[i].at))
+                CHECK(strstr(ad_errmsg(), bad_ix[i].msg) != NULL, "%s: %s", bad_ix[i].what, ad_errmsg());
+        }
+        printf("index fields out of range: refused (last: %s)\n", ad_errmsg());
+    }
     printf("small bank file: %zu bytes, %zu rows, %zu side rows\n", n, ad_bank_rows(s), s->side_rows);
     {
         ad_bank *ok = ad_bank_load(path1);
@@ -237,12 +260,12 @@ int main(void)
 
     /* Newer version (checksum fixed so only the version speaks). */
     memcpy(buf, orig, n);
-    buf[6] = 3; /* this build reads versions 1 and 2 */
+    buf[6] = 4; /* this build reads versions 1 to 3 */
     fix_crc(buf, n);
     spit(bad, buf, n);
-    refused(bad, AD_E_FORMAT, "version 3", 6);
+    refused(bad, AD_E_FORMAT, "version 4", 6);
     CHECK(strstr(ad_errmsg(), "newer") != NULL, "version message: %s", ad_errmsg());
-    printf("version 3: %s\n", ad_errmsg());
+    printf("version 4: %s\n", ad_errmsg());
     memcpy(buf, orig, n);
     memcpy(buf, "PK\3\4", 4);
     spit(bad, buf, n);

@@ -1,8 +1,10 @@
 /* Bank file versions: a format-1 file written by the code before format 2 (tests/data/banks)
  * still loads with its settings, rows and threshold, no names, time 0 and no history, and scores
- * as it did; saved again it becomes format 2 with identical rows and answers. Format 2 keeps
- * names, times, the threshold history (with its scores) and the coreset setting bit-exactly;
- * a newer version is refused with a message that says so. */
+ * as it did; saved again it becomes format 3 with identical rows and answers. A format-2 file
+ * written before format 3 (a coreset bank) loads without index, with its names, times, history
+ * and coreset setting, scores as it did, and round-trips. Formats 2 and 3 keep names, times,
+ * the threshold history (with its scores) and the coreset setting bit-exactly; format 3 keeps
+ * the index; a newer version is refused with a message that says so. */
 #include "anomalydino.h"
 #include "detect/detect.h"
 #include "io/io.h"
@@ -96,12 +98,12 @@ int main(void)
     CHECK(ad_bank_threshold_count(c) == 1, "history after calibrating: %d", ad_bank_threshold_count(c));
     ad_bank_free(c);
 
-    /* Saved again: format 2, the same rows and the same answers. */
+    /* Saved again: format 3, the same rows and the same answers. */
     const char *v2 = t_tmp("versions_v2.adbank");
     CHECK_OK(ad_bank_save(b, v2));
     size_t n = 0;
     unsigned char *buf = slurp(v2, &n);
-    CHECK(buf && n > 8 && buf[6] == 2 && buf[7] == 0, "written as format %d", buf ? buf[6] : -1);
+    CHECK(buf && n > 8 && buf[6] == 3 && buf[7] == 0, "written as format %d", buf ? buf[6] : -1);
     ad_bank *b2 = ad_bank_load(v2);
     CHECK(b2 != NULL, "format 2 reload: %s", ad_errmsg());
     if (b2) {
@@ -165,25 +167,68 @@ int main(void)
         CHECK_OK(ad_bank_save(h, again));
         size_t na = 0, ng = 0;
         unsigned char *fa = slurp(again, &na), *fg = slurp(v2g, &ng);
-        CHECK(fa && fg && na == ng && !memcmp(fa, fg, na), "format 2 round trip not byte-exact");
+        CHECK(fa && fg && na == ng && !memcmp(fa, fg, na), "format 3 round trip not byte-exact");
         free(fa);
         free(fg);
         ad_bank_free(h);
     }
     ad_bank_free(g);
 
+    /* A format-2 file of the code before format 3 (tests/data/banks/README.md): a coreset bank
+     * with names, times and a leave-one-out threshold; no index. */
+    {
+        ad_bank *c2 = ad_bank_load(t_data("banks/v2_tiny_res112_rot_coreset.adbank"));
+        CHECK(c2 != NULL, "format-2 bank refused: %s", ad_errmsg());
+        if (c2) {
+            ad_bank_ref r;
+            size_t offered = 0;
+            double thr2 = 0;
+            CHECK(ad_bank_rows(c2) == 640 && ad_bank_images(c2) == 2 && !ad_bank_index_get(c2, NULL),
+                  "rows %zu images %d", ad_bank_rows(c2), ad_bank_images(c2));
+            CHECK(ad_bank_coreset_setting(c2, &offered) == 0.5 && offered == 1280, "coreset %g / %zu",
+                  ad_bank_coreset_setting(c2, NULL), offered);
+            CHECK_OK(ad_bank_ref_get(c2, 1, &r));
+            CHECK(!strcmp(r.name, "tests/data/pipeline/seed2/ref_0.png") && r.added == 1764583200,
+                  "reference 1: '%s' %lld", r.name, (long long)r.added);
+            CHECK(ad_bank_threshold(c2, &thr2) && fabs(thr2 - 0.108301) < 5e-7 &&
+                      ad_bank_threshold_count(c2) == 1, "threshold %.9g", thr2);
+            /* predict --threads 1 of the code that wrote it: 0.008067, 0.064540 (6 digits) */
+            double a = score_of(c2, ctx, t_data("pipeline/seed0/test_0.png"));
+            double z = score_of(c2, ctx, t_data("pipeline/seed0/test_2.png"));
+            CHECK(fabs(a - 0.008067) < 5e-7 && fabs(z - 0.064540) < 5e-7, "scores %.9g %.9g", a, z);
+            /* round trip through format 3, then an index added and kept */
+            const char *c3 = t_tmp("versions_v2_to_v3.adbank");
+            CHECK_OK(ad_bank_save(c2, c3));
+            ad_bank *c3b = ad_bank_load(c3);
+            CHECK(c3b && ad_bank_rows(c3b) == 640 &&
+                      !memcmp(c3b->feat, c2->feat, 640 * (size_t)c2->dim * 4) &&
+                      score_of(c3b, ctx, t_data("pipeline/seed0/test_2.png")) == z,
+                  "format 2 -> 3 round trip");
+            ad_index_params ip = {16, 4, 0};
+            CHECK_OK(ad_bank_index_build(c3b, ctx, &ip));
+            CHECK_OK(ad_bank_save(c3b, c3));
+            ad_bank *c3c = ad_bank_load(c3);
+            ad_index_info ii = {0};
+            CHECK(c3c && ad_bank_index_get(c3c, &ii) && ii.lists == 16 && ii.probes == 4 && ii.rows == 640,
+                  "index through format 3: %d lists %d probes %zu rows", ii.lists, ii.probes, ii.rows);
+            ad_bank_free(c3c);
+            ad_bank_free(c3b);
+        }
+        ad_bank_free(c2);
+    }
+
     /* A newer version is refused, saying so (checksum fixed so that only the version speaks). */
     if (buf) {
-        buf[6] = 3;
+        buf[6] = 4;
         uLong crc = crc32(0L, buf, (uInt)(n - 4));
         for (int i = 0; i < 4; i++) buf[n - 4 + i] = (unsigned char)(crc >> (8 * i));
-        const char *v3 = t_tmp("versions_v3.adbank");
-        spit(v3, buf, n);
-        ad_bank *x = ad_bank_load(v3);
-        CHECK(x == NULL && ad_last_status() == AD_E_FORMAT, "format 3 accepted");
-        CHECK(strstr(ad_errmsg(), "version 3 is newer") && !strchr(ad_errmsg(), '\n'), "message: %s",
-              ad_errmsg());
-        printf("format 3: %s\n", ad_errmsg());
+        const char *v4 = t_tmp("versions_v4.adbank");
+        spit(v4, buf, n);
+        ad_bank *x = ad_bank_load(v4);
+        CHECK(x == NULL && ad_last_status() == AD_E_FORMAT, "format 4 accepted");
+        CHECK(strstr(ad_errmsg(), "version 4 is newer than this build reads (3)") &&
+                  !strchr(ad_errmsg(), '\n'), "message: %s", ad_errmsg());
+        printf("format 4: %s\n", ad_errmsg());
         ad_bank_free(x);
     }
     free(buf);
