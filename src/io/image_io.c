@@ -533,6 +533,24 @@ ad_status adi_io_read_mask_max(const char *path, size_t max_pixels, uint8_t **ou
     return st;
 }
 
+/* The first channel of a decoded image as a mask (frees img). */
+static ad_status mask_from_image(const char *name, ad_image *img, uint8_t **out, int *w, int *h)
+{
+    size_t n = (size_t)img->width * img->height;
+    uint8_t *m = adi_alloc(n, 1);
+    if (!m) {
+        adi_free(img->data);
+        adi_error_prefix("%s", name);
+        return AD_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) m[i] = img->data[3 * i];
+    *out = m;
+    *w = img->width;
+    *h = img->height;
+    adi_free(img->data);
+    return AD_OK;
+}
+
 ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
 {
     if (!path || !out || !w || !h) return adi_fail(AD_E_ARG, "adi_io_read_mask: NULL argument");
@@ -541,19 +559,20 @@ ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
     ad_image img;
     ad_status st = adi_io_read_image(path, &img);
     if (st) return st;
-    size_t n = (size_t)img.width * img.height;
-    uint8_t *m = adi_alloc(n, 1);
-    if (!m) {
-        adi_free(img.data);
-        adi_error_prefix("%s", path);
-        return AD_E_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++) m[i] = img.data[3 * i];
-    *out = m;
-    *w = img.width;
-    *h = img.height;
-    adi_free(img.data);
-    return AD_OK;
+    return mask_from_image(path, &img, out, w, h);
+}
+
+ad_status adi_io_decode_mask_max(const char *name, const uint8_t *buf, size_t len,
+                                 size_t max_pixels, uint8_t **out, int *w, int *h)
+{
+    if (!name || (!buf && len) || !out || !w || !h)
+        return adi_fail(AD_E_ARG, "adi_io_decode_mask_max: NULL argument");
+    int other = adi_io_mask_kind_mem(buf, len);
+    if (other) return adi_io_decode_mask_other(name, buf, len, other, max_pixels, out, w, h);
+    ad_image img;
+    ad_status st = adi_io_decode_image_max(name, buf, len, max_pixels, &img);
+    if (st) return st;
+    return mask_from_image(name, &img, out, w, h);
 }
 
 typedef struct {
