@@ -80,8 +80,8 @@ static uint32_t le32(const unsigned char *p)
 
 /* stb_image reads past the end of a BMP as zeros, so a truncated file would decode "ok" (an
  * 83-byte file declaring 24 x 16385 pixels did, with a 1.5 MB pixel buffer). An uncompressed
- * BMP must hold its pixel rows: offset + |height| x the 4-byte aligned row. (RLE BMPs, which
- * stb_image refuses anyway, are left to it.) */
+ * BMP must hold its whole header and its pixel rows: offset + |height| x the 4-byte aligned row.
+ * (RLE BMPs, which stb_image refuses anyway, are left to it.) */
 static ad_status bmp_check_length(const char *path, const unsigned char *b, size_t len)
 {
     if (len < 26) return adi_fail(AD_E_FORMAT, "%s: corrupt BMP: truncated header", path);
@@ -99,7 +99,10 @@ static ad_status bmp_check_length(const char *path, const unsigned char *b, size
         bpp = (uint64_t)(b[28] | b[29] << 8);
         comp = le32(b + 30);
     }
-    if (comp != 0 && comp != 3 && comp != 6) return AD_OK; /* RLE and others: stb_image's call */
+    if (len < 14 + (uint64_t)hsz)
+        return adi_fail(AD_E_FORMAT, "%s: corrupt BMP: truncated header", path);
+    /* stb_image refuses RLE (1, 2) and decodes every other compression value as plain rows */
+    if (comp == 1 || comp == 2) return AD_OK;
     if (w > MASK_MAX_SIDE || h > MASK_MAX_SIDE || bpp > 64) return AD_OK; /* refused later */
     uint64_t need = (uint64_t)off + h * (((w * bpp + 31) / 32) * 4);
     if (need > len)

@@ -289,6 +289,10 @@ static void test_mask(void)
     /* stb_image reads a truncated BMP's missing rows as zeros: now refused */
     CHECK(refused_with(K_MASK, reg("mask/bmp_truncated_declares_24x16385.bmp"), "truncated"),
           "truncated BMP");
+    /* a 34-byte BMP whose 40-byte header runs past the end (stb_image read the rest as zeros)
+     * and whose compression field holds a value stb_image decodes as plain rows */
+    CHECK(refused_with(K_MASK, reg("mask/bmp_header_truncated_odd_compression_25x56571.bmp"),
+                       "truncated header"), "BMP with a truncated header");
 }
 
 int main(void)
