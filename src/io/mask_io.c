@@ -275,6 +275,45 @@ static TIFF *tiff_open_mem(const char *name, tiff_mem *mem, tiff_msgs *msgs)
     return t;
 }
 
+/* Before the raster is reserved: the image data (strips or tiles, the part of each inside the
+ * file) must be able to hold the declared pixels at the compression's largest ratio (none 1,
+ * PackBits 64, deflate 1032, LZW 4096 bytes per byte, plus one ratio's worth per strip for a
+ * partial code), so that a few bytes declaring 40 M pixels are refused before 200 MB are
+ * reserved. Fax, JPEG and the other codecs have no such bound (a G4 row of one colour takes a
+ * bit) and are left to libtiff's own checks. */
+static ad_status tiff_check_data(const char *path, TIFF *t, size_t len, uint32_t tw, uint32_t th)
+{
+    uint16_t comp = COMPRESSION_NONE, bps = 1, spp = 1;
+    TIFFGetFieldDefaulted(t, TIFFTAG_COMPRESSION, &comp);
+    TIFFGetFieldDefaulted(t, TIFFTAG_BITSPERSAMPLE, &bps);
+    TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    uint64_t ratio;
+    switch (comp) {
+    case COMPRESSION_NONE: ratio = 1; break;
+    case COMPRESSION_PACKBITS: ratio = 64; break;
+    case COMPRESSION_ADOBE_DEFLATE:
+    case COMPRESSION_DEFLATE: ratio = 1032; break;
+    case COMPRESSION_LZW: ratio = 4096; break;
+    default: return AD_OK;
+    }
+    int tiled = TIFFIsTiled(t);
+    uint64_t *cnt = NULL, *off = NULL;
+    uint32_t n = tiled ? TIFFNumberOfTiles(t) : TIFFNumberOfStrips(t);
+    if (!TIFFGetField(t, tiled ? TIFFTAG_TILEBYTECOUNTS : TIFFTAG_STRIPBYTECOUNTS, &cnt) ||
+        !TIFFGetField(t, tiled ? TIFFTAG_TILEOFFSETS : TIFFTAG_STRIPOFFSETS, &off) || !cnt ||
+        !off || n == 0)
+        return AD_OK; /* libtiff reports what is missing */
+    uint64_t have = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (off[i] < len) have += cnt[i] < len - off[i] ? cnt[i] : len - off[i];
+    uint64_t need = ((uint64_t)tw * bps * spp + 7) / 8 * th;
+    if (have * ratio + (uint64_t)n * ratio < need)
+        return adi_fail(AD_E_FORMAT, "%s: corrupt TIFF: %" PRIu64 " bytes of image data cannot "
+                        "hold %u x %u pixels of %u x %u bits", path, have, (unsigned)tw,
+                        (unsigned)th, (unsigned)spp, (unsigned)bps);
+    return AD_OK;
+}
+
 static ad_status decode_tiff(const char *path, const unsigned char *buf, size_t len,
                              size_t max_pixels, uint8_t **out, int *w, int *h)
 {
@@ -286,6 +325,7 @@ static ad_status decode_tiff(const char *path, const unsigned char *buf, size_t 
     TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &tw);
     TIFFGetField(t, TIFFTAG_IMAGELENGTH, &th);
     ad_status st = check_size(path, tw, th, max_pixels);
+    if (st == AD_OK) st = tiff_check_data(path, t, len, tw, th);
     if (st != AD_OK) {
         TIFFClose(t);
         return st;

@@ -293,6 +293,10 @@ static void test_mask(void)
      * and whose compression field holds a value stb_image decodes as plain rows */
     CHECK(refused_with(K_MASK, reg("mask/bmp_header_truncated_odd_compression_25x56571.bmp"),
                        "truncated header"), "BMP with a truncated header");
+    /* 138 bytes, 16 of them deflate data, declaring 6000 x 6000: 144 MB of raster and mask were
+     * reserved before libtiff found the strip short */
+    CHECK(refused_with(K_MASK, reg("mask/tiff_deflate_16_bytes_declare_6000x6000.tif"),
+                       "cannot hold 6000 x 6000"), "TIFF declaring more than its data holds");
 }
 
 int main(void)
