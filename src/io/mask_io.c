@@ -103,7 +103,10 @@ static ad_status bmp_check_length(const char *path, const unsigned char *b, size
         return adi_fail(AD_E_FORMAT, "%s: corrupt BMP: truncated header", path);
     /* stb_image refuses RLE (1, 2) and decodes every other compression value as plain rows */
     if (comp == 1 || comp == 2) return AD_OK;
-    if (w > MASK_MAX_SIDE || h > MASK_MAX_SIDE || bpp > 64) return AD_OK; /* refused later */
+    if (w > MASK_MAX_SIDE || h > MASK_MAX_SIDE) return AD_OK; /* refused later */
+    /* stb_image reads 32 bits per pixel for every bit count it does not know above 16 (a
+     * 180-byte file with 57568 bits per pixel decoded as 129 x 32499) */
+    if (bpp > 16 && bpp != 24) bpp = 32;
     uint64_t need = (uint64_t)off + h * (((w * bpp + 31) / 32) * 4);
     if (need > len)
         return adi_fail(AD_E_FORMAT, "%s: corrupt BMP: truncated (%" PRIu64 " x %" PRIu64

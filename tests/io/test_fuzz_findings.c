@@ -293,6 +293,10 @@ static void test_mask(void)
      * and whose compression field holds a value stb_image decodes as plain rows */
     CHECK(refused_with(K_MASK, reg("mask/bmp_header_truncated_odd_compression_25x56571.bmp"),
                        "truncated header"), "BMP with a truncated header");
+    /* a bit count stb_image does not know is read as 32 bits per pixel: 180 bytes decoded as
+     * 129 x 32499 (0.5 s) */
+    CHECK(refused_with(K_MASK, reg("mask/bmp_57568_bits_per_pixel_truncated_129x32499.bmp"),
+                       "truncated"), "BMP with an odd bit count");
     /* 138 bytes, 16 of them deflate data, declaring 6000 x 6000: 144 MB of raster and mask were
      * reserved before libtiff found the strip short */
     CHECK(refused_with(K_MASK, reg("mask/tiff_deflate_16_bytes_declare_6000x6000.tif"),
