@@ -336,6 +336,28 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     int cmyk = cinfo.num_components == 4;
     cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(&cinfo);
+    /* A file of several scans (progressive, or components coded one after the other) is read
+     * whole by jpeg_start_decompress, and an EOI after its first scans ends it without any
+     * warning: libjpeg shows what it has (a blurred or colourless image). Such a file is
+     * truncated: every component must have had a scan (its quantisation table is latched at
+     * its first scan), and a progressive one must have received every bit of every
+     * coefficient (coef_bits: -1 nothing yet, otherwise the last scan's Al; 0 when complete). */
+    if (jpeg_has_multiple_scans(&cinfo)) {
+        for (int ci = 0; ci < cinfo.num_components; ci++) {
+            if (!cinfo.comp_info[ci].quant_table) {
+                st = adi_fail(AD_E_FORMAT, "%s: corrupt JPEG: component %d has no scan "
+                             "(truncated file?)", path, ci + 1);
+                longjmp(jerr.jb, 1);
+            }
+            for (int k = 0; cinfo.progressive_mode && cinfo.coef_bits && k < DCTSIZE2; k++)
+                if (cinfo.coef_bits[ci][k] != 0) {
+                    st = adi_fail(AD_E_FORMAT, "%s: corrupt JPEG: progressive scans end before "
+                                 "coefficient %d of component %d is complete (truncated file?)",
+                                 path, k, ci + 1);
+                    longjmp(jerr.jb, 1);
+                }
+        }
+    }
     size_t w = cinfo.output_width, h = cinfo.output_height;
     if (w != cinfo.image_width || h != cinfo.image_height ||
         cinfo.output_components != (cmyk ? 4 : 3)) {

@@ -116,9 +116,17 @@ static void test_jpeg(void)
           "restart marker missing");
     CHECK(refused_with(K_IMAGE, reg("jpeg/arith_truncated_no_eoi.jpg"), "Premature end"),
           "no EOI");
+    /* progressive files whose later scans are missing, closed by EOI, decoded "ok" (blurred):
+     * the Huffman-coded progressive seed cut after 3 of its 10 scans, the arithmetic-coded one
+     * after 4 */
+    CHECK(refused_with(K_IMAGE, reg("jpeg/progressive_3_of_10_scans_then_eoi.jpg"),
+                       "progressive scans end before"), "progressive, scans missing");
+    CHECK(refused_with(K_IMAGE, reg("jpeg/arith_progressive_4_of_10_scans_then_eoi.jpg"),
+                       "progressive scans end before"), "arithmetic progressive, scans missing");
     /* valid arithmetic-coded images, also the extreme uniform ones, still decode */
     const char *ok[] = {"arith.jpg", "arith_uniform.jpg", "arith_uniform_progressive.jpg",
-                        "arith_tall_restart.jpg", "arith_progressive_tall.jpg"};
+                        "arith_tall_restart.jpg", "arith_progressive_tall.jpg",
+                        "arith_progressive.jpg", "progressive.jpg"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char p[1024];
         snprintf(p, sizeof p, "%s/../../fuzz/corpus/jpeg/%s", getenv("AD_TEST_DATA"), ok[i]);
