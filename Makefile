@@ -52,7 +52,8 @@ fuzz-build:
 	cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release -DAD_FUZZ=ON \
 	  $(FUZZ_CMAKE_ARGS)
 	cmake --build $(BUILD)-fuzz -j$(JOBS) --target fuzz_safetensors fuzz_pth fuzz_png fuzz_jpeg \
-	  fuzz_npy fuzz_bank fuzz_metrics_csv fuzz_visa_csv fuzz_manifest_csv fuzz_dataset_walk
+	  fuzz_npy fuzz_bank fuzz_metrics_csv fuzz_visa_csv fuzz_manifest_csv fuzz_dataset_walk \
+	  fuzz_mask fuzz_serve_request
 
 fuzz: fuzz-build
 	BUILD=$(BUILD)-fuzz sh fuzz/run.sh $(FUZZ_SECONDS)

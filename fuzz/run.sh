@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 BUILD=${BUILD:-build-fuzz}
-TARGETS=${*:-"safetensors pth png jpeg npy bank metrics_csv visa_csv manifest_csv dataset_walk"}
+TARGETS=${*:-"safetensors pth png jpeg npy bank metrics_csv visa_csv manifest_csv dataset_walk mask serve_request"}
 TIMEOUT=${FUZZ_TIMEOUT:-10}
 MALLOC_MB=${FUZZ_MALLOC_MB:-256}
 fail=0

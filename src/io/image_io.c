@@ -336,6 +336,28 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     int cmyk = cinfo.num_components == 4;
     cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(&cinfo);
+    /* A file of several scans (progressive, or components coded one after the other) is read
+     * whole by jpeg_start_decompress, and an EOI after its first scans ends it without any
+     * warning: libjpeg shows what it has (a blurred or colourless image). Such a file is
+     * truncated: every component must have had a scan (its quantisation table is latched at
+     * its first scan), and a progressive one must have received every bit of every
+     * coefficient (coef_bits: -1 nothing yet, otherwise the last scan's Al; 0 when complete). */
+    if (jpeg_has_multiple_scans(&cinfo)) {
+        for (int ci = 0; ci < cinfo.num_components; ci++) {
+            if (!cinfo.comp_info[ci].quant_table) {
+                st = adi_fail(AD_E_FORMAT, "%s: corrupt JPEG: component %d has no scan "
+                             "(truncated file?)", path, ci + 1);
+                longjmp(jerr.jb, 1);
+            }
+            for (int k = 0; cinfo.progressive_mode && cinfo.coef_bits && k < DCTSIZE2; k++)
+                if (cinfo.coef_bits[ci][k] != 0) {
+                    st = adi_fail(AD_E_FORMAT, "%s: corrupt JPEG: progressive scans end before "
+                                 "coefficient %d of component %d is complete (truncated file?)",
+                                 path, k, ci + 1);
+                    longjmp(jerr.jb, 1);
+                }
+        }
+    }
     size_t w = cinfo.output_width, h = cinfo.output_height;
     if (w != cinfo.image_width || h != cinfo.image_height ||
         cinfo.output_components != (cmyk ? 4 : 3)) {
@@ -533,6 +555,24 @@ ad_status adi_io_read_mask_max(const char *path, size_t max_pixels, uint8_t **ou
     return st;
 }
 
+/* The first channel of a decoded image as a mask (frees img). */
+static ad_status mask_from_image(const char *name, ad_image *img, uint8_t **out, int *w, int *h)
+{
+    size_t n = (size_t)img->width * img->height;
+    uint8_t *m = adi_alloc(n, 1);
+    if (!m) {
+        adi_free(img->data);
+        adi_error_prefix("%s", name);
+        return AD_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) m[i] = img->data[3 * i];
+    *out = m;
+    *w = img->width;
+    *h = img->height;
+    adi_free(img->data);
+    return AD_OK;
+}
+
 ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
 {
     if (!path || !out || !w || !h) return adi_fail(AD_E_ARG, "adi_io_read_mask: NULL argument");
@@ -541,19 +581,20 @@ ad_status adi_io_read_mask(const char *path, uint8_t **out, int *w, int *h)
     ad_image img;
     ad_status st = adi_io_read_image(path, &img);
     if (st) return st;
-    size_t n = (size_t)img.width * img.height;
-    uint8_t *m = adi_alloc(n, 1);
-    if (!m) {
-        adi_free(img.data);
-        adi_error_prefix("%s", path);
-        return AD_E_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++) m[i] = img.data[3 * i];
-    *out = m;
-    *w = img.width;
-    *h = img.height;
-    adi_free(img.data);
-    return AD_OK;
+    return mask_from_image(path, &img, out, w, h);
+}
+
+ad_status adi_io_decode_mask_max(const char *name, const uint8_t *buf, size_t len,
+                                 size_t max_pixels, uint8_t **out, int *w, int *h)
+{
+    if (!name || (!buf && len) || !out || !w || !h)
+        return adi_fail(AD_E_ARG, "adi_io_decode_mask_max: NULL argument");
+    int other = adi_io_mask_kind_mem(buf, len);
+    if (other) return adi_io_decode_mask_other(name, buf, len, other, max_pixels, out, w, h);
+    ad_image img;
+    ad_status st = adi_io_decode_image_max(name, buf, len, max_pixels, &img);
+    if (st) return st;
+    return mask_from_image(name, &img, out, w, h);
 }
 
 typedef struct {

@@ -41,6 +41,15 @@ int adi_io_mask_kind(const char *path);
  * libtiff's RGBA rendering), with the same pixel limit. */
 ad_status adi_io_read_mask_other(const char *path, int kind, size_t max_pixels, uint8_t **out,
                                  int *w, int *h);
+/* The same over bytes in memory (adi_io_mask_kind_mem: the kind from the first bytes; `name`
+ * starts the error messages); adi_io_decode_mask_max: any mask format (BMP, TIFF, PNG, JPEG) in
+ * memory, as adi_io_read_mask_max reads a file. The TIFF decoder reads through libtiff's client
+ * interface (TIFFClientOpenExt), never the disk. */
+int adi_io_mask_kind_mem(const uint8_t *buf, size_t len);
+ad_status adi_io_decode_mask_other(const char *name, const uint8_t *buf, size_t len, int kind,
+                                   size_t max_pixels, uint8_t **out, int *w, int *h);
+ad_status adi_io_decode_mask_max(const char *name, const uint8_t *buf, size_t len,
+                                 size_t max_pixels, uint8_t **out, int *w, int *h);
 /* Ground-truth mask in any supported format (PNG, JPEG, BMP, TIFF) as 0/1: a mask whose values
  * are all below 128 (label masks: 0/1, 0/instance index) counts every nonzero pixel as
  * anomalous; any other mask (0/255, anti-aliased, JPEG) is thresholded at 128. */

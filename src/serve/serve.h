@@ -212,7 +212,7 @@ void srv_reload_enqueue(srv *s, srv_reload *r);
 /* Body of a reload answer for one bank or all; code 200 or 422. */
 void srv_do_reload(srv *s, srv_reload *r);
 
-/* Frees a job's form parts. */
+/* Frees a job's form parts (serve_parse.c). */
 void srv_parts_free(srv_part *p, int n);
 
 /* serve_http.c */

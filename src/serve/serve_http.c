@@ -6,6 +6,7 @@
  * on libmicrohttpd's polling thread and must not block: inference goes to the job queue and the
  * connection is suspended until a worker (or the supervisor) resumes it. */
 #include "serve/serve.h"
+#include "serve/serve_parse.h"
 #include "detect/detect.h"
 #include "io/io.h"
 
@@ -55,9 +56,10 @@ struct req {
     int err_code;             /* an error found while the body streams in: answered at its end */
     char err_type[32];
     char err_msg[400];
-    int multipart;
-    struct MHD_PostProcessor *pp;
+    int multipart;            /* multipart/form-data: the body is parsed when complete */
+    char boundary[204];
     int pp_images;            /* `image` fields seen */
+    size_t img_off, img_len;  /* the first `image` field, within body */
     srv_part *parts;          /* R_FORM: every part of the form */
     int n_parts, parts_cap;
     uint8_t *body;
@@ -94,23 +96,6 @@ char *srv_base64(const uint8_t *p, size_t n)
     base64_encode_raw(b, n, p);
     b[out] = 0;
     return b;
-}
-
-/* Standard base64 (padding optional, no whitespace) to bytes; -1 if malformed. */
-static int unbase64(const char *txt, size_t n, uint8_t **out, size_t *len)
-{
-    struct base64_decode_ctx ctx;
-    base64_decode_init(&ctx);
-    uint8_t *b = malloc(BASE64_DECODE_LENGTH(n) + 1);
-    if (!b) return -1;
-    size_t dl = BASE64_DECODE_LENGTH(n) + 1;
-    if (!base64_decode_update(&ctx, &dl, b, n, txt) || !base64_decode_final(&ctx)) {
-        free(b);
-        return -1;
-    }
-    *out = b;
-    *len = dl;
-    return 0;
 }
 
 static const char *bank_label(const req *r)
@@ -214,14 +199,9 @@ static int append_body(req *r, const char *data, size_t n)
 /* The key the request presents (Bearer or X-API-Key), or NULL. */
 static const char *presented_key(struct MHD_Connection *c)
 {
-    const char *cand = NULL;
-    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth && !strncasecmp(auth, "Bearer ", 7)) {
-        cand = auth + 7;
-        while (*cand == ' ') cand++;
-    }
-    if (!cand) cand = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key");
-    return cand;
+    return srv_presented_key(
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key"));
 }
 
 /* constant time: equal-length digests compared without an early exit */
@@ -249,16 +229,6 @@ static int key_ok(srv *s, struct MHD_Connection *c)
     int api = digest_eq(cand, s->key_digest);
     int adm = s->have_admin && digest_eq(cand, s->admin_digest);
     return api | adm;
-}
-
-/* Media type of the header without parameters, lower case. */
-static void media_type(const char *h, char *out, size_t n)
-{
-    size_t i = 0;
-    if (h)
-        for (; *h && *h != ';' && i + 1 < n; h++)
-            if (!isspace((unsigned char)*h)) out[i++] = (char)tolower((unsigned char)*h);
-    out[i] = 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -357,18 +327,6 @@ static enum MHD_Result h_bank(srv *s, struct MHD_Connection *c, req *r)
     return send_json(r, c, 200, srv_bank_json(s, r->bank));
 }
 
-/* Strict number: the whole string, finite. */
-static int parse_num(const char *t, double *out)
-{
-    if (!t || !*t) return -1;
-    char *end;
-    errno = 0;
-    double v = strtod(t, &end);
-    if (*end || errno || !isfinite(v)) return -1;
-    *out = v;
-    return 0;
-}
-
 static void drop_job(srv *s, srv_job *j)
 {
     pthread_mutex_lock(&s->mu);
@@ -423,45 +381,68 @@ static srv_job *new_job(req *r, job_kind kind)
     return j;
 }
 
-static enum MHD_Result h_predict(srv *s, struct MHD_Connection *c, req *r)
+/* srv_part_fn of the predict route: the first `image` field is the image, the rest ignored. */
+static int predict_part(void *ctx, const char *name, const char *filename, const uint8_t *data,
+                        size_t len, char *err, size_t errn)
 {
-    const char *thr_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "threshold");
-    const char *outs = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "outputs");
-    const char *id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "id");
-    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-    double thr = 0;
-    if (thr_s && parse_num(thr_s, &thr))
-        return send_error(r, c, 400, "bad_request", "threshold=%.40s is not a finite number", thr_s);
-    int want_map = 0, want_ov = 0, want_grid = 0, want_near = 0;
-    if (outs && *outs) {
-        char buf[256];
-        if (strlen(outs) >= sizeof buf)
-            return send_error(r, c, 400, "bad_request", "outputs= is too long");
-        snprintf(buf, sizeof buf, "%s", outs);
-        char *save = NULL;
-        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            if (!strcmp(t, "map")) want_map = 1;
-            else if (!strcmp(t, "overlay")) want_ov = 1;
-            else if (!strcmp(t, "grid")) want_grid = 1;
-            else if (!strcmp(t, "nearest")) want_near = 1;
-            else
-                return send_error(r, c, 400, "bad_request",
-                                  "outputs=: unknown output '%.40s' (expected map, overlay, grid, "
-                                  "nearest)", t);
+    (void)filename;
+    (void)err;
+    (void)errn;
+    req *r = ctx;
+    if (!name || strcmp(name, "image")) return 0; /* other fields are ignored */
+    if (r->pp_images++ == 0) {
+        r->img_off = (size_t)(data - r->body);
+        r->img_len = len;
+    }
+    return 0;
+}
+
+/* Parses the complete multipart body: the predict route keeps its image as the body, a form
+ * route its parts. 0, or the error answered. */
+static int multipart_finish(req *r, struct MHD_Connection *c, enum MHD_Result *ret)
+{
+    char err[300];
+    int code;
+    if (r->rt->flags & R_FORM) {
+        srv_form f = {r->parts, r->n_parts, r->parts_cap};
+        code = srv_multipart_parse(r->body, r->len, r->boundary, srv_form_part_fn, &f, err,
+                                   sizeof err);
+        r->parts = f.parts;
+        r->n_parts = f.n_parts;
+        r->parts_cap = f.parts_cap;
+        free(r->body);
+        r->body = NULL;
+        r->len = r->cap = 0;
+    } else {
+        code = srv_multipart_parse(r->body, r->len, r->boundary, predict_part, r, err, sizeof err);
+        if (!code && r->pp_images == 1) {
+            memmove(r->body, r->body + r->img_off, r->img_len);
+            r->len = r->img_len;
         }
     }
-    if (id && strlen(id) > 256) return send_error(r, c, 400, "bad_request", "id= is longer than 256 bytes");
-    const char *patch_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "patch");
-    double patch = -1;
-    if (want_near && (!patch_s || parse_num(patch_s, &patch) || patch < 0 || patch != floor(patch) ||
-                      patch > 1e9))
-        return send_error(r, c, 400, "bad_request",
-                          "outputs=nearest needs patch=K, the patch's index in the grid (row-major)");
+    if (code) {
+        *ret = send_error(r, c, code, code == 400 ? "bad_request" : "internal", "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static enum MHD_Result h_predict(srv *s, struct MHD_Connection *c, req *r)
+{
+    srv_predict_opts o;
+    char err[300];
+    if (srv_parse_predict_query(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "threshold"),
+                                MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "outputs"),
+                                MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "id"),
+                                MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "patch"),
+                                MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                            MHD_HTTP_HEADER_ACCEPT),
+                                &o, err, sizeof err))
+        return send_error(r, c, 400, "bad_request", "%s", err);
+    const char *id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "id");
     if (r->multipart) {
-        enum MHD_Result done = MHD_destroy_post_processor(r->pp);
-        r->pp = NULL;
-        if (done != MHD_YES)
-            return send_error(r, c, 400, "bad_request", "malformed or truncated multipart body");
+        enum MHD_Result ret;
+        if (multipart_finish(r, c, &ret)) return ret;
         if (r->pp_images == 0)
             return send_error(r, c, 400, "bad_request", "multipart body has no 'image' field");
         if (r->pp_images > 1)
@@ -478,16 +459,14 @@ static enum MHD_Result h_predict(srv *s, struct MHD_Connection *c, req *r)
     j->img_len = r->len;
     r->body = NULL;
     r->len = r->cap = 0;
-    j->want_map = want_map;
-    j->want_overlay = want_ov;
-    j->want_grid = want_grid;
-    j->want_nearest = want_near;
-    j->patch = (int)patch;
-    j->want_png = accept && strstr(accept, "image/png") && !strstr(accept, "application/json");
-    if (thr_s) {
-        j->thr_override = 1;
-        j->thr = thr;
-    }
+    j->want_map = o.want_map;
+    j->want_overlay = o.want_overlay;
+    j->want_grid = o.want_grid;
+    j->want_nearest = o.want_nearest;
+    j->patch = o.patch;
+    j->want_png = o.want_png;
+    j->thr_override = o.thr_override;
+    j->thr = o.thr;
     return submit(s, c, r, j);
 }
 
@@ -503,66 +482,16 @@ static enum MHD_Result h_page(srv *s, struct MHD_Connection *c, req *r)
     return send_body(r, c, 200, "text/html; charset=utf-8", body, srv_page_html_len, NULL, NULL);
 }
 
-/* The form of fit / references: its files move into the job; settings are read here. */
-static const char *form_value(req *r, const char *field, char *buf, size_t n)
-{
-    for (int i = 0; i < r->n_parts; i++)
-        if (!strcmp(r->parts[i].field, field) && !r->parts[i].filename) {
-            size_t len = r->parts[i].len < n - 1 ? r->parts[i].len : n - 1;
-            memcpy(buf, r->parts[i].data, len);
-            buf[len] = 0;
-            return buf;
-        }
-    return NULL;
-}
-
-static int form_flag(req *r, const char *field, int dflt, int *out)
-{
-    char buf[16];
-    const char *v = form_value(r, field, buf, sizeof buf);
-    if (!v) {
-        *out = dflt;
-        return 0;
-    }
-    if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "on")) *out = 1;
-    else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "off")) *out = 0;
-    else return -1;
-    return 0;
-}
-
-/* Closes the form and counts its image files; answers the error itself when there is one. */
+/* Parses the form and counts its image files; answers the error itself when there is one. */
 static int form_close(req *r, struct MHD_Connection *c, int *n_images, enum MHD_Result *ret)
 {
-    enum MHD_Result done = MHD_destroy_post_processor(r->pp);
-    r->pp = NULL;
-    if (done != MHD_YES) {
-        *ret = send_error(r, c, 400, "bad_request", "malformed or truncated multipart body");
+    if (multipart_finish(r, c, ret)) return -1;
+    char err[300];
+    if (srv_form_images(r->parts, r->n_parts, n_images, err, sizeof err)) {
+        *ret = send_error(r, c, 400, "bad_request", "%s", err);
         return -1;
     }
-    int n = 0;
-    for (int i = 0; i < r->n_parts; i++)
-        if (!strcmp(r->parts[i].field, "image")) {
-            if (!r->parts[i].len) {
-                *ret = send_error(r, c, 400, "bad_request", "image file %d is empty", n + 1);
-                return -1;
-            }
-            n++;
-        }
-    if (!n) {
-        *ret = send_error(r, c, 400, "bad_request", "the form has no 'image' file");
-        return -1;
-    }
-    *n_images = n;
     return 0;
-}
-
-static int bank_name_ok(const char *n)
-{
-    size_t len = strlen(n);
-    if (len < 1 || len > 64) return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!isalnum((unsigned char)n[i]) && n[i] != '_' && n[i] != '-') return 0;
-    return 1;
 }
 
 /* Every image part's header checked against --max-pixels before any decoding. */
@@ -636,23 +565,16 @@ static enum MHD_Result h_fit(srv *s, struct MHD_Connection *c, req *r)
     if (!s->bank_dir)
         return send_error(r, c, 403, "forbidden", "fitting on the server is off: start the service "
                                                   "with --bank-dir DIR");
-    if (!bank_name_ok(r->arg))
+    if (!srv_bank_name_ok(r->arg))
         return send_error(r, c, 400, "bad_request",
                           "bank name '%.80s': use 1 to 64 of A-Z a-z 0-9 _ -", r->arg);
     if (srv_find_bank(s, r->arg))
         return send_error(r, c, 409, "conflict", "a bank named '%s' is served already; grow it with "
                                                  "POST /v1/banks/%s/references", r->arg, r->arg);
-    char buf[32];
-    ad_bank_params p = ad_bank_default_params();
-    const char *res = form_value(r, "resolution", buf, sizeof buf);
-    double rv = 0;
-    if (res && (parse_num(res, &rv) || rv < 0 || rv > 4096 || rv != floor(rv) || (rv > 0 && rv < 14)))
-        return send_error(r, c, 400, "bad_request", "resolution=%.20s: expected 0 or 14..4096", res);
-    if (res) p.resolution = (int)rv;
-    int mask;
-    if (form_flag(r, "rotate", 1, &p.rotate) || form_flag(r, "mask", 0, &mask))
-        return send_error(r, c, 400, "bad_request", "rotate= and mask= take 1 or 0");
-    p.mask_refs = p.mask_test = mask;
+    ad_bank_params p;
+    char err[300];
+    if (srv_fit_settings(r->parts, r->n_parts, &p, err, sizeof err))
+        return send_error(r, c, 400, "bad_request", "%s", err);
     if (form_probe(s, r, c, &ret)) return ret;
     if (s->n_banks >= s->banks_cap)
         return send_error(r, c, 507, "insufficient_storage", "at most %d banks can be added",
@@ -694,13 +616,9 @@ static enum MHD_Result h_references(srv *s, struct MHD_Connection *c, req *r)
     int n_img;
     if (form_close(r, c, &n_img, &ret)) return ret;
     int recal;
-    if (form_flag(r, "recalibrate", 0, &recal))
-        return send_error(r, c, 400, "bad_request", "recalibrate= takes 1 or 0");
-    for (int i = 0; i < r->n_parts; i++)
-        if (!strcmp(r->parts[i].field, "calibrate"))
-            return send_error(r, c, 400, "bad_request",
-                              "references takes 'image' files and recalibrate=1 (leave-one-out); "
-                              "calibration images are for fit");
+    char err[300];
+    if (srv_references_settings(r->parts, r->n_parts, &recal, err, sizeof err))
+        return send_error(r, c, 400, "bad_request", "%s", err);
     if (form_probe(s, r, c, &ret)) return ret;
     pthread_mutex_lock(&s->mu);
     int busy = r->bank->changing;
@@ -788,92 +706,21 @@ static enum MHD_Result h_v2_model_ready(srv *s, struct MHD_Connection *c, req *r
 
 static enum MHD_Result h_v2_infer(srv *s, struct MHD_Connection *c, req *r)
 {
-    if (r->len == 0) return send_error(r, c, 400, "bad_request", "empty body: send an inference request");
-    cJSON *doc = cJSON_ParseWithLength((const char *)r->body, r->len);
-    if (!doc || !cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        return send_error(r, c, 400, "bad_request", "the body is not a JSON object");
-    }
-    enum MHD_Result ret;
-    const char *err = NULL;
-    const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(doc, "inputs");
-    const cJSON *in = NULL, *it;
-    if (!cJSON_IsArray(inputs)) err = "'inputs' must be an array";
-    else {
-        cJSON_ArrayForEach(it, inputs) {
-            const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "datatype");
-            if (cJSON_IsString(dt) && !strcmp(dt->valuestring, "BYTES")) {
-                if (in) {
-                    err = "more than one BYTES input: send one image";
-                    break;
-                }
-                in = it;
-            }
-        }
-        if (!err && !in) err = "no input of datatype BYTES (the image, base64)";
-    }
-    const cJSON *data = in ? cJSON_GetObjectItemCaseSensitive(in, "data") : NULL;
-    const cJSON *s0 = NULL;
-    if (!err) {
-        if (cJSON_IsArray(data) && cJSON_GetArraySize(data) == 1) {
-            s0 = cJSON_GetArrayItem(data, 0);
-            if (cJSON_IsArray(s0) && cJSON_GetArraySize(s0) == 1) s0 = cJSON_GetArrayItem(s0, 0);
-        }
-        if (!cJSON_IsString(s0)) err = "the BYTES input's data must hold one base64 string";
-    }
-    int want_map = 0;
-    const cJSON *outs = cJSON_GetObjectItemCaseSensitive(doc, "outputs");
-    if (!err && outs) {
-        if (!cJSON_IsArray(outs)) err = "'outputs' must be an array";
-        else
-            cJSON_ArrayForEach(it, outs) {
-                const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "name");
-                if (!cJSON_IsString(nm)) {
-                    err = "every requested output needs a name";
-                    break;
-                }
-                if (!strcmp(nm->valuestring, "anomaly_map")) want_map = 1;
-                else if (strcmp(nm->valuestring, "score") && strcmp(nm->valuestring, "verdict")) {
-                    err = "unknown output (expected score, verdict, anomaly_map)";
-                    break;
-                }
-            }
-    }
-    double thr = 0;
-    int have_thr = 0;
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(doc, "parameters");
-    const cJSON *pt = params ? cJSON_GetObjectItemCaseSensitive(params, "threshold") : NULL;
-    if (!err && pt) {
-        if (!cJSON_IsNumber(pt) || !isfinite(pt->valuedouble)) err = "parameters.threshold must be a number";
-        else {
-            thr = pt->valuedouble;
-            have_thr = 1;
-        }
-    }
-    const cJSON *idj = cJSON_GetObjectItemCaseSensitive(doc, "id");
-    if (!err && idj && (!cJSON_IsString(idj) || strlen(idj->valuestring) > 256))
-        err = "'id' must be a string of at most 256 bytes";
-    if (err) {
-        ret = send_error(r, c, 400, "bad_request", "%s", err);
-        cJSON_Delete(doc);
-        return ret;
-    }
+    srv_infer_req q;
+    char err[300];
+    int code = srv_parse_infer((const char *)r->body, r->len, &q, err, sizeof err);
+    if (code) return send_error(r, c, code, code == 400 ? "bad_request" : "internal", "%s", err);
     srv_job *j = new_job(r, JOB_KSERVE);
-    if (!j || (idj && !(j->id = strdup(idj->valuestring)))) {
-        free(j);
-        cJSON_Delete(doc);
+    if (!j) {
+        srv_infer_req_free(&q);
         return send_error(r, c, 500, "internal", "out of memory");
     }
-    if (unbase64(s0->valuestring, strlen(s0->valuestring), &j->img, &j->img_len)) {
-        cJSON_Delete(doc);
-        free(j->id);
-        free(j);
-        return send_error(r, c, 400, "bad_request", "the image is not valid base64");
-    }
-    cJSON_Delete(doc);
-    j->want_map = want_map;
-    j->thr_override = have_thr;
-    j->thr = thr;
+    j->id = q.id;
+    j->img = q.img;
+    j->img_len = q.img_len;
+    j->want_map = q.want_map;
+    j->thr_override = q.have_thr;
+    j->thr = q.thr;
     return submit(s, c, r, j);
 }
 
@@ -897,32 +744,6 @@ static const route routes[] = {
     {"POST", "/v2/models/{}/infer", R_BANK | R_READY | R_BODY_JSON, h_v2_infer},
 };
 
-/* Whether path matches pattern; the "{}" segment is copied to *arg (malloc). */
-static int match(const char *pattern, const char *path, char **arg)
-{
-    const char *p = pattern, *u = path;
-    *arg = NULL;
-    while (*p && *u) {
-        if (p[0] == '{' && p[1] == '}') {
-            const char *e = strchr(u, '/');
-            size_t n = e ? (size_t)(e - u) : strlen(u);
-            if (n == 0) break;
-            free(*arg);
-            *arg = strndup(u, n);
-            p += 2;
-            u += n;
-            continue;
-        }
-        if (*p != *u) break;
-        p++;
-        u++;
-    }
-    if (*p == 0 && (*u == 0 || (u[0] == '/' && u[1] == 0))) return 1;
-    free(*arg);
-    *arg = NULL;
-    return 0;
-}
-
 /* The route for method + path; *status 404 (no such path) or 405 (path with other methods). */
 static const route *find_route(const char *method, const char *path, char **arg, int *status,
                                const route **other)
@@ -931,7 +752,7 @@ static const route *find_route(const char *method, const char *path, char **arg,
     *other = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         char *a;
-        if (!match(routes[i].pattern, path, &a)) continue;
+        if (!srv_match_path(routes[i].pattern, path, &a)) continue;
         if (!strcmp(routes[i].method, method) ||
             (!strcmp(method, "HEAD") && !strcmp(routes[i].method, "GET"))) {
             free(*arg);
@@ -943,65 +764,6 @@ static const route *find_route(const char *method, const char *path, char **arg,
         *other = &routes[i];
     }
     return NULL;
-}
-
-static enum MHD_Result pp_iter(void *cls, enum MHD_ValueKind kind, const char *key,
-                               const char *filename, const char *ctype, const char *enc,
-                               const char *data, uint64_t off, size_t size)
-{
-    req *r = cls;
-    if (r->rt && (r->rt->flags & R_FORM)) {
-        if (!key) return MHD_YES;
-        if (off == 0) { /* a new part */
-            if (r->n_parts >= 4096 || strlen(key) >= sizeof r->parts[0].field) {
-                set_error(r, 400, "bad_request", "too many form parts, or a field name too long");
-                return MHD_NO;
-            }
-            if (r->n_parts == r->parts_cap) {
-                int cap = r->parts_cap ? 2 * r->parts_cap : 16;
-                srv_part *np = realloc(r->parts, (size_t)cap * sizeof *np);
-                if (!np) {
-                    set_error(r, 500, "internal", "out of memory");
-                    return MHD_NO;
-                }
-                r->parts = np;
-                r->parts_cap = cap;
-            }
-            srv_part *pt = &r->parts[r->n_parts++];
-            memset(pt, 0, sizeof *pt);
-            snprintf(pt->field, sizeof pt->field, "%s", key);
-            if (filename && !(pt->filename = strdup(filename))) {
-                set_error(r, 500, "internal", "out of memory");
-                return MHD_NO;
-            }
-        }
-        srv_part *pt = &r->parts[r->n_parts - 1];
-        if (size) { /* the whole body is bounded by --max-body already */
-            if (pt->len + size > pt->cap) {
-                size_t cap = pt->cap ? pt->cap : 65536;
-                while (cap < pt->len + size) cap *= 2;
-                uint8_t *nd = realloc(pt->data, cap);
-                if (!nd) {
-                    set_error(r, 500, "internal", "out of memory for the form");
-                    return MHD_NO;
-                }
-                pt->data = nd;
-                pt->cap = cap;
-            }
-            memcpy(pt->data + pt->len, data, size);
-            pt->len += size;
-        }
-        return MHD_YES;
-    }
-    if (!key || strcmp(key, "image")) return MHD_YES; /* other fields are ignored */
-    if (off == 0) r->pp_images++;
-    if (r->pp_images > 1) return MHD_YES;
-    if (size && append_body(r, data, size)) {
-        srv_metrics_reject(r->s->metrics, SRV_REJ_TOO_LARGE);
-        set_error(r, 413, "too_large", "the image is larger than --max-body %zu bytes", r->s->max_body);
-        return MHD_NO;
-    }
-    return MHD_YES;
 }
 
 /* First call of a request: route, key, limits; an error here is answered at once, before any
@@ -1053,22 +815,19 @@ static void begin(srv *s, struct MHD_Connection *c, req *r, const char *url, con
         set_error(r, 503, "not_ready", "the service is still loading the weights and banks");
         return;
     }
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl) {
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (!errno && end != cl && n > s->max_body) {
-            srv_metrics_reject(s->metrics, SRV_REJ_TOO_LARGE);
-            set_error(r, 413, "too_large", "Content-Length %llu is over --max-body %zu bytes", n,
-                      s->max_body);
-            return;
-        }
+    unsigned long long n;
+    if (srv_content_length_over(
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
+            s->max_body, &n)) {
+        srv_metrics_reject(s->metrics, SRV_REJ_TOO_LARGE);
+        set_error(r, 413, "too_large", "Content-Length %llu is over --max-body %zu bytes", n,
+                  s->max_body);
+        return;
     }
+    const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (f & R_FORM) {
         char mt[128];
-        media_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE), mt,
-                   sizeof mt);
+        srv_media_type(ctype, mt, sizeof mt);
         if (strcmp(mt, "multipart/form-data")) {
             set_error(r, 415, "unsupported_media_type",
                       "Content-Type '%s': send multipart/form-data with 'image' files",
@@ -1076,14 +835,13 @@ static void begin(srv *s, struct MHD_Connection *c, req *r, const char *url, con
             return;
         }
         r->multipart = 1;
-        r->pp = MHD_create_post_processor(c, 65536, pp_iter, r);
-        if (!r->pp) set_error(r, 400, "bad_request", "multipart/form-data without a boundary");
+        if (srv_multipart_boundary(ctype, r->boundary, sizeof r->boundary))
+            set_error(r, 400, "bad_request", "multipart/form-data without a boundary");
         return;
     }
     if (f & (R_BODY_IMAGE | R_BODY_JSON)) {
         char mt[128];
-        media_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE), mt,
-                   sizeof mt);
+        srv_media_type(ctype, mt, sizeof mt);
         if (f & R_BODY_JSON) {
             if (mt[0] && strcmp(mt, "application/json"))
                 set_error(r, 415, "unsupported_media_type",
@@ -1092,8 +850,8 @@ static void begin(srv *s, struct MHD_Connection *c, req *r, const char *url, con
         }
         if (!strcmp(mt, "multipart/form-data")) {
             r->multipart = 1;
-            r->pp = MHD_create_post_processor(c, 65536, pp_iter, r);
-            if (!r->pp) set_error(r, 400, "bad_request", "multipart/form-data without a boundary");
+            if (srv_multipart_boundary(ctype, r->boundary, sizeof r->boundary))
+                set_error(r, 400, "bad_request", "multipart/form-data without a boundary");
         } else if (strcmp(mt, "image/png") && strcmp(mt, "image/jpeg") &&
                    strcmp(mt, "application/octet-stream")) {
             set_error(r, 415, "unsupported_media_type",
@@ -1169,12 +927,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             set_error(r, 413, "too_large", "the body is larger than --max-body %zu bytes", s->max_body);
             return send_pending_error(r, c); /* the rest is not read: the connection closes */
         }
-        if (r->pp) {
-            if (MHD_post_process(r->pp, upload_data, n) != MHD_YES) {
-                set_error(r, 400, "bad_request", "malformed multipart body");
-                return send_pending_error(r, c);
-            }
-        } else if (r->rt && (r->rt->flags & (R_BODY_IMAGE | R_BODY_JSON))) {
+        /* a multipart body is kept whole (within --max-body) and parsed when complete */
+        if (r->multipart || (r->rt && (r->rt->flags & (R_BODY_IMAGE | R_BODY_JSON)))) {
             if (append_body(r, upload_data, n)) {
                 set_error(r, 500, "internal", "out of memory for the body");
                 return send_pending_error(r, c);
@@ -1203,7 +957,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     req *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
-    if (r->pp) MHD_destroy_post_processor(r->pp);
     pthread_mutex_lock(&s->mu);
     if (r->job) {
         srv_job *j = r->job;

@@ -215,14 +215,6 @@ void srv_job_release(srv *s, srv_job *j)
     free(j);
 }
 
-void srv_parts_free(srv_part *p, int n)
-{
-    for (int i = 0; i < n; i++) {
-        free(p[i].filename);
-        free(p[i].data);
-    }
-    free(p);
-}
 
 int srv_enqueue(srv *s, srv_job *j)
 {

@@ -39,7 +39,7 @@ static const char *reg(const char *rel)
     return buf[k];
 }
 
-enum { K_IMAGE, K_WEIGHTS };
+enum { K_IMAGE, K_WEIGHTS, K_MASK };
 
 /* Decodes path (image or weights) in a child with a 512 MB address-space cap (not under ASan).
  * Returns 1 if it failed with a message containing want, 0 otherwise (reason printed). */
@@ -55,7 +55,12 @@ static int refused_with(int kind, const char *path, const char *want)
             setrlimit(RLIMIT_AS, &rl);
         }
         ad_status st;
-        if (kind == K_IMAGE) {
+        if (kind == K_MASK) {
+            uint8_t *m;
+            int w, h;
+            st = adi_io_read_gt_mask(path, 0, &m, &w, &h);
+            if (!st) adi_free(m);
+        } else if (kind == K_IMAGE) {
             ad_image img;
             st = adi_io_read_image(path, &img);
             if (!st) adi_free(img.data);
@@ -111,9 +116,17 @@ static void test_jpeg(void)
           "restart marker missing");
     CHECK(refused_with(K_IMAGE, reg("jpeg/arith_truncated_no_eoi.jpg"), "Premature end"),
           "no EOI");
+    /* progressive files whose later scans are missing, closed by EOI, decoded "ok" (blurred):
+     * the Huffman-coded progressive seed cut after 3 of its 10 scans, the arithmetic-coded one
+     * after 4 */
+    CHECK(refused_with(K_IMAGE, reg("jpeg/progressive_3_of_10_scans_then_eoi.jpg"),
+                       "progressive scans end before"), "progressive, scans missing");
+    CHECK(refused_with(K_IMAGE, reg("jpeg/arith_progressive_4_of_10_scans_then_eoi.jpg"),
+                       "progressive scans end before"), "arithmetic progressive, scans missing");
     /* valid arithmetic-coded images, also the extreme uniform ones, still decode */
     const char *ok[] = {"arith.jpg", "arith_uniform.jpg", "arith_uniform_progressive.jpg",
-                        "arith_tall_restart.jpg", "arith_progressive_tall.jpg"};
+                        "arith_tall_restart.jpg", "arith_progressive_tall.jpg",
+                        "arith_progressive.jpg", "progressive.jpg"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char p[1024];
         snprintf(p, sizeof p, "%s/../../fuzz/corpus/jpeg/%s", getenv("AD_TEST_DATA"), ok[i]);
@@ -250,6 +263,54 @@ static void test_mem_entry_points(void)
     CHECK(adi_io_decode_image("mem", (const uint8_t *)"\x89PNG", 4, &img) == AD_E_FORMAT, "4 bytes");
 }
 
+/* Masks (fuzz target mask): BMP and TIFF from memory as from the file; the findings. */
+static void test_mask(void)
+{
+    static const char *seeds[] = {"bmp1_palette.bmp", "bmp24.bmp", "bmp32_bitfields.bmp",
+                                  "bmp4_palette.bmp", "bmp8_label_values.bmp", "stb_label.bmp",
+                                  "tiff8_deflate.tif", "tiff8_tiled.tif", "tiff1_g4.tif",
+                                  "tiff16.tif", "tiff_rgb.tif", "tiff_palette.tif"};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/../../fuzz/corpus/mask/%s", getenv("AD_TEST_DATA"), seeds[i]);
+        size_t len;
+        char *buf = adi_io_read_file(p, &len);
+        CHECK(buf != NULL, "%s", p);
+        if (!buf) continue;
+        uint8_t *a = NULL, *b = NULL;
+        int aw = 0, ah = 0, bw = 0, bh = 0;
+        CHECK_OK(adi_io_read_mask_max(p, 0, &a, &aw, &ah));
+        CHECK_OK(adi_io_decode_mask_max("mem", (const uint8_t *)buf, len, 0, &b, &bw, &bh));
+        CHECK(a && b && aw == 24 && ah == 16 && aw == bw && ah == bh &&
+                  memcmp(a, b, (size_t)aw * ah) == 0, "%s: mask mem vs file", seeds[i]);
+        adi_free(a);
+        adi_free(b);
+        free(buf);
+    }
+    /* a top-down BMP (negative height in the header) is a normal BMP: it was refused as
+     * "24 x 18446744073709551600" because stb_image's header probe gives the stored height */
+    uint8_t *m = NULL;
+    int w = 0, h = 0;
+    CHECK_OK(adi_io_read_gt_mask(reg("mask/bmp_topdown_negative_height.bmp"), 0, &m, &w, &h));
+    CHECK(m && w == 24 && h == 16, "top-down BMP %d x %d", w, h);
+    adi_free(m);
+    /* stb_image reads a truncated BMP's missing rows as zeros: now refused */
+    CHECK(refused_with(K_MASK, reg("mask/bmp_truncated_declares_24x16385.bmp"), "truncated"),
+          "truncated BMP");
+    /* a 34-byte BMP whose 40-byte header runs past the end (stb_image read the rest as zeros)
+     * and whose compression field holds a value stb_image decodes as plain rows */
+    CHECK(refused_with(K_MASK, reg("mask/bmp_header_truncated_odd_compression_25x56571.bmp"),
+                       "truncated header"), "BMP with a truncated header");
+    /* a bit count stb_image does not know is read as 32 bits per pixel: 180 bytes decoded as
+     * 129 x 32499 (0.5 s) */
+    CHECK(refused_with(K_MASK, reg("mask/bmp_57568_bits_per_pixel_truncated_129x32499.bmp"),
+                       "truncated"), "BMP with an odd bit count");
+    /* 138 bytes, 16 of them deflate data, declaring 6000 x 6000: 144 MB of raster and mask were
+     * reserved before libtiff found the strip short */
+    CHECK(refused_with(K_MASK, reg("mask/tiff_deflate_16_bytes_declare_6000x6000.tif"),
+                       "cannot hold 6000 x 6000"), "TIFF declaring more than its data holds");
+}
+
 int main(void)
 {
     test_png();
@@ -258,5 +319,6 @@ int main(void)
     test_pth();
     test_pixel_eval_first_mask();
     test_mem_entry_points();
+    test_mask();
     return t_done("test_fuzz_findings");
 }
