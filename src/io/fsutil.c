@@ -22,9 +22,9 @@ char *adi_io_read_file(const char *path, size_t *len)
     for (;;) {
         if (cap - n < 65536) {
             size_t ncap = cap ? cap * 2 : 65536 + 1;
-            char *nb = realloc(buf, ncap);
+            char *nb = adi_realloc(buf, ncap);
             if (!nb) {
-                free(buf);
+                adi_free(buf);
                 fclose(f);
                 return adi_fail_null(AD_E_NOMEM, "%s: out of memory reading the file", path);
             }
@@ -38,7 +38,7 @@ char *adi_io_read_file(const char *path, size_t *len)
     int err = ferror(f);
     fclose(f);
     if (err) {
-        free(buf);
+        adi_free(buf);
         return adi_fail_null(AD_E_IO, "%s: read error", path);
     }
     buf[n] = 0;

@@ -111,7 +111,7 @@ static ad_status decode_png(const char *path, const unsigned char *buf, size_t l
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
         adi_free(pix);
-        free(rows);
+        adi_free(rows);
         if (st) return st;
         return adi_fail(AD_E_FORMAT, "%s: corrupt PNG: %s", path, src.msg);
     }
@@ -166,7 +166,7 @@ static ad_status decode_png(const char *path, const unsigned char *buf, size_t l
         png_longjmp(png, 1);
     }
     pix = adi_alloc((size_t)w * h, 3);
-    rows = malloc(sizeof(png_bytep) * h);
+    rows = adi_malloc(sizeof(png_bytep) * h);
     if (!pix || !rows) {
         st = adi_fail(AD_E_NOMEM, "%s: out of memory for a %u x %u image", path, (unsigned)w,
                      (unsigned)h);
@@ -177,7 +177,7 @@ static ad_status decode_png(const char *path, const unsigned char *buf, size_t l
     /* as OpenCV: the file must be complete up to IEND */
     png_read_end(png, NULL);
     png_destroy_read_struct(&png, &info, NULL);
-    free(rows);
+    adi_free(rows);
     out->width = (int)w;
     out->height = (int)h;
     out->data = pix;
@@ -303,7 +303,7 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     if (setjmp(jerr.jb)) {
         if (created) jpeg_destroy_decompress(&cinfo);
         adi_free(pix);
-        free(row4);
+        adi_free(row4);
         if (st) return st;
         return adi_fail(AD_E_FORMAT, "%s: corrupt JPEG: %s", path, jerr.msg);
     }
@@ -375,7 +375,7 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     if (cap_rows < 16) cap_rows = 16;
     if (cap_rows > h) cap_rows = h;
     pix = adi_alloc(w * cap_rows, 3);
-    if (cmyk) row4 = malloc(w * 4);
+    if (cmyk) row4 = adi_malloc(w * 4);
     if (!pix || (cmyk && !row4)) {
         st = adi_fail(AD_E_NOMEM, "%s: out of memory for a %zu x %zu image", path, w, h);
         longjmp(jerr.jb, 1);
@@ -412,7 +412,7 @@ static ad_status decode_jpeg(const char *path, const unsigned char *buf, size_t 
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
-    free(row4);
+    adi_free(row4);
     ad_image img = {(int)w, (int)h, pix};
     ad_status s = apply_orientation(path, orient, &img);
     if (s) {
@@ -542,7 +542,7 @@ ad_status adi_io_read_image(const char *path, ad_image *out)
     unsigned char *buf = (unsigned char *)adi_io_read_file(path, &len);
     if (!buf) return AD_E_IO;
     ad_status st = adi_io_decode_image(path, buf, len, out);
-    free(buf);
+    adi_free(buf);
     return st;
 }
 
@@ -615,7 +615,7 @@ static void png_mem_write(png_structp png, png_bytep data, size_t n)
     if (m->len + n > m->cap) {
         size_t cap = m->cap ? m->cap : 8192;
         while (cap < m->len + n) cap *= 2;
-        uint8_t *nb = realloc(m->buf, cap);
+        uint8_t *nb = adi_realloc(m->buf, cap);
         if (!nb) {
             m->oom = 1;
             return;
@@ -636,7 +636,7 @@ ad_status adi_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8
     if (w <= 0 || h <= 0 || w > IO_MAX_SIDE || h > IO_MAX_SIDE || (channels != 1 && channels != 3))
         return adi_fail(AD_E_ARG, "PNG encoder: bad image (%d x %d, %d channels)", w, h, channels);
     /* on the heap: setjmp/longjmp must not leave it in an indeterminate local */
-    png_membuf *m = calloc(1, sizeof *m);
+    png_membuf *m = adi_calloc(1, sizeof *m);
     if (!m) return adi_fail(AD_E_NOMEM, "PNG encoder: out of memory");
     snprintf(m->err.msg, sizeof m->err.msg, "unknown libpng error");
     png_structp png =
@@ -644,14 +644,14 @@ ad_status adi_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_write_struct(&png, &info);
-        free(m);
+        adi_free(m);
         return adi_fail(AD_E_NOMEM, "PNG encoder: out of memory");
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
         ad_status st = adi_fail(AD_E_INTERNAL, "PNG encoder: %s", m->err.msg);
-        free(m->buf);
-        free(m);
+        adi_free(m->buf);
+        adi_free(m);
         return st;
     }
     png_set_write_fn(png, m, png_mem_write, png_mem_flush);
@@ -664,13 +664,13 @@ ad_status adi_io_encode_png(const uint8_t *px, int w, int h, int channels, uint8
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
     if (m->oom) {
-        free(m->buf);
-        free(m);
+        adi_free(m->buf);
+        adi_free(m);
         return adi_fail(AD_E_NOMEM, "PNG encoder: out of memory");
     }
     *out = m->buf;
     *len = m->len;
-    free(m);
+    adi_free(m);
     return AD_OK;
 }
 
@@ -685,7 +685,7 @@ static ad_status write_png(const char *path, const uint8_t *px, int w, int h, in
         return st;
     }
     st = adi_io_write_file(path, buf, len);
-    free(buf);
+    adi_free(buf);
     return st;
 }
 

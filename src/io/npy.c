@@ -218,7 +218,7 @@ static ad_status npy_read_stream(FILE *f, const char *path, long long fsize, adi
         st = adi_fail(AD_E_FORMAT, "%s: .npy header length %zu is out of range", path, hlen);
         goto done;
     }
-    hdr = malloc(hlen + 1);
+    hdr = adi_malloc(hlen + 1);
     if (!hdr) {
         st = adi_fail(AD_E_NOMEM, "%s: out of memory", path);
         goto done;
@@ -276,7 +276,7 @@ static ad_status npy_read_stream(FILE *f, const char *path, long long fsize, adi
     *out = a;
 
 done:
-    free(hdr);
+    adi_free(hdr);
     adi_free(data);
     return st;
 }
