@@ -601,36 +601,55 @@ static int split_row(ds_dataset *d, const char *csv_path, int line, char **f, in
     return 1;
 }
 
+/* Reads a split CSV and its header: the text (NUL-terminated, freed by the caller), the reader
+ * positioned after the header, and the columns of `names` (category, split, image, label, mask)
+ * in col[]. Fails with `what` (how the header must look) when one of the first four is absent. */
+static ad_status split_csv_open(const char *csv_path, const char *const names[5],
+                                const char *what, char **text, adi_csv_reader *rd, int col[5])
+{
+    size_t len;
+    char *t = fs_read_file(csv_path, &len);
+    if (!t) return AD_E_IO;
+    if (strlen(t) != len) {
+        adi_free(t);
+        return adi_fail(AD_E_FORMAT, "%s: not a text file (%s)", csv_path, what);
+    }
+    adi_csv_row row = {0};
+    char cerr[200];
+    adi_csv_init(rd, t, len, 1);
+    int rr = adi_csv_next(rd, &row, cerr, sizeof cerr);
+    for (int k = 0; k < 5; k++) col[k] = -1;
+    for (int i = 0; rr > 0 && i < row.n; i++)
+        for (int k = 0; k < 5; k++)
+            if (!strcmp(row.f[i], names[k])) col[k] = i;
+    adi_csv_row_free(&row);
+    if (rr < 0) {
+        adi_free(t);
+        return adi_fail(AD_E_NOMEM, "%s: %s", csv_path, cerr);
+    }
+    if (col[0] < 0 || col[1] < 0 || col[2] < 0 || col[3] < 0) {
+        adi_free(t);
+        return adi_fail(AD_E_FORMAT, "%s: the header must name the columns %s", csv_path, what);
+    }
+    *text = t;
+    return AD_OK;
+}
+
 static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const *cats,
                                int n_cats)
 {
-    size_t len;
-    char *text = fs_read_file(csv_path, &len);
-    if (!text) return AD_E_IO;
-    if (strlen(text) != len) {
-        adi_free(text);
-        return adi_fail(AD_E_FORMAT, "%s: not a text file", csv_path);
-    }
+    /* the columns in split_row's order: category (VisA: object), split, image, label, mask */
+    static const char *const names[5] = {"object", "split", "image", "label", "mask"};
+    char *text = NULL;
     adi_csv_reader rd;
+    int col[5];
+    ad_status ost = split_csv_open(csv_path, names, "object,split,label,image[,mask]", &text,
+                                   &rd, col);
+    if (ost != AD_OK) return ost;
     adi_csv_row row = {0};
     char cerr[200];
-    adi_csv_init(&rd, text, len, 1);
-    int rr = adi_csv_next(&rd, &row, cerr, sizeof cerr);
-    char **f = row.f;
-    int nf = rr > 0 ? row.n : 0;
-    /* the columns in split_row's order: category (VisA: object), split, image, label, mask */
-    int col[5] = {-1, -1, -1, -1, -1};
-    static const char *const names[5] = {"object", "split", "image", "label", "mask"};
-    for (int i = 0; i < nf; i++)
-        for (int k = 0; k < 5; k++)
-            if (!strcmp(f[i], names[k])) col[k] = i;
-    if (col[0] < 0 || col[1] < 0 || col[2] < 0 || col[3] < 0) {
-        adi_csv_row_free(&row);
-    adi_free(text);
-        return adi_fail(AD_E_FORMAT,
-                       "%s: the header must name the columns object,split,label,image[,mask]",
-                       csv_path);
-    }
+    char **f;
+    int nf, rr;
     raw_cat *rc = NULL;
     int n_rc = 0;
     ad_status st = AD_OK;
@@ -1241,14 +1260,14 @@ typedef struct {
 static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
 {
     const char *csv_path = d->root;
-    size_t len;
-    char *text = fs_read_file(csv_path, &len);
-    if (!text) return AD_E_IO;
-    if (strlen(text) != len) {
-        adi_free(text);
-        return adi_fail(AD_E_FORMAT, "%s: not a text file (%s)", csv_path,
-                        ds_layout_help(DS_MANIFEST));
-    }
+    static const char *const names[5] = {"category", "split", "image", "label", "mask"};
+    char *text = NULL;
+    adi_csv_reader rd;
+    int col[5];
+    ad_status ost = split_csv_open(csv_path, names,
+                                   "category,split,image,label[,mask] (paths relative to the CSV)",
+                                   &text, &rd, col);
+    if (ost != AD_OK) return ost;
     const char *slash = strrchr(csv_path, '/');
     char *base = slash ? adi_strndup(csv_path, slash == csv_path ? 1 : (size_t)(slash - csv_path))
                        : adi_strdup(".");
@@ -1256,25 +1275,10 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
         adi_free(text);
         return adi_fail(AD_E_NOMEM, "out of memory");
     }
-    adi_csv_reader rd;
     adi_csv_row row = {0};
     char cerr[200];
-    adi_csv_init(&rd, text, len, 1);
-    int rr = adi_csv_next(&rd, &row, cerr, sizeof cerr);
-    char **f = row.f;
-    int nf = rr > 0 ? row.n : 0;
-    int col[5] = {-1, -1, -1, -1, -1};
-    static const char *const names[5] = {"category", "split", "image", "label", "mask"};
-    for (int i = 0; i < nf; i++)
-        for (int k = 0; k < 5; k++)
-            if (!strcmp(f[i], names[k])) col[k] = i;
-    if (col[0] < 0 || col[1] < 0 || col[2] < 0 || col[3] < 0) {
-        adi_csv_row_free(&row);
-    adi_free(text);
-        adi_free(base);
-        return adi_fail(AD_E_FORMAT, "%s: the header must name the columns category,split,image,"
-                        "label[,mask] (%s)", csv_path, ds_layout_help(DS_MANIFEST));
-    }
+    char **f;
+    int nf, rr;
     man_cat *mc = NULL;
     int n_mc = 0, line = 1, missing = 0;
     ad_status st = AD_OK;
