@@ -105,6 +105,21 @@ static int category_name_ok(const char *c)
     return c[0] && c[0] != '.' && !strchr(c, '/') && !strchr(c, '\\') && strlen(c) < 200;
 }
 
+/* One test item's strings; then a whole array of them. */
+static void item_clear(ds_test_item *t)
+{
+    adi_free(t->path);
+    adi_free(t->name);
+    adi_free(t->type);
+    adi_free(t->mask_path);
+}
+
+static void items_free(ds_test_item *v, int n)
+{
+    for (int i = 0; i < n; i++) item_clear(&v[i]);
+    adi_free(v);
+}
+
 static void category_free(ds_category *c)
 {
     adi_free(c->name);
@@ -114,13 +129,7 @@ static void category_free(ds_category *c)
     }
     adi_free(c->train);
     adi_free(c->train_names);
-    for (int i = 0; i < c->n_test; i++) {
-        adi_free(c->test[i].path);
-        adi_free(c->test[i].name);
-        adi_free(c->test[i].type);
-        adi_free(c->test[i].mask_path);
-    }
-    adi_free(c->test);
+    items_free(c->test, c->n_test);
     memset(c, 0, sizeof *c);
 }
 
@@ -418,13 +427,7 @@ static int build_dir_category(ds_dataset *d, const char *catdir, const char *nam
     items.n = 0;
     rc = 0;
 done:
-    for (int i = 0; i < items.n; i++) {
-        adi_free(items.v[i].path);
-        adi_free(items.v[i].name);
-        adi_free(items.v[i].type);
-        adi_free(items.v[i].mask_path);
-    }
-    adi_free(items.v);
+    items_free(items.v, items.n);
     adi_strv_free(types, n_types);
     adi_free(traindir);
     adi_free(testdir);
@@ -815,13 +818,7 @@ static ad_status open_visa_raw(ds_dataset *d, const char *csv_path, char *const 
         adi_free(rc[k].name);
         for (int i = 0; i < 2 * rc[k].n_train; i++) adi_free(rc[k].train[i]);
         adi_free(rc[k].train);
-        for (int i = 0; i < rc[k].test.n; i++) {
-            adi_free(rc[k].test.v[i].path);
-            adi_free(rc[k].test.v[i].name);
-            adi_free(rc[k].test.v[i].type);
-            adi_free(rc[k].test.v[i].mask_path);
-        }
-        adi_free(rc[k].test.v);
+        items_free(rc[k].test.v, rc[k].test.n);
     }
     adi_free(rc);
     adi_free(order);
@@ -968,13 +965,7 @@ typedef item_list found_list;
 
 static void found_free(found_list *l)
 {
-    for (int i = 0; i < l->n; i++) {
-        adi_free(l->v[i].path);
-        adi_free(l->v[i].name);
-        adi_free(l->v[i].type);
-        adi_free(l->v[i].mask_path);
-    }
-    adi_free(l->v);
+    items_free(l->v, l->n);
     memset(l, 0, sizeof *l);
 }
 
@@ -1018,9 +1009,7 @@ static ad_status split_category(ds_dataset *d, const char *name, found_list *l, 
                                  f->defect);
             if (!f->defect) adi_free(f->mask_path);
             if (bad) {
-                for (int j = i + 1; j < l->n; j++) {
-                    adi_free(l->v[j].path), adi_free(l->v[j].name), adi_free(l->v[j].type), adi_free(l->v[j].mask_path);
-                }
+                for (int j = i + 1; j < l->n; j++) item_clear(&l->v[j]);
                 l->n = 0;
                 goto oom;
             }
@@ -1044,11 +1033,7 @@ static ad_status split_category(ds_dataset *d, const char *name, found_list *l, 
     return AD_OK;
 oom:
     found_free(l);
-    for (int i = 0; i < items.n; i++) {
-        adi_free(items.v[i].path), adi_free(items.v[i].name), adi_free(items.v[i].type);
-        adi_free(items.v[i].mask_path);
-    }
-    adi_free(items.v);
+    items_free(items.v, items.n);
     category_free(&c);
     return adi_fail(AD_E_NOMEM, "out of memory");
 }
@@ -1398,11 +1383,7 @@ static ad_status open_manifest(ds_dataset *d, char *const *cats, int n_cats)
             if (push_category(d, &c)) st = adi_fail(AD_E_NOMEM, "out of memory");
         }
         if (st != AD_OK) {
-            for (int i = 0; i < items.n; i++) {
-                adi_free(items.v[i].path), adi_free(items.v[i].name), adi_free(items.v[i].type);
-                adi_free(items.v[i].mask_path);
-            }
-            adi_free(items.v);
+            items_free(items.v, items.n);
             category_free(&c);
         }
     }
