@@ -8,11 +8,24 @@
 #include "core/core.h"
 #include "weights/weights.h"
 
+/* A block's four linear-layer matrices as the forward pass reads them. */
+typedef struct {
+    const float *qkv, *proj, *fc1, *fc2;
+} bb_linear;
+
 struct ad_model {
     adi_weights w;
     ad_model_info info;
     char name[32];
+    /* packed 1 (CPUs with AVX-512F): every lin[b] matrix is in gemm.c's panel layout
+     * (bb_gemm_pack), made once at load, in place in the arena when the rows are a multiple
+     * of 32 (the official models), else in pack_extra; the blocks' qkv_w, proj_w, fc1_w and
+     * fc2_w are then NULL. packed 0: lin[b] points at the original [N, K] matrices. */
+    int packed;
+    bb_linear *lin; /* [depth] */
+    float *pack_extra;
 };
+
 
 /* "vits14", "vitb14", "vitl14", "vitg14" (+ "_reg4") for the official shapes, else "custom". */
 void bb_model_name(int dim, int depth, int n_registers, int patch, int pos_grid, char *out,
@@ -71,6 +84,9 @@ int bb_gemm_nt(int M, int N, int K, const float *A, int lda, const float *packed
 size_t bb_gemm_packed_floats(int N, int K);
 int bb_gemm_panels(int N);
 void bb_gemm_pack(const float *B, int ldb, int N, int K, int p0, int p1, float *packed);
+/* The inverse: panels [p0, p1) of packed back into rows of B (stride ldb), for the OpenBLAS
+ * paths of a context forced off AVX-512 on a CPU that has it (tests). */
+void bb_gemm_unpack(const float *packed, int N, int K, int p0, int p1, float *B, int ldb);
 
 /* Resamples the G x G patch part of the positional embedding (grid, row-major, G*G rows of D)
  * to gh x gw (out, gh*gw rows of D) the way the official DINOv2 code does:

@@ -27,9 +27,9 @@ struct ad_context {
     size_t cap_tok; /* tokens the per-token buffers hold */
     float *x, *xn, *ao, *qkv, *hid, *scores;
     size_t attn_work; /* floats of attention scratch per thread (scores) */
-    float *wpack;      /* the current block's four weight matrices packed for gemm.c */
-    size_t wpack_off[5]; /* qkv, proj, fc1, fc2 offsets into wpack, and the total */
-    size_t wpack_qkv;    /* floats of one thread's packed qkv weights */
+    float *wun;          /* a packed model's block matrices unpacked, for a context forced off
+                          * AVX-512 (tests): qkv, proj, fc1, fc2 at wun_off[0..3] */
+    size_t wun_off[5];
     size_t cap_cols;
     float *cols;        /* im2col rows of the patch embedding */
     int pos_gh, pos_gw; /* grid of the cached positional embedding */
@@ -62,8 +62,7 @@ static void free_scratch(ad_context *c)
     adi_free(c->qkv);
     adi_free(c->hid);
     adi_free(c->scores);
-    adi_free(c->wpack);
-    c->x = c->xn = c->ao = c->qkv = c->hid = c->scores = c->wpack = NULL;
+    c->x = c->xn = c->ao = c->qkv = c->hid = c->scores = NULL;
     c->cap_tok = 0;
 }
 
@@ -71,6 +70,7 @@ void ad_context_free(ad_context *c)
 {
     if (!c) return;
     free_scratch(c);
+    adi_free(c->wun);
     adi_free(c->cols);
     adi_free(c->pos);
     adi_free(c);
@@ -110,22 +110,7 @@ static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
         c->qkv = adi_alloc(T * 3 * D, sizeof(float));
         c->hid = adi_alloc(T * H, sizeof(float));
         c->scores = adi_alloc((size_t)c->n_threads * c->attn_work, sizeof(float));
-        /* packed weights only where the AVX-512 GEMM can run (H here is the fc1 width) */
-        size_t H1 = (size_t)w->ffn_hidden, sz[4] = {0, 0, 0, 0};
-        if (bb_cpu_has_avx512()) {
-            sz[0] = bb_gemm_packed_floats((int)(3 * D), (int)D);
-            sz[1] = bb_gemm_packed_floats((int)D, (int)D);
-            sz[2] = bb_gemm_packed_floats((int)H, (int)D);
-            sz[3] = bb_gemm_packed_floats((int)D, (int)H1);
-        }
-        /* qkv: one copy per thread (each packs its own, no barrier); proj, fc1, fc2: shared */
-        sz[0] = (sz[0] + 15) / 16 * 16;
-        c->wpack_qkv = sz[0];
-        sz[0] *= (size_t)c->n_threads;
-        c->wpack_off[0] = 0;
-        for (int i = 0; i < 4; i++) c->wpack_off[i + 1] = c->wpack_off[i] + (sz[i] + 15) / 16 * 16;
-        c->wpack = adi_alloc(c->wpack_off[4] ? c->wpack_off[4] : 1, sizeof(float));
-        if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores || !c->wpack) {
+        if (!c->x || !c->xn || !c->ao || !c->qkv || !c->hid || !c->scores) {
             free_scratch(c);
             return adi_fail(AD_E_NOMEM, "backbone: out of memory for %zu tokens", T);
         }
@@ -139,6 +124,20 @@ static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
         c->cap_cols = N * K;
     }
     return AD_OK;
+}
+
+/* A packed model run by a context forced off AVX-512: room for one block's four matrices as
+ * rows (made on the first such call; contexts on AVX-512 never need it). */
+static ad_status ensure_unpack(ad_context *c)
+{
+    if (!c->m->packed || c->impl == BB_AVX512 || c->wun) return AD_OK;
+    const adi_weights *w = &c->m->w;
+    size_t D = (size_t)w->dim, H = (size_t)w->ffn_hidden, Hw = H * (w->swiglu ? 2 : 1);
+    size_t sz[4] = {3 * D * D, D * D, Hw * D, D * H};
+    c->wun_off[0] = 0;
+    for (int i = 0; i < 4; i++) c->wun_off[i + 1] = c->wun_off[i] + (sz[i] + 15) / 16 * 16;
+    c->wun = adi_alloc(c->wun_off[4], sizeof(float));
+    return c->wun ? AD_OK : adi_fail(AD_E_NOMEM, "backbone: out of memory for the weights");
 }
 
 static ad_status ensure_pos(ad_context *c, int gh, int gw)
@@ -172,12 +171,12 @@ static void gemm_rows(int M, int N, int K, const float *A, int lda, const float 
 }
 
 /* C = A W^T (+ bias) for one thread's rows: the AVX-512 GEMM of gemm.c when the context runs
- * BB_AVX512 (bias, and GELU when asked, fused into its store; returns 1), else OpenBLAS with beta 0 (the caller adds
- * the bias; returns 0). */
-static int mm(int use512, const float *packed, int M, int N, int K, const float *A, int lda,
-              const float *W, const float *bias, int gelu, float *C, int ldc)
+ * BB_AVX512, W then in panels (bias, and GELU when asked, fused into its store; returns 1),
+ * else OpenBLAS over W's [N, K] rows with beta 0 (the caller adds the bias; returns 0). */
+static int mm(int use512, int M, int N, int K, const float *A, int lda, const float *W,
+              const float *bias, int gelu, float *C, int ldc)
 {
-    if (use512 && bb_gemm_nt(M, N, K, A, lda, packed, bias, gelu, C, ldc) == 0) return 1;
+    if (use512 && bb_gemm_nt(M, N, K, A, lda, W, bias, gelu, C, ldc) == 0) return 1;
     gemm_rows(M, N, K, A, lda, W, K, 0.0f, C, ldc);
     return 0;
 }
@@ -248,8 +247,9 @@ static void residual_row(float *x, const float *y, int D, const float *bias, con
  *   rows:      x += ls1 (ao Wproj^T + b); xn = norm2(x); x += ls2 ffn(xn), in chunks of
  *              MLP_CH rows, each epilogue fused onto the rows its GEMM just wrote
  * Few barriers matter when the cores are shared: a waiting thread cannot run ahead. */
-static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
+static void block_forward(ad_context *c, int bi, int T)
 {
+    const adi_block_weights *bw = &c->m->w.blocks[bi];
     const adi_weights *w = &c->m->w;
     const int D = w->dim, H = w->ffn_hidden, nh = w->heads, hd = D / nh, ld = 3 * D;
     const int swiglu = w->swiglu, Hw = swiglu ? 2 * H : H; /* width of the fc1 / w12 output */
@@ -257,7 +257,18 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
     const float scale = (float)(1.0 / sqrt((double)hd));
     const int rb = T < ATTN_RB ? T : ATTN_RB, nrb = (T + rb - 1) / rb, tasks = nh * nrb;
     const bb_impl impl = c->impl;
-    const int use512 = impl == BB_AVX512; /* linear layers through gemm.c (see mm) */
+    /* linear layers through gemm.c (see mm) over the model's panels; a context forced off
+     * AVX-512 on a packed model unpacks the block's matrices first, the threads sharing it */
+    const int use512 = impl == BB_AVX512 && c->m->packed;
+    const int unpack = !use512 && c->m->packed;
+    const bb_linear *L = &c->m->lin[bi];
+    const float *Wq = L->qkv, *Wp = L->proj, *W1 = L->fc1, *W2 = L->fc2;
+    if (unpack) {
+        Wq = c->wun + c->wun_off[0];
+        Wp = c->wun + c->wun_off[1];
+        W1 = c->wun + c->wun_off[2];
+        W2 = c->wun + c->wun_off[3];
+    }
     float *x = c->x, *xn = c->xn, *qkv = c->qkv, *ao = c->ao, *hid = c->hid;
 
 #pragma omp parallel num_threads(c->n_threads)
@@ -266,37 +277,33 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
         int r0, r1;
         my_rows(T, &r0, &r1);
         const int m = r1 - r0;
-        /* AVX-512: the block's weights packed for gemm.c. Each thread packs the qkv weights
-         * for itself (a barrier would cost more on shared cores); the threads share packing
-         * proj, fc1 and fc2 before the barrier that precedes attention. */
-        float *pq = c->wpack + c->wpack_off[0] + (size_t)omp_get_thread_num() * c->wpack_qkv;
-        float *pp = c->wpack + c->wpack_off[1];
-        float *p1 = c->wpack + c->wpack_off[2], *p2 = c->wpack + c->wpack_off[3];
-        if (use512) bb_gemm_pack(bw->qkv_w, D, ld, D, 0, bb_gemm_panels(ld), pq);
+        if (unpack) {
+            const int nq = bb_gemm_panels(ld), np = bb_gemm_panels(D), n1 = bb_gemm_panels(Hw);
+            const int all = nq + np + n1 + np;
+            int g0, g1;
+            my_rows(all, &g0, &g1);
+            for (int g = g0; g < g1; g++) {
+                if (g < nq)
+                    bb_gemm_unpack(L->qkv, ld, D, g, g + 1, (float *)Wq, D);
+                else if (g < nq + np)
+                    bb_gemm_unpack(L->proj, D, D, g - nq, g - nq + 1, (float *)Wp, D);
+                else if (g < nq + np + n1)
+                    bb_gemm_unpack(L->fc1, Hw, D, g - nq - np, g - nq - np + 1, (float *)W1, D);
+                else
+                    bb_gemm_unpack(L->fc2, D, H, g - nq - np - n1, g - nq - np - n1 + 1,
+                                   (float *)W2, H);
+            }
+#pragma omp barrier
+        }
         for (int r = r0; r < r1; r++) {
             bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm1_w,
                              bw->norm1_b, LN_EPS);
             if (!use512) memcpy(qkv + (size_t)r * ld, bw->qkv_b, (size_t)ld * sizeof(float));
         }
         if (use512) /* the bias is fused into the GEMM's store */
-            mm(1, pq, m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, bw->qkv_b, 0,
-               qkv + (size_t)r0 * ld, ld);
+            mm(1, m, ld, D, xn + (size_t)r0 * D, D, Wq, bw->qkv_b, 0, qkv + (size_t)r0 * ld, ld);
         else
-            gemm_rows(m, ld, D, xn + (size_t)r0 * D, D, bw->qkv_w, D, 1.0f, qkv + (size_t)r0 * ld,
-                      ld);
-        if (use512) {
-            const int np = bb_gemm_panels(D), n1 = bb_gemm_panels(Hw), all = 2 * np + n1;
-            int g0, g1;
-            my_rows(all, &g0, &g1);
-            for (int g = g0; g < g1; g++) {
-                if (g < np)
-                    bb_gemm_pack(bw->proj_w, D, D, D, g, g + 1, pp);
-                else if (g < np + n1)
-                    bb_gemm_pack(bw->fc1_w, D, Hw, D, g - np, g - np + 1, p1);
-                else
-                    bb_gemm_pack(bw->fc2_w, H, D, H, g - np - n1, g - np - n1 + 1, p2);
-            }
-        }
+            gemm_rows(m, ld, D, xn + (size_t)r0 * D, D, Wq, D, 1.0f, qkv + (size_t)r0 * ld, ld);
 #pragma omp barrier
 
         float *work = c->scores + (size_t)omp_get_thread_num() * c->attn_work;
@@ -313,16 +320,15 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
          * runs on rows the GEMM just wrote, instead of a pass over the thread's whole slice. */
         for (int a = r0; a < r1; a += MLP_CH) {
             const int b = a + MLP_CH < r1 ? a + MLP_CH : r1, n = b - a;
-            mm(use512, pp, n, D, D, ao + (size_t)a * D, D, bw->proj_w, NULL, 0, xn + (size_t)a * D,
-               D);
+            mm(use512, n, D, D, ao + (size_t)a * D, D, Wp, NULL, 0, xn + (size_t)a * D, D);
             for (int r = a; r < b; r++) {
                 residual_row(x + (size_t)r * D, xn + (size_t)r * D, D, bw->proj_b, bw->ls1);
                 bb_layernorm_row(impl, x + (size_t)r * D, xn + (size_t)r * D, D, bw->norm2_w,
                                  bw->norm2_b, LN_EPS);
             }
             /* AVX-512: bias and GELU in the GEMM's store; else one bias + GELU pass per row */
-            const int fused = mm(use512, p1, n, Hw, D, xn + (size_t)a * D, D, bw->fc1_w,
-                                 bw->fc1_b, !swiglu, hid + (size_t)a * Hw, Hw);
+            const int fused = mm(use512, n, Hw, D, xn + (size_t)a * D, D, W1, bw->fc1_b, !swiglu,
+                                 hid + (size_t)a * Hw, Hw);
             for (int r = a; r < b && !(fused && !swiglu); r++) {
                 float *hr = hid + (size_t)r * Hw;
                 if (!swiglu) {
@@ -334,8 +340,7 @@ static void block_forward(ad_context *c, const adi_block_weights *bw, int T)
                     bb_swiglu(impl, hr, hr + H, hr, (size_t)H);
                 }
             }
-            mm(use512, p2, n, D, H, hid + (size_t)a * Hw, Hw, bw->fc2_w, NULL, 0, ao + (size_t)a * D,
-               D);
+            mm(use512, n, D, H, hid + (size_t)a * Hw, Hw, W2, NULL, 0, ao + (size_t)a * D, D);
             for (int r = a; r < b; r++)
                 residual_row(x + (size_t)r * D, ao + (size_t)r * D, D, bw->fc2_b, bw->ls2);
         }
@@ -413,6 +418,7 @@ ad_status ad_extract_layers(ad_context *ctx, const ad_input *in, const int *laye
     }
     if (!st) st = ensure_scratch(ctx, (size_t)T, (size_t)N);
     if (!st) st = ensure_pos(ctx, gh, gw);
+    if (!st) st = ensure_unpack(ctx);
     if (st) {
         for (int j = 0; res && j < n_layers; j++) ad_features_free(&res[j]);
         adi_free(res);
@@ -424,7 +430,7 @@ ad_status ad_extract_layers(ad_context *ctx, const ad_input *in, const int *laye
      * inside the regions (adi_blas_serial): nothing outside the context changes. */
     embed(ctx, in, gh, gw);
     for (int b = 0; b <= last; b++) {
-        block_forward(ctx, &w->blocks[b], T);
+        block_forward(ctx, b, T);
         for (int j = 0; j < n_layers; j++)
             if (blk[j] == b) emit(ctx, N, norm, &res[j]);
     }

@@ -5,8 +5,8 @@
  * products run here.
  *
  * Blocking: B (the layer's weights, N x K) is packed in panels of 32 columns, each transposed
- * to [K][32] (bb_gemm_pack: the forward pass packs a block's four matrices once per block, the
- * threads sharing the work, into the context). Rows of A go in blocks of GEMM_MB; for each
+ * to [K][32] (bb_gemm_pack: the model packs every block's four matrices once, when it is
+ * loaded, in place of the original layout; model.c). Rows of A go in blocks of GEMM_MB; for each
  * block every panel passes, 12 x 32 micro-kernel steps over the whole K, A broadcast from its
  * rows as they lie. Every C element is one FMA chain over k = 0..K-1 in
  * order, plus the bias at the end (and the exact-erf GELU when asked, fc1's epilogue, fused
@@ -142,6 +142,16 @@ void bb_gemm_pack(const float *B, int ldb, int N, int K, int p0, int p1, float *
         for (int j = 0; j < NR_ALL; j++) src[j] = B + (size_t)(n0 + (j < nn ? j : 0)) * ldb;
         for (int k = 0; k < K; k++, bp += NR_ALL)
             for (int j = 0; j < NR_ALL; j++) bp[j] = j < nn ? src[j][k] : 0.0f;
+    }
+}
+
+void bb_gemm_unpack(const float *packed, int N, int K, int p0, int p1, float *B, int ldb)
+{
+    for (int p = p0; p < p1; p++) {
+        int n0 = p * NR_ALL, nn = N - n0 < NR_ALL ? N - n0 : NR_ALL;
+        const float *bp = packed + (size_t)p * NR_ALL * K;
+        for (int k = 0; k < K; k++, bp += NR_ALL)
+            for (int j = 0; j < nn; j++) B[(size_t)(n0 + j) * ldb + k] = bp[j];
     }
 }
 
