@@ -72,19 +72,18 @@ static double time_attention(bb_impl impl, const float *qkv, int T, int threads,
     return now() - t0;
 }
 
-static int g_ours; /* 1: the linear layers through bb_gemm_nt (weights packed beforehand) */
-static float *g_packed;
-
-static void gemm_split(int threads, int M, int N, int K, const float *A, const float *B, float *C)
+/* packed: NULL for OpenBLAS over B, else B in gemm.c's panels for bb_gemm_nt (packed before
+ * the timing, as the model packs its weights when it loads) */
+static void gemm_split(int threads, int M, int N, int K, const float *A, const float *B,
+                       const float *packed, float *C)
 {
-    if (g_ours) bb_gemm_pack(B, K, N, K, 0, bb_gemm_panels(N), g_packed); /* timed: once per layer */
 #pragma omp parallel num_threads(threads)
     {
         adi_blas_serial();
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         int r0 = (int)((long long)M * t / n), r1 = (int)((long long)M * (t + 1) / n);
-        if (r1 > r0 && g_ours)
-            bb_gemm_nt(r1 - r0, N, K, A + (size_t)r0 * K, K, g_packed, NULL, 0, C + (size_t)r0 * N,
+        if (r1 > r0 && packed)
+            bb_gemm_nt(r1 - r0, N, K, A + (size_t)r0 * K, K, packed, NULL, 0, C + (size_t)r0 * N,
                        N);
         else if (r1 > r0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, N, K, 1.0f,
@@ -174,29 +173,40 @@ int main(int argc, char **argv)
         const bb_impl fast = bb_impl_auto();
         double best_f = INFINITY, best_p = INFINITY, best_l = INFINITY, best_a = INFINITY;
         double best_2 = INFINITY, best_g = INFINITY;
-        g_packed = malloc(sizeof(float) * bb_gemm_packed_floats(HID, HID));
+        float *pk[4] = {NULL, NULL, NULL, NULL};
+        if (bb_cpu_has_avx512()) {
+            const int shp[4][2] = {{3 * D, D}, {D, D}, {HID, D}, {D, HID}};
+            const float *src[4] = {wq, wp, w1, w2};
+            for (int i = 0; i < 4; i++) {
+                pk[i] = malloc(sizeof(float) * bb_gemm_packed_floats(shp[i][0], shp[i][1]));
+                if (!pk[i]) {
+                    fprintf(stderr, "bench_attention: out of memory\n");
+                    return 1;
+                }
+                bb_gemm_pack(src[i], shp[i][1], shp[i][0], shp[i][1], 0,
+                             bb_gemm_panels(shp[i][0]), pk[i]);
+            }
+        }
         for (int r = 0; r <= runs; r++) { /* run 0 warms up */
             double tf = time_attention(fast, qkv, T, threads, ao, work, per);
             double t2 = fast == BB_AVX512 ? time_attention(BB_AVX2, qkv, T, threads, ao2, work, per)
                                           : tf;
             double tp = time_attention(BB_PORTABLE, qkv, T, threads, ao2, work, per);
             double t0 = now();
-            gemm_split(threads, T, 3 * D, D, x, wq, y);
-            gemm_split(threads, T, D, D, x, wp, y);
-            gemm_split(threads, T, HID, D, x, w1, y);
-            gemm_split(threads, T, D, HID, y, w2, x);
+            gemm_split(threads, T, 3 * D, D, x, wq, NULL, y);
+            gemm_split(threads, T, D, D, x, wp, NULL, y);
+            gemm_split(threads, T, HID, D, x, w1, NULL, y);
+            gemm_split(threads, T, D, HID, y, w2, NULL, x);
             double tl = now() - t0;
             fill(x, (size_t)T * HID, 1.0f); /* fc2 overwrote it */
             double tg = INFINITY;
             if (bb_cpu_has_avx512()) {
-                g_ours = 1;
                 t0 = now();
-                gemm_split(threads, T, 3 * D, D, x, wq, y);
-                gemm_split(threads, T, D, D, x, wp, y);
-                gemm_split(threads, T, HID, D, x, w1, y);
-                gemm_split(threads, T, D, HID, y, w2, x);
+                gemm_split(threads, T, 3 * D, D, x, wq, pk[0], y);
+                gemm_split(threads, T, D, D, x, wp, pk[1], y);
+                gemm_split(threads, T, HID, D, x, w1, pk[2], y);
+                gemm_split(threads, T, D, HID, y, w2, pk[3], x);
                 tg = now() - t0;
-                g_ours = 0;
                 fill(x, (size_t)T * HID, 1.0f);
             }
             t0 = now();
@@ -238,7 +248,7 @@ int main(int argc, char **argv)
             printf("T %d: fused vs plain: max|diff| %.3g at query %zu, column %zu\n", T, worst,
                    at / D, at % D);
         }
-        free(g_packed);
+        for (int i = 0; i < 4; i++) free(pk[i]);
         free(qkv);
         free(ao);
         free(ao2);

@@ -39,18 +39,22 @@ AVX512 static inline __m512 gelu16(__m512 v)
                          _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
-AVX512 static void micro(int K, const float *A, int lda, int nr, const float *bp, float *C,
-                         int ldc, __mmask16 k0, __mmask16 k1, const float *bias, int gelu)
+/* rows x 32 columns of C, rows = 12, 8 or 4 (micro12/8/4 below: a short last row block of 1-8
+ * rows runs the smallest that holds it instead of 12 rows' worth of FMAs); nr <= rows rows are
+ * real, the others repeat the last one and are not stored */
+AVX512 static inline __attribute__((always_inline)) void
+micro_rows(const int rows, int K, const float *A, int lda, int nr, const float *bp, float *C,
+           int ldc, __mmask16 k0, __mmask16 k1, const float *bias, int gelu)
 {
     const float *a[MR];
-    for (int i = 0; i < MR; i++) a[i] = A + (size_t)(i < nr ? i : nr - 1) * lda;
+    for (int i = 0; i < rows; i++) a[i] = A + (size_t)(i < nr ? i : nr - 1) * lda;
     __m512 c[MR][2];
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < rows; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++, bp += NR) {
         __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
 #pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < rows; i++) {
             __m512 x = _mm512_set1_ps(a[i][k]);
             c[i][0] = _mm512_fmadd_ps(x, b0, c[i][0]);
             c[i][1] = _mm512_fmadd_ps(x, b1, c[i][1]);
@@ -62,7 +66,7 @@ AVX512 static void micro(int K, const float *A, int lda, int nr, const float *bp
         bb1 = _mm512_maskz_loadu_ps(k1, bias + 16);
     }
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < rows; i++) {
         if (i >= nr) break;
         float *o = C + (size_t)i * ldc;
         __m512 x0 = c[i][0], x1 = c[i][1];
@@ -77,6 +81,28 @@ AVX512 static void micro(int K, const float *A, int lda, int nr, const float *bp
         _mm512_mask_storeu_ps(o, k0, x0);
         _mm512_mask_storeu_ps(o + 16, k1, x1);
     }
+}
+
+#define MICRO(R)                                                                                \
+    AVX512 static void micro##R(int K, const float *A, int lda, int nr, const float *bp,         \
+                                float *C, int ldc, __mmask16 k0, __mmask16 k1,                  \
+                                const float *bias, int gelu)                                    \
+    {                                                                                           \
+        micro_rows(R, K, A, lda, nr, bp, C, ldc, k0, k1, bias, gelu);                           \
+    }
+MICRO(12)
+MICRO(8)
+MICRO(4)
+
+AVX512 static void micro(int K, const float *A, int lda, int nr, const float *bp, float *C,
+                         int ldc, __mmask16 k0, __mmask16 k1, const float *bias, int gelu)
+{
+    if (nr > 8)
+        micro12(K, A, lda, nr, bp, C, ldc, k0, k1, bias, gelu);
+    else if (nr > 4)
+        micro8(K, A, lda, nr, bp, C, ldc, k0, k1, bias, gelu);
+    else
+        micro4(K, A, lda, nr, bp, C, ldc, k0, k1, bias, gelu);
 }
 
 /* C = A B^T over prepacked panels (bb_gemm_pack): row blocks of GEMM_MB outer, so a block of
