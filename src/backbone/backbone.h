@@ -22,7 +22,8 @@ struct ad_model {
      * of 32 (the official models), else in pack_extra; the blocks' qkv_w, proj_w, fc1_w and
      * fc2_w are then NULL. packed 0: lin[b] points at the original [N, K] matrices. */
     int packed;
-    bb_linear *lin; /* [depth] */
+    bb_linear *lin;      /* [depth] */
+    const float *patch; /* the patch embedding [D, 3 P P], packed like lin (w.patch_w NULL) */
     float *pack_extra;
 };
 

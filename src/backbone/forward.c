@@ -28,8 +28,9 @@ struct ad_context {
     float *x, *xn, *ao, *qkv, *hid, *scores;
     size_t attn_work; /* floats of attention scratch per thread (scores) */
     float *wun;          /* a packed model's block matrices unpacked, for a context forced off
-                          * AVX-512 (tests): qkv, proj, fc1, fc2 at wun_off[0..3] */
-    size_t wun_off[5];
+                          * AVX-512 (tests): qkv, proj, fc1, fc2, patch at wun_off[0..4] */
+    size_t wun_off[6];
+    int wun_patch;       /* 1: the patch embedding is unpacked in wun */
     size_t cap_cols;
     float *cols;        /* im2col rows of the patch embedding */
     int pos_gh, pos_gw; /* grid of the cached positional embedding */
@@ -133,10 +134,11 @@ static ad_status ensure_unpack(ad_context *c)
     if (!c->m->packed || c->impl == BB_AVX512 || c->wun) return AD_OK;
     const adi_weights *w = &c->m->w;
     size_t D = (size_t)w->dim, H = (size_t)w->ffn_hidden, Hw = H * (w->swiglu ? 2 : 1);
-    size_t sz[4] = {3 * D * D, D * D, Hw * D, D * H};
+    size_t sz[5] = {3 * D * D, D * D, Hw * D, D * H, D * 3 * w->patch * w->patch};
     c->wun_off[0] = 0;
-    for (int i = 0; i < 4; i++) c->wun_off[i + 1] = c->wun_off[i] + (sz[i] + 15) / 16 * 16;
-    c->wun = adi_alloc(c->wun_off[4], sizeof(float));
+    for (int i = 0; i < 5; i++) c->wun_off[i + 1] = c->wun_off[i] + (sz[i] + 15) / 16 * 16;
+    c->wun = adi_alloc(c->wun_off[5], sizeof(float));
+    c->wun_patch = 0;
     return c->wun ? AD_OK : adi_fail(AD_E_NOMEM, "backbone: out of memory for the weights");
 }
 
@@ -198,6 +200,16 @@ static void embed(ad_context *c, const ad_input *in, int gh, int gw)
     const int N = gh * gw, W = in->width, Hh = in->height;
     float *cols = c->cols, *x = c->x;
     const float *pos = c->pos;
+    /* as the blocks' linear layers (block_forward): gemm.c over the model's panels, bias fused;
+     * else OpenBLAS over the rows, unpacked once into the context if the model is packed */
+    const int use512 = c->impl == BB_AVX512 && c->m->packed;
+    const float *Wp = c->m->patch;
+    if (!use512 && c->m->packed) {
+        Wp = c->wun + c->wun_off[4];
+        if (!c->wun_patch)
+            bb_gemm_unpack(c->m->patch, D, K, 0, bb_gemm_panels(D), (float *)Wp, K);
+        c->wun_patch = 1;
+    }
 
     for (int d = 0; d < D; d++) x[d] = w->cls_token[d] + w->pos_embed[d];
     if (R) memcpy(x + D, w->register_tokens, (size_t)R * D * sizeof(float));
@@ -214,10 +226,14 @@ static void embed(ad_context *c, const ad_input *in, int gh, int gw)
                     memcpy(dst + (ch * P + ky) * P,
                            in->data + ((size_t)ch * Hh + (size_t)r * P + ky) * W + (size_t)q * P,
                            (size_t)P * sizeof(float));
-            memcpy(x + (size_t)(1 + R + n) * D, w->patch_b, (size_t)D * sizeof(float));
+            if (!use512) memcpy(x + (size_t)(1 + R + n) * D, w->patch_b, (size_t)D * sizeof(float));
         }
-        gemm_rows(n1 - n0, D, K, cols + (size_t)n0 * K, K, w->patch_w, K, 1.0f,
-                  x + (size_t)(1 + R + n0) * D, D);
+        if (use512)
+            mm(1, n1 - n0, D, K, cols + (size_t)n0 * K, K, Wp, w->patch_b, 0,
+               x + (size_t)(1 + R + n0) * D, D);
+        else
+            gemm_rows(n1 - n0, D, K, cols + (size_t)n0 * K, K, Wp, K, 1.0f,
+                      x + (size_t)(1 + R + n0) * D, D);
         for (int n = n0; n < n1; n++) {
             float *xr = x + (size_t)(1 + R + n) * D;
             const float *pr = pos + (size_t)n * D;

@@ -48,21 +48,22 @@ static ad_status prepare_linear(ad_model *m)
 {
     adi_weights *w = &m->w;
     const int D = w->dim, H = w->ffn_hidden, Hw = w->swiglu ? 2 * H : H;
-    const int shape[4][2] = {{3 * D, D}, {D, D}, {Hw, D}, {D, H}};
+    const int shape[4][2] = {{3 * D, D}, {D, D}, {Hw, D}, {D, H}}, KP = 3 * w->patch * w->patch;
     m->lin = adi_calloc((size_t)w->depth, sizeof *m->lin);
     if (!m->lin) return AD_E_NOMEM;
     for (int b = 0; b < w->depth; b++) {
         const adi_block_weights *bw = &w->blocks[b];
         m->lin[b] = (bb_linear){bw->qkv_w, bw->proj_w, bw->fc1_w, bw->fc2_w};
     }
+    m->patch = w->patch_w;
     if (!bb_cpu_has_avx512()) return AD_OK;
     size_t extra = 0, big = 0;
-    for (int i = 0; i < 4; i++) {
-        size_t n = bb_gemm_packed_floats(shape[i][0], shape[i][1]);
-        if (n != (size_t)shape[i][0] * shape[i][1]) extra += (n + 15) / 16 * 16;
+    for (int i = 0; i < 5; i++) {
+        int N = i < 4 ? shape[i][0] : D, K = i < 4 ? shape[i][1] : KP;
+        size_t n = bb_gemm_packed_floats(N, K), times = i < 4 ? (size_t)w->depth : 1;
+        if (n != (size_t)N * K) extra += (n + 15) / 16 * 16 * times;
         big = n > big ? n : big;
     }
-    extra *= (size_t)w->depth;
     float *tmp = adi_alloc(big, sizeof(float));
     m->pack_extra = extra ? adi_alloc(extra, sizeof(float)) : NULL;
     if (!tmp || (extra && !m->pack_extra)) {
@@ -70,6 +71,8 @@ static ad_status prepare_linear(ad_model *m)
         return AD_E_NOMEM;
     }
     float *ex = m->pack_extra;
+    m->patch = pack_one(w->patch_w, D, KP, tmp, &ex);
+    w->patch_w = NULL;
     for (int b = 0; b < w->depth; b++) {
         adi_block_weights *bw = &w->blocks[b];
         bb_linear *l = &m->lin[b];
