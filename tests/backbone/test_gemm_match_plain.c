@@ -116,6 +116,33 @@ static void run_gelu(int M, int N, int K)
     free(pack);
 }
 
+/* bb_gemm_unpack undoes bb_gemm_pack exactly (the path of a context forced off AVX-512 on a
+ * model packed at load), short last panel included; the padding of that panel is zero */
+static void run_roundtrip(int N, int K)
+{
+    float *B = malloc(sizeof(float) * (size_t)N * K), *U = malloc(sizeof(float) * (size_t)N * K);
+    size_t np = bb_gemm_packed_floats(N, K);
+    float *pack = malloc(sizeof(float) * np);
+    for (size_t i = 0; i < (size_t)N * K; i++) B[i] = frand();
+    for (size_t i = 0; i < (size_t)N * K; i++) U[i] = -7.0f;
+    bb_gemm_pack(B, K, N, K, 0, bb_gemm_panels(N), pack);
+    bb_gemm_unpack(pack, N, K, 0, bb_gemm_panels(N), U, K);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        if (memcmp(&B[i], &U[i], sizeof(float)) && !bad++) first = i;
+    size_t pad_bad = 0, last = (size_t)(N - 1) / 32; /* the last panel's unused columns */
+    for (int k = 0; k < K; k++)
+        for (int j = N - (int)last * 32; j < 32; j++)
+            pad_bad += pack[last * 32 * (size_t)K + (size_t)k * 32 + (size_t)j] != 0.0f;
+    printf("pack/unpack N %4d K %4d: %zu of %zu values differ (first at %zu), %zu padding "
+           "values not zero\n", N, K, bad, (size_t)N * K, first, pad_bad);
+    CHECK(bad == 0, "unpack(pack(B)) != B at %zu values", bad);
+    CHECK(pad_bad == 0, "%zu padding values not zero", pad_bad);
+    free(B);
+    free(U);
+    free(pack);
+}
+
 int main(void)
 {
     if (!bb_cpu_has_avx512()) {
@@ -134,5 +161,8 @@ int main(void)
     run_case(7, 17, 129, 1);
     run_gelu(50, 1536, 384);
     run_gelu(13, 45, 16);
+    run_roundtrip(1152, 384);
+    run_roundtrip(688, 344); /* the tiny SwiGLU model's w12: a short last panel */
+    run_roundtrip(5, 3);
     return t_done("gemm_match_plain");
 }
