@@ -27,6 +27,10 @@ struct ad_model {
     float *pack_extra;
 };
 
+/* [N, K] of the matrix the forward pass multiplies by: i = 0 qkv, 1 proj, 2 fc1 (SwiGLU w12),
+ * 3 fc2 (w3) of any block, 4 the patch embedding. One definition for packing (model.c) and
+ * unpacking (forward.c). */
+void bb_linear_shape(const adi_weights *w, int i, int *N, int *K);
 
 /* "vits14", "vitb14", "vitl14", "vitg14" (+ "_reg4") for the official shapes, else "custom". */
 void bb_model_name(int dim, int depth, int n_registers, int patch, int pos_grid, char *out,

@@ -132,11 +132,12 @@ static ad_status ensure_scratch(ad_context *c, size_t T, size_t N)
 static ad_status ensure_unpack(ad_context *c)
 {
     if (!c->m->packed || c->impl == BB_AVX512 || c->wun) return AD_OK;
-    const adi_weights *w = &c->m->w;
-    size_t D = (size_t)w->dim, H = (size_t)w->ffn_hidden, Hw = H * (w->swiglu ? 2 : 1);
-    size_t sz[5] = {3 * D * D, D * D, Hw * D, D * H, D * 3 * w->patch * w->patch};
     c->wun_off[0] = 0;
-    for (int i = 0; i < 5; i++) c->wun_off[i + 1] = c->wun_off[i] + (sz[i] + 15) / 16 * 16;
+    for (int i = 0; i < 5; i++) {
+        int N, K;
+        bb_linear_shape(&c->m->w, i, &N, &K);
+        c->wun_off[i + 1] = c->wun_off[i] + ((size_t)N * K + 15) / 16 * 16;
+    }
     c->wun = adi_alloc(c->wun_off[5], sizeof(float));
     c->wun_patch = 0;
     return c->wun ? AD_OK : adi_fail(AD_E_NOMEM, "backbone: out of memory for the weights");
@@ -293,21 +294,20 @@ static void block_forward(ad_context *c, int bi, int T)
         int r0, r1;
         my_rows(T, &r0, &r1);
         const int m = r1 - r0;
-        if (unpack) {
-            const int nq = bb_gemm_panels(ld), np = bb_gemm_panels(D), n1 = bb_gemm_panels(Hw);
-            const int all = nq + np + n1 + np;
+        if (unpack) { /* the four matrices' panels shared out over the threads */
+            const float *src[4] = {L->qkv, L->proj, L->fc1, L->fc2};
+            int shp[4][2], all = 0;
+            for (int i = 0; i < 4; i++) {
+                bb_linear_shape(w, i, &shp[i][0], &shp[i][1]);
+                all += bb_gemm_panels(shp[i][0]);
+            }
             int g0, g1;
             my_rows(all, &g0, &g1);
             for (int g = g0; g < g1; g++) {
-                if (g < nq)
-                    bb_gemm_unpack(L->qkv, ld, D, g, g + 1, (float *)Wq, D);
-                else if (g < nq + np)
-                    bb_gemm_unpack(L->proj, D, D, g - nq, g - nq + 1, (float *)Wp, D);
-                else if (g < nq + np + n1)
-                    bb_gemm_unpack(L->fc1, Hw, D, g - nq - np, g - nq - np + 1, (float *)W1, D);
-                else
-                    bb_gemm_unpack(L->fc2, D, H, g - nq - np - n1, g - nq - np - n1 + 1,
-                                   (float *)W2, H);
+                int i = 0, p = g;
+                while (p >= bb_gemm_panels(shp[i][0])) p -= bb_gemm_panels(shp[i++][0]);
+                bb_gemm_unpack(src[i], shp[i][0], shp[i][1], p, p + 1, c->wun + c->wun_off[i],
+                               shp[i][1]);
             }
 #pragma omp barrier
         }

@@ -29,6 +29,14 @@ void bb_model_name(int dim, int depth, int n_registers, int patch, int pos_grid,
         }
 }
 
+void bb_linear_shape(const adi_weights *w, int i, int *N, int *K)
+{
+    const int D = w->dim, H = w->ffn_hidden, Hw = w->swiglu ? 2 * H : H;
+    const int shape[5][2] = {{3 * D, D}, {D, D}, {Hw, D}, {D, H}, {D, 3 * w->patch * w->patch}};
+    *N = shape[i][0];
+    *K = shape[i][1];
+}
+
 /* One matrix (N x K rows) into panels, in place when the panels take no more room than the
  * rows (N a multiple of 32), else into *extra (advanced); tmp holds any one matrix. */
 static const float *pack_one(const float *src, int N, int K, float *tmp, float **extra)
@@ -47,8 +55,8 @@ static const float *pack_one(const float *src, int N, int K, float *tmp, float *
 static ad_status prepare_linear(ad_model *m)
 {
     adi_weights *w = &m->w;
-    const int D = w->dim, H = w->ffn_hidden, Hw = w->swiglu ? 2 * H : H;
-    const int shape[4][2] = {{3 * D, D}, {D, D}, {Hw, D}, {D, H}}, KP = 3 * w->patch * w->patch;
+    int shape[5][2];
+    for (int i = 0; i < 5; i++) bb_linear_shape(w, i, &shape[i][0], &shape[i][1]);
     m->lin = adi_calloc((size_t)w->depth, sizeof *m->lin);
     if (!m->lin) return AD_E_NOMEM;
     for (int b = 0; b < w->depth; b++) {
@@ -59,7 +67,7 @@ static ad_status prepare_linear(ad_model *m)
     if (!bb_cpu_has_avx512()) return AD_OK;
     size_t extra = 0, big = 0;
     for (int i = 0; i < 5; i++) {
-        int N = i < 4 ? shape[i][0] : D, K = i < 4 ? shape[i][1] : KP;
+        int N = shape[i][0], K = shape[i][1];
         size_t n = bb_gemm_packed_floats(N, K), times = i < 4 ? (size_t)w->depth : 1;
         if (n != (size_t)N * K) extra += (n + 15) / 16 * 16 * times;
         big = n > big ? n : big;
@@ -71,7 +79,7 @@ static ad_status prepare_linear(ad_model *m)
         return AD_E_NOMEM;
     }
     float *ex = m->pack_extra;
-    m->patch = pack_one(w->patch_w, D, KP, tmp, &ex);
+    m->patch = pack_one(w->patch_w, shape[4][0], shape[4][1], tmp, &ex);
     w->patch_w = NULL;
     for (int b = 0; b < w->depth; b++) {
         adi_block_weights *bw = &w->blocks[b];
